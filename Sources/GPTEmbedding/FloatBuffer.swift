@@ -1,0 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A fixed-size, 64-byte aligned, zero-initialised array of floats on the heap.
+///
+/// Allocation goes through `posix_memalign` so that running out of memory is an error
+/// the caller sees (`outOfMemory`) and never the abort of Swift's allocator.
+final class FloatBuffer: @unchecked Sendable {
+    /// The first element; valid for `count` elements until the buffer is released.
+    let base: UnsafeMutablePointer<Float>
+    /// Number of floats.
+    let count: Int
+
+    /// Allocates `count` zeroed floats (at least one byte is allocated for `count == 0`).
+    init(count: Int, what: @autoclosure () -> String) throws(GPTEmbeddingError) {
+        let bytes = try Checked.floatBytes(count, what())
+        var raw: UnsafeMutableRawPointer? = nil
+        guard posix_memalign(&raw, 64, max(bytes, 64)) == 0, let raw else {
+            throw GPTEmbeddingError(.outOfMemory, "cannot allocate \(bytes) bytes for \(what())")
+        }
+        memset(raw, 0, max(bytes, 64))
+        self.base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.count = count
+    }
+
+    deinit { free(base) }
+
+    /// The contents as a buffer pointer.
+    var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: base, count: count) }
+
+    /// Sets every element to zero.
+    func zero() { memset(base, 0, count * MemoryLayout<Float>.stride) }
+
+    /// Bytes owned.
+    var byteCount: Int { count * MemoryLayout<Float>.stride }
+}
+
+/// A 64-byte aligned array of 32-bit integers, allocated like ``FloatBuffer``.
+final class Int32Buffer: @unchecked Sendable {
+    let base: UnsafeMutablePointer<Int32>
+    let count: Int
+
+    init(count: Int, what: @autoclosure () -> String) throws(GPTEmbeddingError) {
+        let bytes = try Checked.multiply(count, MemoryLayout<Int32>.stride, what())
+        var raw: UnsafeMutableRawPointer? = nil
+        guard posix_memalign(&raw, 64, max(bytes, 64)) == 0, let raw else {
+            throw GPTEmbeddingError(.outOfMemory, "cannot allocate \(bytes) bytes for \(what())")
+        }
+        self.base = raw.bindMemory(to: Int32.self, capacity: max(count, 1))
+        self.count = count
+    }
+
+    deinit { free(base) }
+
+    var byteCount: Int { count * MemoryLayout<Int32>.stride }
+}

@@ -1,0 +1,295 @@
+/// The input layer of a GPT model: token embedding plus position embedding, then an
+/// optional layer norm and dropout; forward and backward.
+///
+/// ```swift
+/// let layer = try GPTEmbedding(config: .gpt2Small)
+/// let out = try layer([[15496, 11, 995]])            // [1, 3, 768], eval mode
+/// let y = try layer.forward(ids: ids, batch: 2, seq: 10, training: true)
+/// try layer.backward(gradOutput: dy, batch: 2, seq: 10)
+/// ```
+///
+/// Thread safety: eval forwards and read-only queries may run concurrently on one layer;
+/// training forwards, backward, `zeroGrad` and parameter writes need exclusive access.
+/// Different layers are independent.
+public final class GPTEmbedding: @unchecked Sendable {
+    /// The validated configuration.
+    public let config: GPTEmbeddingConfig
+    /// The token table.
+    public let tokenEmbedding: TokenEmbedding
+    /// The learned position table, when `config.positionEncoding == .learned`.
+    public let positionalEmbedding: PositionalEmbedding?
+    /// The sinusoidal table, when `config.positionEncoding == .sinusoidal`.
+    public let sinusoidalEmbedding: SinusoidalPositionalEmbedding?
+    /// The layer norm weight `[embedDim]`, initialised to 1.
+    public let layerNormWeight: ParameterTensor
+    /// The layer norm bias `[embedDim]`, initialised to 0.
+    public let layerNormBias: ParameterTensor
+
+    let pool: WorkerPool
+    private var saved: TrainingState?
+    private var trainingStep: UInt64 = 0
+
+    /// What the latest training forward keeps for backward.
+    private struct TrainingState {
+        let tokens: TokenBatch
+        let stats: SavedStatistics
+        let mask: DropoutMask?
+        var byteCount: Int { tokens.byteCount + (stats.mean?.byteCount ?? 0) + (stats.rstd?.byteCount ?? 0) }
+    }
+
+    /// Creates a layer and initialises it from `config.seed`: tables N(0, initStd) (the
+    /// padding row zero), layer norm weight 1 and bias 0. Gradients are allocated on the
+    /// first backward.
+    public init(config: GPTEmbeddingConfig = GPTEmbeddingConfig()) throws(GPTEmbeddingError) {
+        try config.validate()
+        self.config = config
+        pool = WorkerPool(threads: config.resolvedThreads)
+        tokenEmbedding = try TokenEmbedding(config: config, pool: pool)
+        switch config.positionEncoding {
+        case .learned:
+            positionalEmbedding = try PositionalEmbedding(config: config, pool: pool)
+            sinusoidalEmbedding = nil
+        case .sinusoidal:
+            positionalEmbedding = nil
+            sinusoidalEmbedding = try SinusoidalPositionalEmbedding(maxSeqLen: config.maxSeqLen, embedDim: config.embedDim)
+        case .none:
+            positionalEmbedding = nil
+            sinusoidalEmbedding = nil
+        }
+        layerNormWeight = try ParameterTensor(name: "layer_norm.weight", rows: 1, cols: config.embedDim)
+        layerNormBias = try ParameterTensor(name: "layer_norm.bias", rows: 1, cols: config.embedDim)
+        layerNormWeight.value.base.update(repeating: 1, count: config.embedDim)
+    }
+
+    /// Creates a layer with the seed's keyword arguments.
+    public convenience init(vocabSize: Int = 50257, embedDim: Int = 768, maxSeqLen: Int = 1024,
+                            dropout: Float = 0.1, useSinusoidal: Bool = false) throws(GPTEmbeddingError) {
+        try self.init(config: GPTEmbeddingConfig(vocabSize: vocabSize, embedDim: embedDim, maxSeqLen: maxSeqLen,
+                                                 dropout: dropout, useSinusoidal: useSinusoidal))
+    }
+
+    /// Width of every output vector.
+    public var embedDim: Int { config.embedDim }
+
+    // MARK: Forward
+
+    /// The forward pass into a caller's buffer: `out [batch, seq, embedDim]`.
+    ///
+    /// - Parameters:
+    ///   - ids: `[batch, seq]` token ids in `[0, vocabSize)`.
+    ///   - positions: `[batch, seq]` explicit positions (left-padded batches), or `nil` for
+    ///     `startPosition + t` (the past length when decoding with a KV cache).
+    ///   - training: apply dropout and keep what ``backward(gradOutput:batch:seq:)`` needs.
+    ///   - useLayerNorm: apply the layer norm (the seed's `use_layer_norm`).
+    ///   - out: at least `batch * seq * embedDim` floats; exactly that many are written.
+    /// - Throws: on any invalid argument, before anything is written.
+    public func forward<I: EmbeddingIndex>(
+        ids: UnsafePointer<I>, batch: Int, seq: Int, positions: UnsafePointer<I>? = nil,
+        startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool = false,
+        into out: UnsafeMutablePointer<Float>, capacity: Int
+    ) throws(GPTEmbeddingError) {
+        let tokens = try TokenBatch.make(
+            ids: ids, batch: batch, seq: seq, positions: positions, start: startPosition,
+            vocabSize: config.vocabSize, positionLimit: positionLimit, positionRule: positionRule)
+        let need = try Checked.multiply(tokens.count, embedDim, "batch * seq * embed_dim")
+        try ParameterTensor.checkCapacity(capacity, need, "the output")
+
+        var stats = SavedStatistics(mean: nil, rstd: nil)
+        var mask: DropoutMask? = nil
+        if training {
+            if useLayerNorm {
+                stats = SavedStatistics(mean: try FloatBuffer(count: tokens.count, what: "layer norm mean"),
+                                        rstd: try FloatBuffer(count: tokens.count, what: "layer norm rstd"))
+            }
+            if config.dropout > 0 {
+                mask = DropoutMask(probability: config.dropout, seed: config.seed, step: trainingStep)
+            }
+        }
+        embeddingForward(tables: tables, tokens: tokens, normalize: useLayerNorm, mask: mask,
+                         saveMean: stats.mean?.base, saveRstd: stats.rstd?.base, out: out, pool: pool)
+        if training {
+            saved = TrainingState(tokens: tokens, stats: stats, mask: mask)
+            trainingStep &+= 1
+        }
+    }
+
+    /// The forward pass into a caller's buffer (buffer-pointer variant); `ids.count` must be
+    /// `batch * seq`, and so must `positions.count` when given.
+    public func forward<I: EmbeddingIndex>(
+        ids: UnsafeBufferPointer<I>, batch: Int, seq: Int, positions: UnsafeBufferPointer<I>? = nil,
+        startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool = false,
+        into out: UnsafeMutableBufferPointer<Float>
+    ) throws(GPTEmbeddingError) {
+        let n = try Checked.multiply(batch, seq, "batch * seq")
+        guard ids.count == n, let idBase = ids.baseAddress else {
+            throw GPTEmbeddingError(.invalidArgument, "ids has \(ids.count) elements, expected batch * seq = \(n)")
+        }
+        if let positions, positions.count != n {
+            throw GPTEmbeddingError(.invalidArgument, "positions has \(positions.count) elements, expected batch * seq = \(n)")
+        }
+        guard let outBase = out.baseAddress else {
+            throw GPTEmbeddingError(.bufferTooSmall, "the output buffer is empty")
+        }
+        try forward(ids: idBase, batch: batch, seq: seq, positions: positions?.baseAddress,
+                    startPosition: startPosition, training: training, useLayerNorm: useLayerNorm,
+                    into: outBase, capacity: out.count)
+    }
+
+    /// The forward pass, returning a new `[batch * seq * embedDim]` array.
+    public func forward<I: EmbeddingIndex>(
+        ids: [I], batch: Int, seq: Int, positions: [I]? = nil, startPosition: Int = 0,
+        training: Bool = false, useLayerNorm: Bool = false
+    ) throws(GPTEmbeddingError) -> [Float] {
+        let count = try Checked.multiply(ids.count, embedDim, "output size")
+        var out = [Float](repeating: 0, count: count)
+        try ids.withUnsafeBufferPointer { (idBuf) throws(GPTEmbeddingError) in
+            try out.withUnsafeMutableBufferPointer { (o) throws(GPTEmbeddingError) in
+                if let positions {
+                    try positions.withUnsafeBufferPointer { (p) throws(GPTEmbeddingError) in
+                        try forward(ids: idBuf, batch: batch, seq: seq, positions: p,
+                                    training: training, useLayerNorm: useLayerNorm, into: o)
+                    }
+                } else {
+                    try forward(ids: idBuf, batch: batch, seq: seq, startPosition: startPosition,
+                                training: training, useLayerNorm: useLayerNorm, into: o)
+                }
+            }
+        }
+        return out
+    }
+
+    /// The forward pass on a batch of equal-length rows, like calling the seed's module:
+    /// `layer([[1, 2, 3], [4, 5, 6]])` returns `[2 * 3 * embedDim]` floats.
+    public func callAsFunction<I: EmbeddingIndex>(
+        _ ids: [[I]], startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool = false
+    ) throws(GPTEmbeddingError) -> [Float] {
+        let seq = ids.first?.count ?? 0
+        for (b, row) in ids.enumerated() where row.count != seq {
+            throw GPTEmbeddingError(.invalidArgument, "row \(b) has \(row.count) ids, row 0 has \(seq): rows must have equal length")
+        }
+        return try forward(ids: ids.flatMap { $0 }, batch: ids.count, seq: seq, startPosition: startPosition,
+                           training: training, useLayerNorm: useLayerNorm)
+    }
+
+    // MARK: Backward
+
+    /// Adds the gradient of the latest training forward for `gradOutput [batch, seq, embedDim]`
+    /// into the gradients of the tables and the layer norm. `batch` and `seq` must equal the
+    /// forward's. Bit-identical for any thread count.
+    public func backward(gradOutput: UnsafePointer<Float>, batch: Int, seq: Int) throws(GPTEmbeddingError) {
+        guard let saved else {
+            throw GPTEmbeddingError(.badState, "no training forward to differentiate: call forward with training first (an eval forward keeps nothing)")
+        }
+        guard batch == saved.tokens.batch, seq == saved.tokens.seq else {
+            throw GPTEmbeddingError(.invalidArgument, "grad_output shape [\(batch), \(seq), \(embedDim)] differs from the training forward's [\(saved.tokens.batch), \(saved.tokens.seq), \(embedDim)]")
+        }
+        let normalize = saved.stats.mean != nil
+        // Allocate everything first, so that a failure leaves the gradients untouched.
+        let scratch = try FloatBuffer(count: backwardScratchCount(rows: saved.tokens.count, dim: embedDim, pool: pool), what: "backward scratch")
+        let dwte = try tokenEmbedding.weight.gradientBuffer()
+        let dwpe = try positionalEmbedding?.weight.gradientBuffer()
+        let dgamma = normalize ? try layerNormWeight.gradientBuffer() : nil
+        let dbeta = normalize ? try layerNormBias.gradientBuffer() : nil
+        let grads = EmbeddingGradients(dwte: dwte.base, dwpe: dwpe?.base, dgamma: dgamma?.base, dbeta: dbeta?.base)
+        embeddingBackward(tables: tables, tokens: saved.tokens, saved: saved.stats, mask: saved.mask,
+                          dout: gradOutput, grads: grads, scratch: scratch, pool: pool)
+    }
+
+    /// Backward from a buffer; `gradOutput.count` must be `batch * seq * embedDim`.
+    public func backward(gradOutput: UnsafeBufferPointer<Float>, batch: Int, seq: Int) throws(GPTEmbeddingError) {
+        let need = try Checked.multiply(batch, seq, embedDim, "batch * seq * embed_dim")
+        guard gradOutput.count == need, let base = gradOutput.baseAddress else {
+            throw GPTEmbeddingError(.invalidArgument, "grad_output has \(gradOutput.count) elements, expected \(batch) * \(seq) * \(embedDim) = \(need)")
+        }
+        try backward(gradOutput: base, batch: batch, seq: seq)
+    }
+
+    /// Backward from an array.
+    public func backward(gradOutput: [Float], batch: Int, seq: Int) throws(GPTEmbeddingError) {
+        try gradOutput.withUnsafeBufferPointer { (g) throws(GPTEmbeddingError) in
+            try backward(gradOutput: g, batch: batch, seq: seq)
+        }
+    }
+
+    /// Whether a training forward is available for ``backward(gradOutput:batch:seq:)``.
+    public var hasTrainingState: Bool { saved != nil }
+
+    /// Sets every gradient to zero.
+    public func zeroGrad() {
+        for p in parameters { p.zeroGradient() }
+    }
+
+    // MARK: Parameters
+
+    /// The trainable tensors, in state-dict order: token table, learned position table (if
+    /// any), layer norm weight and bias.
+    public var parameters: [ParameterTensor] {
+        [tokenEmbedding.weight] + (positionalEmbedding.map { [$0.weight] } ?? []) + [layerNormWeight, layerNormBias]
+    }
+
+    /// Selects one parameter; raw values are the C header's `GPT_EMBEDDING_PARAM_*`.
+    public enum Parameter: Int32, Sendable, CaseIterable {
+        /// `token_embedding.weight [vocabSize, embedDim]`.
+        case tokenEmbedding = 0
+        /// `position_embedding.weight [maxSeqLen, embedDim]` (learned positions only).
+        case positionEmbedding = 1
+        /// `layer_norm.weight [embedDim]`.
+        case layerNormWeight = 2
+        /// `layer_norm.bias [embedDim]`.
+        case layerNormBias = 3
+    }
+
+    /// The tensor of a parameter; `invalidArgument` for the position table when positions
+    /// are not learned.
+    public func tensor(_ p: Parameter) throws(GPTEmbeddingError) -> ParameterTensor {
+        switch p {
+        case .tokenEmbedding: return tokenEmbedding.weight
+        case .positionEmbedding:
+            guard let positionalEmbedding else {
+                throw GPTEmbeddingError(.invalidArgument, "this layer has no learned position table (position_encoding is \(config.positionEncoding))")
+            }
+            return positionalEmbedding.weight
+        case .layerNormWeight: return layerNormWeight
+        case .layerNormBias: return layerNormBias
+        }
+    }
+
+    /// The total number of trainable parameters.
+    public var numParameters: Int { parameters.reduce(0) { $0 + $1.count } }
+
+    /// Bytes owned now: tables, gradients, cached sinusoidal rows and the training state.
+    public var memoryBytes: Int {
+        parameters.reduce(0) { $0 + $1.byteCount } + (sinusoidalEmbedding?.table.byteCount ?? 0) + (saved?.byteCount ?? 0)
+    }
+
+    // MARK: Internals
+
+    private var positionLimit: Int {
+        switch config.positionEncoding {
+        case .learned: config.maxSeqLen
+        case .sinusoidal, .none: SinusoidalPositionalEmbedding.maxPosition + 1
+        }
+    }
+
+    private var positionRule: String {
+        switch config.positionEncoding {
+        case .learned: "max_seq_len, learned positions"
+        case .sinusoidal: "sinusoidal positions"
+        case .none: "positions are 32-bit"
+        }
+    }
+
+    private var tables: EmbeddingTables {
+        let positions: PositionSource = if let positionalEmbedding {
+            .learned(positionalEmbedding.weight.value.base)
+        } else if let sinusoidalEmbedding {
+            .sinusoidal(sinusoidalEmbedding)
+        } else {
+            .none
+        }
+        return EmbeddingTables(
+            dim: embedDim, wte: tokenEmbedding.weight.value.base, scale: tokenEmbedding.scale,
+            paddingIdx: config.paddingIdx ?? -1, positions: positions,
+            gamma: layerNormWeight.value.base, beta: layerNormBias.value.base, eps: config.layerNormEps)
+    }
+}

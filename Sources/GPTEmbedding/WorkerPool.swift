@@ -1,0 +1,54 @@
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A pointer that may cross into worker closures. The kernels guarantee that workers
+/// write disjoint ranges.
+struct SendablePointer<T>: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<T>
+    init(_ p: UnsafeMutablePointer<T>) { pointer = p }
+}
+
+/// Splits loops over a fixed number of threads. Work smaller than `grain` items per
+/// thread runs on the calling thread, so small calls (a decode step) pay no hand-off.
+///
+/// Partitioning is static: thread `i` of `n` always gets the same contiguous range, and
+/// kernels are written so that results do not depend on `n` at all.
+struct WorkerPool: Sendable {
+    /// Threads to use, at least 1.
+    let threads: Int
+
+    init(threads: Int) { self.threads = max(1, threads) }
+
+    /// The number of online cores.
+    static let coreCount: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
+    /// How many parts `count` items split into, given at least `grain` items per part.
+    func parts(count: Int, grain: Int) -> Int {
+        max(1, min(threads, count / max(grain, 1)))
+    }
+
+    /// Calls `body(part, range)` on `parts(count:grain:)` contiguous sub-ranges covering
+    /// `0..<count`, in parallel when there is more than one part.
+    func parallelFor(count: Int, grain: Int, _ body: @Sendable (_ part: Int, _ rows: Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let n = parts(count: count, grain: grain)
+        run(parts: n) { i in body(i, Self.range(part: i, of: n, count: count)) }
+    }
+
+    /// Calls `body(0) ... body(parts - 1)`, on the calling thread alone when `parts == 1`.
+    func run(parts: Int, _ body: @Sendable (Int) -> Void) {
+        if parts <= 1 { if parts == 1 { body(0) }; return }
+        DispatchQueue.concurrentPerform(iterations: parts, execute: body)
+    }
+
+    /// Part `i` of `n` equal contiguous parts of `0..<count`.
+    static func range(part i: Int, of n: Int, count: Int) -> Range<Int> {
+        let lo = count * i / n
+        let hi = count * (i + 1) / n
+        return lo..<hi
+    }
+}

@@ -1,0 +1,102 @@
+import CGPTEmbedding
+import GPTEmbedding
+
+// The configuration struct: conversion between C and Swift, defaults, presets, checks.
+
+extension gpt_embedding_config {
+    /// The C mirror of a Swift configuration.
+    init(_ c: GPTEmbeddingConfig) {
+        self.init()
+        struct_size = UInt32(MemoryLayout<gpt_embedding_config>.size)
+        position_encoding = c.positionEncoding.rawValue
+        vocab_size = Int64(c.vocabSize)
+        embed_dim = Int64(c.embedDim)
+        max_seq_len = Int64(c.maxSeqLen)
+        padding_idx = Int64(c.paddingIdx ?? -1)
+        seed = c.seed
+        dropout = c.dropout
+        layer_norm_eps = c.layerNormEps
+        init_std = c.initStd
+        scale_embeddings = c.scaleEmbeddings ? 1 : 0
+        num_threads = Int32(clamping: c.numThreads)
+    }
+
+    /// The Swift configuration; rejects the fields only C can get wrong (struct size,
+    /// enum and boolean encodings). Ranges are checked by `GPTEmbeddingConfig.validate()`.
+    func swiftConfig() throws(GPTEmbeddingError) -> GPTEmbeddingConfig {
+        let expected = MemoryLayout<gpt_embedding_config>.size
+        guard Int(struct_size) == expected else {
+            throw GPTEmbeddingError(.versionMismatch, "config.struct_size = \(struct_size), this library (\(GPT_EMBEDDING_VERSION_STRING)) expects \(expected): start from gpt_embedding_default_config()")
+        }
+        guard let encoding = PositionEncoding(rawValue: position_encoding) else {
+            throw GPTEmbeddingError(.invalidConfig, "invalid config: position_encoding = \(position_encoding): must be 0 (learned), 1 (sinusoidal) or 2 (none)")
+        }
+        guard scale_embeddings == 0 || scale_embeddings == 1 else {
+            throw GPTEmbeddingError(.invalidConfig, "invalid config: scale_embeddings = \(scale_embeddings): must be 0 or 1")
+        }
+        guard padding_idx >= -1 else {
+            throw GPTEmbeddingError(.invalidConfig, "invalid config: padding_idx = \(padding_idx): must be in [0, \(vocab_size)) or -1 (none)")
+        }
+        var c = GPTEmbeddingConfig()
+        c.vocabSize = Int(vocab_size)
+        c.embedDim = Int(embed_dim)
+        c.maxSeqLen = Int(max_seq_len)
+        c.paddingIdx = padding_idx == -1 ? nil : Int(padding_idx)
+        c.seed = seed
+        c.dropout = dropout
+        c.layerNormEps = layer_norm_eps
+        c.initStd = init_std
+        c.positionEncoding = encoding
+        c.scaleEmbeddings = scale_embeddings == 1
+        c.numThreads = Int(num_threads)
+        try c.validate()
+        return c
+    }
+}
+
+@c @implementation
+public func gpt_embedding_config_size() -> Int {
+    MemoryLayout<gpt_embedding_config>.size
+}
+
+@c @implementation
+public func gpt_embedding_default_config() -> gpt_embedding_config {
+    gpt_embedding_config(GPTEmbeddingConfig())
+}
+
+@c @implementation
+public func gpt_embedding_preset_config(_ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<gpt_embedding_config>?) -> Int32 {
+    api("gpt_embedding_preset_config") { () throws(GPTEmbeddingError) in
+        let name = String(cString: try required(name, "name"))
+        let out = try required(out, "out")
+        guard let preset = GPTEmbeddingConfig.preset(named: name) else {
+            throw GPTEmbeddingError(.invalidArgument, "unknown preset \"\(name)\": expected one of gpt2, gpt2-small, gpt2-medium, gpt2-large, gpt2-xl")
+        }
+        out.pointee = gpt_embedding_config(preset)
+    }
+}
+
+@c @implementation
+public func gpt_embedding_config_validate(_ config: UnsafePointer<gpt_embedding_config>?) -> Int32 {
+    api("gpt_embedding_config_validate") { () throws(GPTEmbeddingError) in
+        _ = try required(config, "config").pointee.swiftConfig()
+    }
+}
+
+@c @implementation
+public func gpt_embedding_config_num_parameters(_ config: UnsafePointer<gpt_embedding_config>?, _ param: Int32, _ outCount: UnsafeMutablePointer<Int64>?) -> Int32 {
+    api("gpt_embedding_config_num_parameters") { () throws(GPTEmbeddingError) in
+        let config = try required(config, "config").pointee.swiftConfig()
+        let out = try required(outCount, "out_count")
+        let counts = try config.parameterCounts()
+        let count: Int
+        switch param {
+        case -1: count = counts.total
+        case 0: count = counts.tokenEmbedding
+        case 1: count = counts.positionEmbedding
+        case 2, 3: count = counts.layerNorm / 2
+        default: throw GPTEmbeddingError(.invalidArgument, "unknown parameter selector \(param): expected -1 (all) or 0...3")
+        }
+        out.pointee = Int64(count)
+    }
+}

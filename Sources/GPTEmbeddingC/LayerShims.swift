@@ -1,0 +1,90 @@
+import CGPTEmbedding
+import GPTEmbedding
+
+// Layer lifetime, forward and backward.
+
+@c @implementation
+public func gpt_embedding_create(_ config: UnsafePointer<gpt_embedding_config>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    out?.pointee = nil
+    return api("gpt_embedding_create") { () throws(GPTEmbeddingError) in
+        let out = try required(out, "out")
+        let config = try required(config, "config").pointee.swiftConfig()
+        out.pointee = HandleRegistry.register(try GPTEmbedding(config: config))
+    }
+}
+
+@c @implementation
+public func gpt_embedding_free(_ layer: OpaquePointer?) {
+    HandleRegistry.remove(layer)
+}
+
+@c @implementation
+public func gpt_embedding_get_config(_ layer: OpaquePointer?, _ out: UnsafeMutablePointer<gpt_embedding_config>?) -> Int32 {
+    api("gpt_embedding_get_config") { () throws(GPTEmbeddingError) in
+        let layer = try HandleRegistry.layer(layer)
+        try required(out, "out").pointee = gpt_embedding_config(layer.config)
+    }
+}
+
+@c @implementation
+public func gpt_embedding_sizeof(_ layer: OpaquePointer?, _ outBytes: UnsafeMutablePointer<Int64>?) -> Int32 {
+    api("gpt_embedding_sizeof") { () throws(GPTEmbeddingError) in
+        let layer = try HandleRegistry.layer(layer)
+        try required(outBytes, "out_bytes").pointee = Int64(layer.memoryBytes)
+    }
+}
+
+/// The flags a forward call accepts.
+private let knownFlags = UInt32(GPT_EMBEDDING_TRAINING) | UInt32(GPT_EMBEDDING_LAYER_NORM)
+
+/// The shared body of the int32 and int64 forward shims.
+private func forward<I: EmbeddingIndex>(
+    _ function: StaticString, _ layer: OpaquePointer?, _ ids: UnsafePointer<I>?, _ batch: Int64, _ seq: Int64,
+    _ positions: UnsafePointer<I>?, _ start: Int64, _ flags: UInt32, _ out: UnsafeMutablePointer<Float>?, _ outLen: Int64
+) -> Int32 {
+    api(function) { () throws(GPTEmbeddingError) in
+        let layer = try HandleRegistry.layer(layer)
+        let ids = try required(ids, "ids")
+        let out = try required(out, "out")
+        guard flags & ~knownFlags == 0 else {
+            throw GPTEmbeddingError(.invalidArgument, "unknown flags 0x\(String(flags & ~knownFlags, radix: 16)): expected GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM")
+        }
+        try layer.forward(ids: ids, batch: Int(batch), seq: Int(seq), positions: positions,
+                          startPosition: Int(start), training: flags & UInt32(GPT_EMBEDDING_TRAINING) != 0,
+                          useLayerNorm: flags & UInt32(GPT_EMBEDDING_LAYER_NORM) != 0,
+                          into: out, capacity: Int(outLen))
+    }
+}
+
+@c @implementation
+public func gpt_embedding_forward(
+    _ layer: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ batch: Int64, _ seq: Int64,
+    _ positions: UnsafePointer<Int32>?, _ startPosition: Int64, _ flags: UInt32,
+    _ out: UnsafeMutablePointer<Float>?, _ outLen: Int64
+) -> Int32 {
+    forward("gpt_embedding_forward", layer, ids, batch, seq, positions, startPosition, flags, out, outLen)
+}
+
+@c @implementation
+public func gpt_embedding_forward_i64(
+    _ layer: OpaquePointer?, _ ids: UnsafePointer<Int64>?, _ batch: Int64, _ seq: Int64,
+    _ positions: UnsafePointer<Int64>?, _ startPosition: Int64, _ flags: UInt32,
+    _ out: UnsafeMutablePointer<Float>?, _ outLen: Int64
+) -> Int32 {
+    forward("gpt_embedding_forward_i64", layer, ids, batch, seq, positions, startPosition, flags, out, outLen)
+}
+
+@c @implementation
+public func gpt_embedding_backward(_ layer: OpaquePointer?, _ gradOutput: UnsafePointer<Float>?, _ batch: Int64, _ seq: Int64) -> Int32 {
+    api("gpt_embedding_backward") { () throws(GPTEmbeddingError) in
+        let layer = try HandleRegistry.layer(layer)
+        try layer.backward(gradOutput: try required(gradOutput, "grad_output"), batch: Int(batch), seq: Int(seq))
+    }
+}
+
+@c @implementation
+public func gpt_embedding_zero_grad(_ layer: OpaquePointer?) -> Int32 {
+    api("gpt_embedding_zero_grad") { () throws(GPTEmbeddingError) in
+        try HandleRegistry.layer(layer).zeroGrad()
+    }
+}
