@@ -11,7 +11,7 @@ BIN     := .build/release
 LIB     := $(BIN)/libgpt_embedding.so
 SONAME  := libgpt_embedding.so.$(shell sed -n 's/^\#define GPT_EMBEDDING_VERSION_MAJOR \([0-9]*\).*/\1/p' include/gpt_embedding.h)
 
-.PHONY: all lib cli demo test test-swift test-c test-python golden clean
+.PHONY: all lib cli demo test test-swift test-c test-python test-examples golden clean
 
 all: lib cli
 
@@ -25,7 +25,7 @@ cli:
 demo: cli
 	$(BIN)/gpt-embedding demo
 
-test: test-swift test-c test-python
+test: test-swift test-c test-python test-examples
 
 test-swift:
 	$(SWIFT) test
@@ -35,6 +35,9 @@ test-c: lib
 
 test-python: lib
 	$(PYTHON) -m pytest -q Tests/python
+
+test-examples: lib
+	Tests/examples/run.sh
 
 golden:
 	$(PYTHON) Tests/golden/generate.py

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Checks that the README's quick starts are exactly the example programs, then builds and
+# runs each example against the freshly built library. Prints "N passed, M failed".
+set -uo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+bin="$root/.build/release"
+work="$root/.build/examples"
+mkdir -p "$work"
+passed=0 failed=0
+ok()   { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+
+# The first fenced block of a language in README.md.
+readme_block() {
+    awk -v lang="$1" '$0 == "```" lang {inside = 1; next} inside && $0 == "```" {exit} inside {print}' README.md
+}
+
+check_same() {  # language, example file
+    if diff <(readme_block "$1") "$2" >/dev/null; then ok "README $1 quick start is $2"
+    else fail "README $1 quick start differs from $2"; diff <(readme_block "$1") "$2" | head -20; fi
+}
+
+check_same c examples/c/quickstart.c
+check_same swift examples/swift/Sources/quickstart/main.swift
+if [ -f bindings/python/examples/quickstart.py ] || [ -f examples/python/quickstart.py ]; then
+    check_same python examples/python/quickstart.py
+fi
+
+# C: compile against the header, link the built library, run.
+if cc -std=c11 -Wall -Wextra -Werror -Iinclude examples/c/quickstart.c -L"$bin" -lgpt_embedding \
+      -Wl,-rpath,"$bin" -o "$work/quickstart_c" && out=$("$work/quickstart_c") \
+   && grep -q "token id 50300 at \[1, 1\] is out of range \[0, 50257)" <<<"$out"; then
+    ok "examples/c/quickstart.c builds and runs"
+else fail "examples/c/quickstart.c"; fi
+
+# Swift: a client package that depends on this one.
+if out=$(cd examples/swift && swift run -c release quickstart 2>&1) \
+   && grep -q "parameters: 39385344" <<<"$out"; then
+    ok "examples/swift builds and runs"
+else fail "examples/swift"; echo "$out" | tail -20; fi
+
+# Python: the quick start, run as written.
+if [ -f examples/python/quickstart.py ]; then
+    if out=$(PYTHONPATH="$root/bindings/python" python3 examples/python/quickstart.py 2>&1); then
+        ok "examples/python/quickstart.py runs"
+    else fail "examples/python/quickstart.py"; echo "$out" | tail -20; fi
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
