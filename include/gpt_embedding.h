@@ -290,9 +290,22 @@ int gpt_embedding_forward_i64(gpt_embedding *layer, const int64_t *ids,
 int gpt_embedding_backward(gpt_embedding *layer, const float *grad_output,
                            int64_t batch, int64_t seq);
 
-/* Sets every gradient to zero. Errors: _INVALID_HANDLE, _NULL_POINTER.
- * Needs exclusive access. */
+/* Sets every gradient to zero. Only the table rows backward wrote since the
+ * last zero_grad are cleared, so the cost follows the batch, not the
+ * vocabulary; once gpt_embedding_gradient_data has handed out a gradient's
+ * address (writes through it cannot be tracked) that whole gradient is
+ * cleared. Errors: _INVALID_HANDLE, _NULL_POINTER. Needs exclusive access. */
 int gpt_embedding_zero_grad(gpt_embedding *layer);
+
+/* The token rows whose gradient backward has written since the last
+ * zero_grad, ascending, without duplicates (the padding row is never among
+ * them): an optimizer can update just these rows. *out_count always receives
+ * their number. rows may be NULL when capacity is 0 (a size query);
+ * otherwise capacity must be at least that number, or the call fails with
+ * _BUFFER_TOO_SMALL and writes no row. Writes through
+ * gpt_embedding_gradient_data are not tracked. Read-only. */
+int gpt_embedding_touched_rows(const gpt_embedding *layer, int32_t *rows,
+                               int64_t capacity, int64_t *out_count);
 
 /* ------------------------------------------------------------------------ */
 /* Parameters and gradients                                                 */

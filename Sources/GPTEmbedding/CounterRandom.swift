@@ -70,6 +70,8 @@ struct DropoutMask: Sendable {
     init(probability p: Float, seed: UInt64, step: UInt64) {
         // p * 2^32 rounded down; p < 1 here keeps it below 2^32.
         let t = Double(p) * 4_294_967_296.0
+        // p == 1 keeps nothing: the threshold is unreachable only for p < 1, so keepScale 0
+        // zeroes the (rare) elements whose hash is UInt32.max.
         dropAll = p >= 1
         threshold = dropAll ? UInt32.max : UInt32(min(t, 4_294_967_295.0))
         keepScale = dropAll ? 0 : 1 / (1 - p)
@@ -81,8 +83,11 @@ struct DropoutMask: Sendable {
         UInt32(truncatingIfNeeded: CounterRandom.mix64(stepKey &+ UInt64(row)))
     }
 
+    /// Consecutive columns' hash inputs differ by this (the golden ratio in 32 bits).
+    static let columnStride: UInt32 = 0x9E37_79B9
+
     @inline(__always)
     func keep(rowKey: UInt32, column c: Int) -> Bool {
-        !dropAll && CounterRandom.mix32(rowKey &+ UInt32(truncatingIfNeeded: c) &* 0x9E37_79B9) >= threshold
+        CounterRandom.mix32(rowKey &+ UInt32(truncatingIfNeeded: c) &* Self.columnStride) >= threshold
     }
 }

@@ -14,14 +14,14 @@ final class FloatBuffer: @unchecked Sendable {
     /// Number of floats.
     let count: Int
 
-    /// Allocates `count` zeroed floats (at least one byte is allocated for `count == 0`).
-    init(count: Int, what: @autoclosure () -> String) throws(GPTEmbeddingError) {
+    /// Allocates `count` floats, zeroed unless `zeroed` is false (scratch space).
+    init(count: Int, zeroed: Bool = true, what: @autoclosure () -> String) throws(GPTEmbeddingError) {
         let bytes = try Checked.floatBytes(count, what())
         var raw: UnsafeMutableRawPointer? = nil
         guard posix_memalign(&raw, 64, max(bytes, 64)) == 0, let raw else {
             throw GPTEmbeddingError(.outOfMemory, "cannot allocate \(bytes) bytes for \(what())")
         }
-        memset(raw, 0, max(bytes, 64))
+        if zeroed { memset(raw, 0, max(bytes, 64)) }
         self.base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         self.count = count
     }

@@ -27,6 +27,12 @@ public final class GPTEmbedding: @unchecked Sendable {
 
     let pool: WorkerPool
     private var saved: TrainingState?
+    /// Backward's working memory, kept between calls so it is not allocated (and faulted
+    /// in) on every step.
+    private var scratch: FloatBuffer?
+    /// Token and position rows written by backward since the last `zeroGrad`.
+    private let touchedTokens: RowTracker
+    private let touchedPositions: RowTracker
     private var trainingStep: UInt64 = 0
 
     /// What the latest training forward keeps for backward.
@@ -56,6 +62,8 @@ public final class GPTEmbedding: @unchecked Sendable {
             positionalEmbedding = nil
             sinusoidalEmbedding = nil
         }
+        touchedTokens = RowTracker(rows: config.vocabSize)
+        touchedPositions = RowTracker(rows: config.positionEncoding == .learned ? config.maxSeqLen : 0)
         layerNormWeight = try ParameterTensor(name: "layer_norm.weight", rows: 1, cols: config.embedDim)
         layerNormBias = try ParameterTensor(name: "layer_norm.bias", rows: 1, cols: config.embedDim)
         layerNormWeight.value.base.update(repeating: 1, count: config.embedDim)
@@ -90,7 +98,7 @@ public final class GPTEmbedding: @unchecked Sendable {
     ) throws(GPTEmbeddingError) {
         let tokens = try TokenBatch.make(
             ids: ids, batch: batch, seq: seq, positions: positions, start: startPosition,
-            vocabSize: config.vocabSize, positionLimit: positionLimit, positionRule: positionRule)
+            vocabSize: config.vocabSize, positionLimit: positionLimit, positionRule: positionRule, copy: training)
         let need = try Checked.multiply(tokens.count, embedDim, "batch * seq * embed_dim")
         try ParameterTensor.checkCapacity(capacity, need, "the output")
 
@@ -107,6 +115,8 @@ public final class GPTEmbedding: @unchecked Sendable {
         }
         embeddingForward(tables: tables, tokens: tokens, normalize: useLayerNorm, mask: mask,
                          saveMean: stats.mean?.base, saveRstd: stats.rstd?.base, out: out, pool: pool)
+        // Dropout 1 keeps nothing, not even inf * 0 = nan.
+        if mask?.dropAll == true { out.update(repeating: 0, count: need) }
         if training {
             saved = TrainingState(tokens: tokens, stats: stats, mask: mask)
             trainingStep &+= 1
@@ -185,11 +195,29 @@ public final class GPTEmbedding: @unchecked Sendable {
         }
         let normalize = saved.stats.mean != nil
         // Allocate everything first, so that a failure leaves the gradients untouched.
-        let scratch = try FloatBuffer(count: backwardScratchCount(rows: saved.tokens.count, dim: embedDim, pool: pool), what: "backward scratch")
+        let need = try backwardScratchCount(rows: saved.tokens.count, dim: embedDim, pool: pool)
+        let scratch: FloatBuffer
+        if let kept = self.scratch, kept.count >= need {
+            scratch = kept
+        } else {
+            scratch = try FloatBuffer(count: need, zeroed: false, what: "backward scratch")
+            self.scratch = scratch
+        }
         let dwte = try tokenEmbedding.weight.gradientBuffer()
         let dwpe = try positionalEmbedding?.weight.gradientBuffer()
         let dgamma = normalize ? try layerNormWeight.gradientBuffer() : nil
         let dbeta = normalize ? try layerNormBias.gradientBuffer() : nil
+        try touchedTokens.prepare()
+        if dwpe != nil { try touchedPositions.prepare() }
+        // With dropout 1 nothing reached the output, so no gradient flows back.
+        if saved.mask?.dropAll == true { return }
+        let tokens = saved.tokens
+        for r in 0..<tokens.count where Int(tokens.ids[r]) != config.paddingIdx {
+            touchedTokens.record(tokens.ids[r])
+        }
+        if dwpe != nil {
+            for r in 0..<tokens.count { touchedPositions.record(Int32(truncatingIfNeeded: tokens.position(r))) }
+        }
         let grads = EmbeddingGradients(dwte: dwte.base, dwpe: dwpe?.base, dgamma: dgamma?.base, dbeta: dbeta?.base)
         embeddingBackward(tables: tables, tokens: saved.tokens, saved: saved.stats, mask: saved.mask,
                           dout: gradOutput, grads: grads, scratch: scratch, pool: pool)
@@ -214,10 +242,29 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// Whether a training forward is available for ``backward(gradOutput:batch:seq:)``.
     public var hasTrainingState: Bool { saved != nil }
 
-    /// Sets every gradient to zero.
+    /// Sets every gradient to zero. Only the table rows that backward touched are cleared
+    /// (unless a gradient's address was handed out with `gradientData()`, which may have
+    /// been written anywhere), so the cost follows the batch, not the vocabulary.
     public func zeroGrad() {
-        for p in parameters { p.zeroGradient() }
+        clear(tokenEmbedding.weight, touchedTokens)
+        if let wpe = positionalEmbedding?.weight { clear(wpe, touchedPositions) }
+        layerNormWeight.zeroGradient()
+        layerNormBias.zeroGradient()
     }
+
+    private func clear(_ tensor: ParameterTensor, _ rows: RowTracker) {
+        defer { rows.reset() }
+        guard let g = tensor.grad else { return }
+        if tensor.gradientShared || rows.count * 4 > tensor.rows {
+            g.zero()
+            return
+        }
+        rows.zeroRows(of: g.base, cols: tensor.cols, pool: pool)
+    }
+
+    /// The token rows whose gradient backward has written since the last ``zeroGrad()``,
+    /// ascending (the padding row is never among them). An optimizer can update just these.
+    public var touchedTokenRows: [Int32] { touchedTokens.sortedRows }
 
     // MARK: Parameters
 
@@ -260,6 +307,7 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// Bytes owned now: tables, gradients, cached sinusoidal rows and the training state.
     public var memoryBytes: Int {
         parameters.reduce(0) { $0 + $1.byteCount } + (sinusoidalEmbedding?.table.byteCount ?? 0) + (saved?.byteCount ?? 0)
+            + (scratch?.byteCount ?? 0) + touchedTokens.byteCount + touchedPositions.byteCount
     }
 
     // MARK: Internals

@@ -27,9 +27,20 @@ public final class ParameterTensor: @unchecked Sendable {
     public var data: UnsafeMutableBufferPointer<Float> { value.buffer }
 
     /// The gradient, allocated and zeroed on first use. Valid while this tensor is alive.
+    /// Writing through it is allowed (a tied output head adds its gradient here); from then
+    /// on `zeroGrad` clears the whole gradient rather than only the rows backward touched.
     public func gradientData() throws(GPTEmbeddingError) -> UnsafeMutableBufferPointer<Float> {
-        try gradientBuffer().buffer
+        let g = try gradientBuffer()
+        gradientShared = true
+        return g.buffer
     }
+
+    /// Whether the gradient's address was handed out (or a component wrote it directly),
+    /// so the rows written cannot be tracked.
+    private(set) var gradientShared = false
+
+    /// Notes a write to the gradient that the layer's row tracking does not see.
+    func markUntrackedWrites() { gradientShared = true }
 
     /// Whether a gradient has been allocated.
     public var hasGradient: Bool { grad != nil }

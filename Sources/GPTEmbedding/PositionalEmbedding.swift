@@ -40,6 +40,7 @@ public final class PositionalEmbedding: @unchecked Sendable {
             throw GPTEmbeddingError(.invalidArgument, "grad_output has \(gradOutput.count) elements, expected \(seqLen) * \(embedDim)")
         }
         let g = try weight.gradientBuffer().base + startPosition * embedDim
+        weight.markUntrackedWrites()
         for i in 0..<gradOutput.count { g[i] += gradOutput[i] }
     }
 

@@ -12,10 +12,14 @@ extension Int: EmbeddingIndex {}
 struct TokenBatch: @unchecked Sendable {
     let batch: Int
     let seq: Int
-    /// `[batch * seq]` token rows, each in `[0, vocabSize)`.
-    let ids: Int32Buffer
+    /// `[batch * seq]` token rows, each in `[0, vocabSize)`: the caller's int32 ids
+    /// (eval calls), or a copy owned by `idStorage`.
+    let ids: UnsafePointer<Int32>
     /// `[batch * seq]` explicit positions, or `nil` for `start + t`.
-    let positions: Int32Buffer?
+    let positions: UnsafePointer<Int32>?
+    /// Keep copies alive (training state); `nil` when `ids` / `positions` are the caller's.
+    let idStorage: Int32Buffer?
+    let positionStorage: Int32Buffer?
     /// The position of `t == 0` when `positions` is `nil`.
     let start: Int
 
@@ -24,14 +28,16 @@ struct TokenBatch: @unchecked Sendable {
     /// The position of flat token `r`.
     @inline(__always)
     func position(_ r: Int) -> Int {
-        if let positions { return Int(positions.base[r]) }
+        if let positions { return Int(positions[r]) }
         return start + r % seq
     }
 
     /// The largest position used, for sizing checks.
-    var byteCount: Int { ids.byteCount + (positions?.byteCount ?? 0) }
+    var byteCount: Int { (idStorage?.byteCount ?? 0) + (positionStorage?.byteCount ?? 0) }
 
-    /// Checks shapes, ids and positions and copies them into 32-bit buffers.
+    /// Checks shapes, ids and positions. With `copy` (a training forward, which keeps them)
+    /// or non-int32 input they are copied into owned 32-bit buffers; otherwise the
+    /// caller's arrays are used in place for the duration of the call.
     ///
     /// - Parameters:
     ///   - vocabSize: ids must be in `[0, vocabSize)`.
@@ -39,29 +45,32 @@ struct TokenBatch: @unchecked Sendable {
     ///   - positionRule: names the limit in messages, e.g. `max_seq_len, learned positions`.
     static func make<I: EmbeddingIndex>(
         ids: UnsafePointer<I>, batch: Int, seq: Int, positions: UnsafePointer<I>?, start: Int,
-        vocabSize: Int, positionLimit: Int, positionRule: String
+        vocabSize: Int, positionLimit: Int, positionRule: String, copy: Bool
     ) throws(GPTEmbeddingError) -> TokenBatch {
         guard batch > 0 else { throw GPTEmbeddingError(.invalidArgument, "batch must be > 0, got \(batch)") }
         guard seq > 0 else { throw GPTEmbeddingError(.invalidArgument, "seq must be > 0, got \(seq)") }
         let n = try Checked.multiply(batch, seq, "batch * seq")
-        let idBuf = try Int32Buffer(count: n, what: "token ids")
+        let inPlace = !copy && I.self == Int32.self
         for r in 0..<n {
             let v = ids[r]
             guard v >= 0, v < vocabSize else {
                 throw GPTEmbeddingError(.outOfRange, "token id \(v) at [\(r / seq), \(r % seq)] is out of range [0, \(vocabSize))")
             }
-            idBuf.base[r] = Int32(truncatingIfNeeded: v)
         }
         if let positions {
-            let posBuf = try Int32Buffer(count: n, what: "positions")
             for r in 0..<n {
                 let p = positions[r]
                 guard p >= 0, p < positionLimit else {
                     throw GPTEmbeddingError(.outOfRange, "position \(p) at [\(r / seq), \(r % seq)] is out of range [0, \(positionLimit)) (\(positionRule))")
                 }
-                posBuf.base[r] = Int32(truncatingIfNeeded: p)
             }
-            return TokenBatch(batch: batch, seq: seq, ids: idBuf, positions: posBuf, start: 0)
+            if inPlace {
+                return TokenBatch(batch: batch, seq: seq, ids: rebound(ids), positions: rebound(positions),
+                                  idStorage: nil, positionStorage: nil, start: 0)
+            }
+            let idBuf = try copied(ids, n, "token ids"), posBuf = try copied(positions, n, "positions")
+            return TokenBatch(batch: batch, seq: seq, ids: idBuf.base, positions: posBuf.base,
+                              idStorage: idBuf, positionStorage: posBuf, start: 0)
         }
         guard start >= 0 else {
             throw GPTEmbeddingError(.invalidArgument, "start_position must be >= 0, got \(start)")
@@ -71,6 +80,22 @@ struct TokenBatch: @unchecked Sendable {
             let t = start >= positionLimit ? 0 : positionLimit - start  // the first bad token
             throw GPTEmbeddingError(.outOfRange, "position \(start + t) at [0, \(t)] (start_position \(start) + \(t)) is out of range [0, \(positionLimit)) (\(positionRule))")
         }
-        return TokenBatch(batch: batch, seq: seq, ids: idBuf, positions: nil, start: start)
+        if inPlace {
+            return TokenBatch(batch: batch, seq: seq, ids: rebound(ids), positions: nil, idStorage: nil, positionStorage: nil, start: start)
+        }
+        let idBuf = try copied(ids, n, "token ids")
+        return TokenBatch(batch: batch, seq: seq, ids: idBuf.base, positions: nil, idStorage: idBuf, positionStorage: nil, start: start)
+    }
+
+    /// Validated values as an owned int32 buffer.
+    private static func copied<I: EmbeddingIndex>(_ p: UnsafePointer<I>, _ n: Int, _ what: String) throws(GPTEmbeddingError) -> Int32Buffer {
+        let buf = try Int32Buffer(count: n, what: what)
+        for r in 0..<n { buf.base[r] = Int32(truncatingIfNeeded: p[r]) }
+        return buf
+    }
+
+    /// An int32 pointer seen as such (only called when `I` is `Int32`).
+    private static func rebound<I: EmbeddingIndex>(_ p: UnsafePointer<I>) -> UnsafePointer<Int32> {
+        UnsafeRawPointer(p).assumingMemoryBound(to: Int32.self)
     }
 }

@@ -66,6 +66,7 @@ public final class TokenEmbedding: @unchecked Sendable {
             throw GPTEmbeddingError(.invalidArgument, "grad_output has \(gradOutput.count) elements, expected \(ids.count) * \(d)")
         }
         let g = try weight.gradientBuffer().base
+        weight.markUntrackedWrites()
         for (i, id) in ids.enumerated() where Int(id) != paddingIdx {
             let row = g + Int(id) * d
             for c in 0..<d { row[c] += scale * gradOutput[i * d + c] }

@@ -52,3 +52,9 @@ struct WorkerPool: Sendable {
         return lo..<hi
     }
 }
+
+/// A read-only pointer that may cross into worker closures.
+struct SendableConstPointer<T>: @unchecked Sendable {
+    let pointer: UnsafePointer<T>
+    init(_ p: UnsafePointer<T>) { pointer = p }
+}

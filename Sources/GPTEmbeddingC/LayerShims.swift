@@ -88,3 +88,20 @@ public func gpt_embedding_zero_grad(_ layer: OpaquePointer?) -> Int32 {
         try HandleRegistry.layer(layer).zeroGrad()
     }
 }
+
+@c @implementation
+public func gpt_embedding_touched_rows(_ layer: OpaquePointer?, _ rows: UnsafeMutablePointer<Int32>?, _ capacity: Int64, _ outCount: UnsafeMutablePointer<Int64>?) -> Int32 {
+    api("gpt_embedding_touched_rows") { () throws(GPTEmbeddingError) in
+        let layer = try HandleRegistry.layer(layer)
+        let out = try required(outCount, "out_count")
+        guard capacity >= 0 else { throw GPTEmbeddingError(.invalidArgument, "capacity = \(capacity) must be >= 0") }
+        let touched = layer.touchedTokenRows
+        out.pointee = Int64(touched.count)
+        if capacity == 0 && rows == nil { return }
+        let dst = try required(rows, "rows")
+        guard capacity >= touched.count else {
+            throw GPTEmbeddingError(.bufferTooSmall, "capacity \(capacity) is less than the \(touched.count) touched rows")
+        }
+        dst.update(from: touched, count: touched.count)
+    }
+}

@@ -90,3 +90,33 @@ import Testing
         #expect(Array(dwpe[0..<12]) == g)
     }
 }
+
+@Suite struct TouchedRowTests {
+    @Test func zeroGradClearsExactlyWhatBackwardWrote() throws {
+        var c = smallConfig(vocab: 400, dim: 16, maxSeqLen: 32, threads: 2)
+        c.paddingIdx = 7
+        let layer = try GPTEmbedding(config: c)
+        let ids: [Int32] = [5, 7, 300, 5, 12, 399]
+        var rng = TestRandom(5)
+        _ = try layer.forward(ids: ids, batch: 2, seq: 3, training: true, useLayerNorm: true)
+        try layer.backward(gradOutput: rng.floats(ids.count * 16), batch: 2, seq: 3)
+        #expect(layer.touchedTokenRows == [5, 12, 300, 399], "sorted, unique, no padding row")
+        let dwte = layer.tokenEmbedding.weight.gradient
+        let nonZeroRows = (0..<400).filter { r in dwte[(r * 16)..<(r * 16 + 16)].contains { $0 != 0 } }
+        #expect(nonZeroRows == [5, 12, 300, 399])
+        layer.zeroGrad()
+        #expect(layer.touchedTokenRows.isEmpty)
+        #expect(layer.parameters.allSatisfy { $0.gradient.allSatisfy { $0 == 0 } })
+    }
+
+    @Test func writesThroughTheGradientPointerAreClearedToo() throws {
+        let layer = try GPTEmbedding(config: smallConfig(vocab: 100, dim: 8))
+        let g = try layer.tokenEmbedding.weight.gradientData()
+        g[99 * 8 + 3] = 5  // a tied output head adding its gradient
+        _ = try layer.forward(ids: [Int32(1)], batch: 1, seq: 1, training: true)
+        try layer.backward(gradOutput: [Float](repeating: 1, count: 8), batch: 1, seq: 1)
+        #expect(g[99 * 8 + 3] == 5 && g[8] == 1, "backward adds onto what was written")
+        layer.zeroGrad()
+        #expect(g.allSatisfy { $0 == 0 })
+    }
+}

@@ -33,25 +33,17 @@ struct EmbeddingTables: @unchecked Sendable {
     let beta: UnsafeMutablePointer<Float>
     let eps: Float
 
-    /// `x[0..<D] = s * wte[id] + P[p]`.
+    /// The row of position `p`, or `nil` when there are no positions. Sinusoidal rows past
+    /// the cached table are computed into `spill` (D floats).
     @inline(__always)
-    func gatherRow(id: Int, position p: Int, into x: UnsafeMutablePointer<Float>) {
-        let d = dim
-        let w = wte + id * d
-        let s = scale
+    func positionRow(_ p: Int, spill: UnsafeMutablePointer<Float>) -> UnsafePointer<Float>? {
         switch positions {
-        case .none:
-            for c in 0..<d { x[c] = s * w[c] }
-        case .learned(let wpe):
-            let pr = wpe + p * d
-            for c in 0..<d { x[c] = s * w[c] + pr[c] }
+        case .none: return nil
+        case .learned(let wpe): return UnsafePointer(wpe + p * dim)
         case .sinusoidal(let table):
-            if let pr = table.cachedRow(p) {
-                for c in 0..<d { x[c] = s * w[c] + pr[c] }
-            } else {
-                SinusoidalPositionalEmbedding.fill(start: p, count: 1, embedDim: d, into: x)
-                for c in 0..<d { x[c] = s * w[c] + x[c] }
-            }
+            if let row = table.cachedRow(p) { return row }
+            SinusoidalPositionalEmbedding.fill(start: p, count: 1, embedDim: dim, into: spill)
+            return UnsafePointer(spill)
         }
     }
 }
@@ -61,6 +53,58 @@ struct SavedStatistics: @unchecked Sendable {
     /// `[R]` each, present when the forward normalised.
     let mean: FloatBuffer?
     let rstd: FloatBuffer?
+}
+
+// MARK: - Row pieces
+
+/// `x[c0..<c1] = s * w + p` (or `s * w` without positions); returns the sum of the
+/// written values. `c0` is a multiple of 8.
+@inline(__always)
+private func gather(_ x: UnsafeMutablePointer<Float>, _ w: UnsafePointer<Float>, _ p: UnsafePointer<Float>?,
+                    _ s: Float, _ c0: Int, _ c1: Int) -> Float {
+    let sv = Vec(repeating: s)
+    var a0 = Vec(), a1 = Vec()
+    var c = c0
+    if let p {
+        while c + 16 <= c1 {
+            let u = sv * load(w + c) + load(p + c), v = sv * load(w + c + 8) + load(p + c + 8)
+            store(u, x + c); store(v, x + c + 8)
+            a0 += u; a1 += v
+            c += 16
+        }
+        if c + 8 <= c1 { let u = sv * load(w + c) + load(p + c); store(u, x + c); a0 += u; c += 8 }
+        var sum = (a0 + a1).sum()
+        while c < c1 { x[c] = s * w[c] + p[c]; sum += x[c]; c += 1 }
+        return sum
+    }
+    while c + 16 <= c1 {
+        let u = sv * load(w + c), v = sv * load(w + c + 8)
+        store(u, x + c); store(v, x + c + 8)
+        a0 += u; a1 += v
+        c += 16
+    }
+    if c + 8 <= c1 { let u = sv * load(w + c); store(u, x + c); a0 += u; c += 8 }
+    var sum = (a0 + a1).sum()
+    while c < c1 { x[c] = s * w[c]; sum += x[c]; c += 1 }
+    return sum
+}
+
+/// `dy` of the next eight columns: `dout` through the dropout mask (`stream` is `nil`
+/// without dropout).
+@inline(__always)
+private func maskedGradient(_ g: UnsafePointer<Float>, _ c: Int, _ stream: inout MaskStream?, _ keepScale: Vec) -> Vec {
+    let v = load(g + c)
+    guard var s = stream else { return v }
+    let keep = s.next()
+    stream = s
+    return (v * keepScale).replacing(with: 0, where: .!keep)
+}
+
+/// The scalar form of ``maskedGradient(_:_:_:_:)`` for tail columns.
+@inline(__always)
+private func maskedGradient1(_ g: UnsafePointer<Float>, _ c: Int, _ mask: DropoutMask?, _ key: UInt32) -> Float {
+    guard let mask else { return g[c] }
+    return mask.keep(rowKey: key, column: c) ? g[c] * mask.keepScale : 0
 }
 
 // MARK: - Forward
@@ -74,22 +118,48 @@ func embeddingForward(
     let d = t.dim
     let o = SendablePointer(out)
     let sm = saveMean.map(SendablePointer.init), sr = saveRstd.map(SendablePointer.init)
-    pool.parallelFor(count: tokens.count, grain: max(1, 32768 / d)) { _, rows in
+    pool.parallelFor(count: tokens.count, grain: max(1, 65536 / d)) { _, rows in
         for r in rows {
             let x = o.pointer + r * d
-            t.gatherRow(id: Int(tokens.ids.base[r]), position: tokens.position(r), into: x)
+            let w = UnsafePointer(t.wte + Int(tokens.ids[r]) * d)
+            // A sinusoidal row past the cache is computed into x itself, then added in place.
+            let sum = gather(x, w, t.positionRow(tokens.position(r), spill: x), t.scale, 0, d)
+            var c = 0
             if normalize {
-                let mean = RowMath.sum(x, d) / Float(d)
+                let mean = sum / Float(d)
                 let variance = RowMath.sumSquaredDeviation(x, d, mean: mean) / Float(d)
                 let rstd = 1 / (variance + t.eps).squareRoot()
-                for c in 0..<d { x[c] = (x[c] - mean) * rstd * t.gamma[c] + t.beta[c] }
                 sm?.pointer[r] = mean
                 sr?.pointer[r] = rstd
-            }
-            if let mask {
-                let key = mask.rowKey(r)
-                let k = mask.keepScale
-                for c in 0..<d { x[c] = mask.keep(rowKey: key, column: c) ? x[c] * k : 0 }
+                let mv = Vec(repeating: mean), rv = Vec(repeating: rstd)
+                if let mask {
+                    let key = mask.rowKey(r), k = Vec(repeating: mask.keepScale)
+                    var stream = MaskStream(mask, rowKey: key, column: 0)
+                    while c + 8 <= d {
+                        let y = (load(x + c) - mv) * rv * load(t.gamma + c) + load(t.beta + c)
+                        store((y * k).replacing(with: 0, where: .!stream.next()), x + c)
+                        c += 8
+                    }
+                    while c < d {
+                        let y = (x[c] - mean) * rstd * t.gamma[c] + t.beta[c]
+                        x[c] = mask.keep(rowKey: key, column: c) ? y * mask.keepScale : 0
+                        c += 1
+                    }
+                } else {
+                    while c + 8 <= d {
+                        store((load(x + c) - mv) * rv * load(t.gamma + c) + load(t.beta + c), x + c)
+                        c += 8
+                    }
+                    while c < d { x[c] = (x[c] - mean) * rstd * t.gamma[c] + t.beta[c]; c += 1 }
+                }
+            } else if let mask {
+                let key = mask.rowKey(r), k = Vec(repeating: mask.keepScale)
+                var stream = MaskStream(mask, rowKey: key, column: 0)
+                while c + 8 <= d {
+                    store((load(x + c) * k).replacing(with: 0, where: .!stream.next()), x + c)
+                    c += 8
+                }
+                while c < d { x[c] = mask.keep(rowKey: key, column: c) ? x[c] * mask.keepScale : 0; c += 1 }
             }
         }
     }
@@ -107,124 +177,212 @@ struct EmbeddingGradients: @unchecked Sendable {
     let dbeta: UnsafeMutablePointer<Float>?
 }
 
+/// Rows per block of the layer-norm backward: the block's dx rows stay in cache between
+/// phase 1, which writes them, and phase 2, which scatters them.
+@inline(__always)
+func backwardBlockRows(_ d: Int) -> Int { max(subBlockRows, (1 << 20) / d / subBlockRows * subBlockRows) }
+
+/// Rows whose dgamma / dbeta contributions are summed together before being added in
+/// order. Fixed, so the summation order never depends on the thread count.
+let subBlockRows = 32
+
+/// Floats of scratch `embeddingBackward` needs for `rows` tokens of width `d`.
+func backwardScratchCount(rows: Int, dim d: Int, pool: WorkerPool) throws(GPTEmbeddingError) -> Int {
+    let block = min(rows, backwardBlockRows(d))
+    let subBlocks = (block + subBlockRows - 1) / subBlockRows
+    // dx of one block, dgamma/dbeta partials per sub-block, two rows per worker.
+    let perRow = try Checked.multiply(block + 2 * subBlocks + 2 * pool.threads, d, "backward scratch")
+    return perRow
+}
+
 /// Adds the gradients of `embeddingForward` for `dout` into `grads`.
 ///
+/// Without the layer norm, dx = dy = dout through the dropout mask, and one pass over
+/// column ranges scatters it (each worker owns a column range and walks all rows in order).
+///
 /// With the layer norm, y = xhat * gamma + beta and xhat = (x - mean) * rstd, so
-///   dx = rstd * (gamma*dy - mean(gamma*dy) - xhat * mean(gamma*dy*xhat)),
-/// where dy is dout through the dropout mask. Phase 1 computes the two row means; phase 2
-/// recomputes x from the tables (nothing of size [R, D] is stored) and scatters.
-/// `scratch` holds `2 * R` floats for phase 1 plus `2 * D` floats per worker.
+///   dx = rstd * (gamma*dy - mean(gamma*dy) - xhat * mean(gamma*dy*xhat)).
+/// Rows are processed in cache-sized blocks. Phase 1 (sub-blocks of rows in parallel)
+/// recomputes x from the tables (nothing of size [R, D] is kept by the forward), writes dx
+/// into the block scratch and sums dgamma / dbeta per sub-block. Phase 2 (column ranges in
+/// parallel) scatters dx into dwte / dwpe and adds the sub-block sums in order.
 func embeddingBackward(
     tables t: EmbeddingTables, tokens: TokenBatch, saved: SavedStatistics, mask: DropoutMask?,
     dout: UnsafePointer<Float>, grads g: EmbeddingGradients, scratch: FloatBuffer, pool: WorkerPool
 ) {
     let d = t.dim
     let n = tokens.count
-    let normalize = saved.mean != nil && g.dgamma != nil
-
-    let upstream = MaskedGradient(dout: dout, dim: d, mask: mask)
-    @Sendable @inline(__always)
-    func dy(_ r: Int, _ c: Int, _ key: UInt32) -> Float { upstream.value(r, c, key) }
-
-    // Phase 1 (layer norm only): per row, c1 = mean(gamma*dy), c2 = mean(gamma*dy*xhat).
-    let coef = SendablePointer(scratch.base)
-    if normalize, let meanBuf = saved.mean, let rstdBuf = saved.rstd {
-        let rowScratch = SendablePointer(scratch.base + 2 * n)
-        pool.parallelFor(count: n, grain: backwardRowGrain(d)) { part, rows in
-            // Each part owns 2 * D floats of scratch.
-            let x = rowScratch.pointer + part * 2 * d
-            let gdy = x + d
-            for r in rows {
-                t.gatherRow(id: Int(tokens.ids.base[r]), position: tokens.position(r), into: x)
-                let mean = meanBuf.base[r], rstd = rstdBuf.base[r]
-                let key = mask?.rowKey(r) ?? 0
-                for c in 0..<d {
-                    gdy[c] = t.gamma[c] * dy(r, c, key)
-                    x[c] = (x[c] - mean) * rstd  // xhat
-                }
-                coef.pointer[2 * r] = RowMath.sum(gdy, d) / Float(d)
-                coef.pointer[2 * r + 1] = RowMath.dot(gdy, x, d) / Float(d)
-            }
-        }
-    }
-
-    // Phase 2: each worker owns a range of 16-column chunks and walks all rows in order.
     let chunks = (d + 15) / 16
-    let parts = min(pool.parts(count: n * d, grain: 65536), chunks)
-    pool.run(parts: parts) { part in
-        do {
-            let cr = WorkerPool.range(part: part, of: parts, count: chunks)
-            let c0 = cr.lowerBound * 16, c1 = min(cr.upperBound * 16, d)
-            if c0 >= c1 { return }
-            for r in 0..<n {
-                let id = Int(tokens.ids.base[r])
-                let p = tokens.position(r)
-                let key = mask?.rowKey(r) ?? 0
-                let toToken = id != t.paddingIdx
-                let wrow = g.dwte + id * d
-                let prow = g.dwpe.map { $0 + p * d }
-                if normalize, let dgamma = g.dgamma, let dbeta = g.dbeta,
-                   let meanBuf = saved.mean, let rstdBuf = saved.rstd {
-                    let mean = meanBuf.base[r], rstd = rstdBuf.base[r]
-                    let k1 = coef.pointer[2 * r], k2 = coef.pointer[2 * r + 1]
-                    let w = t.wte + id * d
-                    for c in c0..<c1 {
-                        let x = t.scale * w[c] + positionValue(t, p, c)
-                        let xhat = (x - mean) * rstd
-                        let dyc = dy(r, c, key)
-                        dgamma[c] += dyc * xhat
-                        dbeta[c] += dyc
-                        let dx = (t.gamma[c] * dyc - k1 - xhat * k2) * rstd
-                        if toToken { wrow[c] += t.scale * dx }
-                        prow?[c] += dx
-                    }
-                } else {
-                    for c in c0..<c1 {
-                        let dx = dy(r, c, key)
-                        if toToken { wrow[c] += t.scale * dx }
-                        prow?[c] += dx
-                    }
+    let parts = min(pool.parts(count: n * d, grain: 32768), chunks)
+    let plain = EmbeddingGradients(dwte: g.dwte, dwpe: g.dwpe, dgamma: nil, dbeta: nil)
+
+    guard let meanBuf = saved.mean, let rstdBuf = saved.rstd, let dgamma = g.dgamma, let dbeta = g.dbeta else {
+        let go = SendableConstPointer(dout)
+        pool.run(parts: parts) { part in
+            let (c0, c1) = columnRange(part, parts, chunks, d)
+            scatterRows(t, tokens, 0..<n, go.pointer, 0, mask, plain, c0, c1)
+        }
+        return
+    }
+
+    let block = min(n, backwardBlockRows(d))
+    let subBlocksPerBlock = (block + subBlockRows - 1) / subBlockRows
+    let dxBlock = SendablePointer(scratch.base)
+    let partials = SendablePointer(scratch.base + block * d)
+    let rowScratch = SendablePointer(scratch.base + (block + 2 * subBlocksPerBlock) * d)
+    let stats = LayerNormGradient(t: t, tokens: tokens, mean: meanBuf.base, rstd: rstdBuf.base, mask: mask,
+                                  dout: dout, dgamma: dgamma, dbeta: dbeta)
+    var b0 = 0
+    while b0 < n {
+        let rows = b0..<min(n, b0 + block)
+        let subBlocks = (rows.count + subBlockRows - 1) / subBlockRows
+        // Phase 1: dx rows and per-sub-block dgamma / dbeta sums.
+        pool.parallelFor(count: subBlocks, grain: max(1, 8192 / d / subBlockRows)) { part, local in
+            let xhat = rowScratch.pointer + part * 2 * d
+            for sb in local {
+                let lo = rows.lowerBound + sb * subBlockRows
+                let hi = min(rows.upperBound, lo + subBlockRows)
+                stats.rows(lo..<hi, dx: dxBlock.pointer + (lo - rows.lowerBound) * d,
+                           sumDyXhat: partials.pointer + 2 * sb * d, sumDy: partials.pointer + (2 * sb + 1) * d,
+                           xhat: xhat, dy: xhat + d)
+            }
+        }
+        // Phase 2: scatter the block's dx by column ranges; add the sums in order.
+        pool.run(parts: parts) { part in
+            let (c0, c1) = columnRange(part, parts, chunks, d)
+            scatterRows(t, tokens, rows, UnsafePointer(dxBlock.pointer), rows.lowerBound, nil, plain, c0, c1)
+            for sb in 0..<subBlocks {
+                let pg = partials.pointer + 2 * sb * d, pb = pg + d
+                for c in c0..<c1 {
+                    stats.dgamma[c] += pg[c]
+                    stats.dbeta[c] += pb[c]
                 }
+            }
+        }
+        b0 = rows.upperBound
+    }
+}
+
+/// The layer norm part of the backward, for phase 1.
+private struct LayerNormGradient: @unchecked Sendable {
+    let t: EmbeddingTables
+    let tokens: TokenBatch
+    let mean: UnsafeMutablePointer<Float>
+    let rstd: UnsafeMutablePointer<Float>
+    let mask: DropoutMask?
+    let dout: UnsafePointer<Float>
+    let dgamma: UnsafeMutablePointer<Float>
+    let dbeta: UnsafeMutablePointer<Float>
+
+    /// For each row r of `rows`: dx[r - rows.lowerBound] and the sums over the rows of
+    /// dy * xhat and dy. `xhat` and `dy` are D floats of scratch each.
+    @inline(__always)
+    func rows(_ rows: Range<Int>, dx: UnsafeMutablePointer<Float>, sumDyXhat: UnsafeMutablePointer<Float>,
+              sumDy: UnsafeMutablePointer<Float>, xhat: UnsafeMutablePointer<Float>, dy: UnsafeMutablePointer<Float>) {
+        let d = t.dim
+        let keepScale = Vec(repeating: mask?.keepScale ?? 1)
+        sumDyXhat.update(repeating: 0, count: d)
+        sumDy.update(repeating: 0, count: d)
+        for r in rows {
+            let w = UnsafePointer(t.wte + Int(tokens.ids[r]) * d)
+            // xhat first holds x; a sinusoidal row past the cache spills into dy.
+            _ = gather(xhat, w, t.positionRow(tokens.position(r), spill: dy), t.scale, 0, d)
+            let m = mean[r], rs = rstd[r]
+            let key = mask?.rowKey(r) ?? 0
+            let gr = dout + r * d
+            let mv = Vec(repeating: m), rv = Vec(repeating: rs)
+            var stream = mask.map { MaskStream($0, rowKey: key, column: 0) }
+            var a1 = Vec(), a2 = Vec()
+            var c = 0
+            while c + 8 <= d {
+                let xh = (load(xhat + c) - mv) * rv
+                let dyv = maskedGradient(gr, c, &stream, keepScale)
+                let gdy = load(t.gamma + c) * dyv
+                a1 += gdy
+                a2 += gdy * xh
+                store(xh, xhat + c)
+                store(dyv, dy + c)
+                c += 8
+            }
+            var s1 = a1.sum(), s2 = a2.sum()
+            while c < d {
+                xhat[c] = (xhat[c] - m) * rs
+                dy[c] = maskedGradient1(gr, c, mask, key)
+                let gdy = t.gamma[c] * dy[c]
+                s1 += gdy
+                s2 += gdy * xhat[c]
+                c += 1
+            }
+            let k1 = s1 / Float(d), k2 = s2 / Float(d)
+            let k1v = Vec(repeating: k1), k2v = Vec(repeating: k2)
+            let out = dx + (r - rows.lowerBound) * d
+            c = 0
+            while c + 8 <= d {
+                let xh = load(xhat + c), dyv = load(dy + c)
+                store((load(t.gamma + c) * dyv - k1v - xh * k2v) * rv, out + c)
+                store(load(sumDyXhat + c) + dyv * xh, sumDyXhat + c)
+                store(load(sumDy + c) + dyv, sumDy + c)
+                c += 8
+            }
+            while c < d {
+                out[c] = (t.gamma[c] * dy[c] - k1 - xhat[c] * k2) * rs
+                sumDyXhat[c] += dy[c] * xhat[c]
+                sumDy[c] += dy[c]
+                c += 1
             }
         }
     }
 }
 
-/// dy = dout through the dropout mask.
-private struct MaskedGradient: @unchecked Sendable {
-    let dout: UnsafePointer<Float>
-    let dim: Int
-    let mask: DropoutMask?
-
-    @inline(__always)
-    func value(_ r: Int, _ c: Int, _ key: UInt32) -> Float {
-        let v = dout[r * dim + c]
-        guard let mask else { return v }
-        return mask.keep(rowKey: key, column: c) ? v * mask.keepScale : 0
-    }
+/// Columns `[c0, c1)` of part `part` of `parts`, in whole 16-column chunks.
+@inline(__always)
+private func columnRange(_ part: Int, _ parts: Int, _ chunks: Int, _ d: Int) -> (Int, Int) {
+    let cr = WorkerPool.range(part: part, of: parts, count: chunks)
+    return (cr.lowerBound * 16, min(cr.upperBound * 16, d))
 }
 
-/// Rows per worker below which phase 1 of the backward stays on one thread.
+/// `dwte[id] += s * dy`, `dwpe[p] += dy` for columns `[c0, c1)`, where dy is row
+/// `r - firstRow` of `dout` through the dropout mask.
 @inline(__always)
-func backwardRowGrain(_ d: Int) -> Int { max(1, 16384 / d) }
-
-/// Floats of scratch `embeddingBackward` needs for `rows` tokens of width `d`.
-func backwardScratchCount(rows: Int, dim d: Int, pool: WorkerPool) throws(GPTEmbeddingError) -> Int {
-    let workers = pool.parts(count: rows, grain: backwardRowGrain(d))
-    let perWorker = try Checked.multiply(2 * workers, d, "backward scratch")
-    let (total, overflow) = (2 * rows).addingReportingOverflow(perWorker)
-    if overflow { throw GPTEmbeddingError(.sizeOverflow, "backward scratch overflows") }
-    return total
-}
-
-/// `P[p, c]`, for recomputing x column by column.
-@inline(__always)
-private func positionValue(_ t: EmbeddingTables, _ p: Int, _ c: Int) -> Float {
-    switch t.positions {
-    case .none: return 0
-    case .learned(let wpe): return wpe[p * t.dim + c]
-    case .sinusoidal(let table):
-        if let row = table.cachedRow(p) { return row[c] }
-        return SinusoidalPositionalEmbedding.value(position: p, channel: c, embedDim: t.dim)
+private func scatterRows(_ t: EmbeddingTables, _ tokens: TokenBatch, _ rows: Range<Int>, _ dout: UnsafePointer<Float>,
+                         _ firstRow: Int, _ mask: DropoutMask?, _ g: EmbeddingGradients, _ c0: Int, _ c1: Int) {
+    let d = t.dim
+    let sv = Vec(repeating: t.scale)
+    let keepScale = Vec(repeating: mask?.keepScale ?? 1)
+    for r in rows {
+        let id = Int(tokens.ids[r])
+        let key = mask?.rowKey(r) ?? 0
+        var stream = mask.map { MaskStream($0, rowKey: key, column: c0) }
+        let gr = dout + (r - firstRow) * d
+        let dwRow = id == t.paddingIdx ? nil : g.dwte + id * d
+        let dpRow = g.dwpe.map { $0 + tokens.position(r) * d }
+        var c = c0
+        switch (dwRow, dpRow) {
+        case let (dw?, dp?):
+            while c + 8 <= c1 {
+                let dy = maskedGradient(gr, c, &stream, keepScale)
+                store(load(dw + c) + sv * dy, dw + c)
+                store(load(dp + c) + dy, dp + c)
+                c += 8
+            }
+        case let (dw?, nil):
+            while c + 8 <= c1 {
+                store(load(dw + c) + sv * maskedGradient(gr, c, &stream, keepScale), dw + c)
+                c += 8
+            }
+        case let (nil, dp?):
+            while c + 8 <= c1 {
+                store(load(dp + c) + maskedGradient(gr, c, &stream, keepScale), dp + c)
+                c += 8
+            }
+        case (nil, nil):
+            c = c1
+        }
+        while c < c1 {
+            let dy = maskedGradient1(gr, c, mask, key)
+            dwRow?[c] += t.scale * dy
+            dpRow?[c] += dy
+            c += 1
+        }
     }
 }

@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The set of table rows that backward has written since the last `zeroGrad`.
+///
+/// `zeroGrad` then clears only those rows: after one 8 x 1024 batch about 7,600 of GPT-2's
+/// 50,257 token rows are non-zero, and zeroing the whole 154 MB gradient would cost more
+/// than the backward itself. An optimizer can read the list to update only those rows.
+final class RowTracker: @unchecked Sendable {
+    /// Rows of the table tracked.
+    let rows: Int
+    private var seen: UnsafeMutablePointer<UInt8>?
+    private var list: UnsafeMutablePointer<Int32>?
+    /// Number of distinct rows recorded.
+    private(set) var count = 0
+
+    init(rows: Int) { self.rows = rows }
+
+    deinit {
+        free(seen)
+        free(list)
+    }
+
+    /// Allocates the tracking memory (5 bytes per row) on first use.
+    func prepare() throws(GPTEmbeddingError) {
+        if seen != nil { return }
+        let s = calloc(max(rows, 1), 1), l = malloc(max(rows, 1) * MemoryLayout<Int32>.stride)
+        guard let s, let l else {
+            free(s)
+            free(l)
+            throw GPTEmbeddingError(.outOfMemory, "cannot allocate \(rows * 5) bytes to track gradient rows")
+        }
+        seen = s.assumingMemoryBound(to: UInt8.self)
+        list = l.assumingMemoryBound(to: Int32.self)
+    }
+
+    /// Records `row` (in `[0, rows)`); `prepare()` must have succeeded.
+    @inline(__always)
+    func record(_ row: Int32) {
+        guard let seen, let list, seen[Int(row)] == 0 else { return }
+        seen[Int(row)] = 1
+        list[count] = row
+        count += 1
+    }
+
+    /// The recorded rows, ascending.
+    var sortedRows: [Int32] {
+        guard let list else { return [] }
+        return UnsafeBufferPointer(start: list, count: count).sorted()
+    }
+
+    /// Zeroes the recorded rows of `table [rows, cols]`, in parallel for large sets.
+    func zeroRows(of table: UnsafeMutablePointer<Float>, cols: Int, pool: WorkerPool) {
+        guard let list else { return }
+        let rowList = SendableConstPointer(UnsafePointer(list)), t = SendablePointer(table)
+        pool.parallelFor(count: count, grain: max(1, 262_144 / max(cols, 1))) { _, range in
+            for i in range { (t.pointer + Int(rowList.pointer[i]) * cols).update(repeating: 0, count: cols) }
+        }
+    }
+
+    /// Forgets every row.
+    func reset() {
+        guard let seen, let list else { return }
+        for i in 0..<count { seen[Int(list[i])] = 0 }
+        count = 0
+    }
+
+    /// Bytes owned.
+    var byteCount: Int { seen == nil ? 0 : rows * 5 }
+}
