@@ -67,7 +67,7 @@ public final class ParameterTensor: @unchecked Sendable {
     public func copyGradient(into dst: UnsafeMutableBufferPointer<Float>) throws(GPTEmbeddingError) {
         guard let grad else {
             try Self.checkCapacity(dst.count, count, name)
-            dst.baseAddress!.initialize(repeating: 0, count: count)
+            dst.baseAddress?.update(repeating: 0, count: count)
             return
         }
         try Self.copy(grad.base, count: count, into: dst, what: name)
@@ -100,6 +100,6 @@ public final class ParameterTensor: @unchecked Sendable {
 
     private static func copy(_ src: UnsafePointer<Float>, count: Int, into dst: UnsafeMutableBufferPointer<Float>, what: String) throws(GPTEmbeddingError) {
         try checkCapacity(dst.count, count, what)
-        dst.baseAddress!.update(from: src, count: count)
+        dst.baseAddress?.update(from: src, count: count)
     }
 }

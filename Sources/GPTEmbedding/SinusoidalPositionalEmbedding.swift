@@ -56,7 +56,8 @@ public struct SinusoidalPositionalEmbedding: @unchecked Sendable {
             throw GPTEmbeddingError(.outOfRange, "positions \(start) ..< \(start) + \(count) go past the largest position \(maxPosition)")
         }
         try ParameterTensor.checkCapacity(out.count, need, "the sinusoidal table")
-        fill(start: start, count: count, embedDim: embedDim, into: out.baseAddress!)
+        guard let base = out.baseAddress else { return }  // unreachable: capacity >= need > 0
+        fill(start: start, count: count, embedDim: embedDim, into: base)
     }
 
     /// Writes the row of position `p` into `out[0..<embedDim]`, from the cache when possible.

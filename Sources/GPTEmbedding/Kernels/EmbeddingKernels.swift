@@ -89,6 +89,30 @@ private func gather(_ x: UnsafeMutablePointer<Float>, _ w: UnsafePointer<Float>,
     return sum
 }
 
+/// Two rows of ``gather(_:_:_:_:_:_:)`` interleaved (no sums).
+@inline(__always)
+private func gather2(_ xa: UnsafeMutablePointer<Float>, _ wa: UnsafePointer<Float>, _ pa: UnsafePointer<Float>?,
+                     _ xb: UnsafeMutablePointer<Float>, _ wb: UnsafePointer<Float>, _ pb: UnsafePointer<Float>?,
+                     _ s: Float, _ d: Int) {
+    let sv = Vec(repeating: s)
+    var c = 0
+    if let pa, let pb {
+        while c + 8 <= d {
+            let u = sv * load(wa + c) + load(pa + c), v = sv * load(wb + c) + load(pb + c)
+            store(u, xa + c); store(v, xb + c)
+            c &+= 8
+        }
+        while c < d { xa[c] = s * wa[c] + pa[c]; xb[c] = s * wb[c] + pb[c]; c += 1 }
+    } else {
+        while c + 8 <= d {
+            let u = sv * load(wa + c), v = sv * load(wb + c)
+            store(u, xa + c); store(v, xb + c)
+            c &+= 8
+        }
+        while c < d { xa[c] = s * wa[c]; xb[c] = s * wb[c]; c += 1 }
+    }
+}
+
 /// `dy` of the next eight columns: `dout` through the dropout mask (`stream` is `nil`
 /// without dropout).
 @inline(__always)
@@ -119,7 +143,21 @@ func embeddingForward(
     let o = SendablePointer(out)
     let sm = saveMean.map(SendablePointer.init), sr = saveRstd.map(SendablePointer.init)
     pool.parallelFor(count: tokens.count, grain: max(1, 65536 / d)) { _, rows in
-        for r in rows {
+        var r0 = rows.lowerBound
+        if !normalize && mask == nil {
+            // Plain lookups: two rows at a time, so that twice as many cache misses are in
+            // flight (a row starts at a random place in the table; prefetchers cannot guess it).
+            let spill = o.pointer + rows.lowerBound * d  // unused unless past the sinusoidal cache
+            while r0 + 2 <= rows.upperBound {
+                let ra = r0, rb = r0 + 1
+                let pa = t.positionRow(tokens.position(ra), spill: spill), pb = t.positionRow(tokens.position(rb), spill: spill)
+                if (pa != nil && pa == UnsafePointer(spill)) || (pb != nil && pb == UnsafePointer(spill)) { break }
+                gather2(o.pointer + ra * d, UnsafePointer(t.wte + Int(tokens.ids[ra]) * d), pa,
+                        o.pointer + rb * d, UnsafePointer(t.wte + Int(tokens.ids[rb]) * d), pb, t.scale, d)
+                r0 += 2
+            }
+        }
+        for r in r0..<rows.upperBound {
             let x = o.pointer + r * d
             let w = UnsafePointer(t.wte + Int(tokens.ids[r]) * d)
             // A sinusoidal row past the cache is computed into x itself, then added in place.

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""The benchmark: libgpt_embedding vs a plain C baseline vs PyTorch, in one run.
+
+    make bench            full run (a few minutes), prints Markdown tables
+    make bench-smoke      tiny sizes, one pass: checks the harness works (CI runs this)
+
+It builds bench/bench.c (-O3 -march=native, OpenMP) against the built library, runs it for 1
+and 2 threads, runs bench/bench_torch.py with the same thread counts when torch is
+installed, and prints: memory bandwidth, every case with its bytes, GB/s and ratio to the
+floor (bytes / best in-run bandwidth), the ratios to the C baseline and to PyTorch, the
+decode-step latency, the scaling tables and the issue's targets.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, ".build", "release")
+OUT = os.path.join(ROOT, ".build", "bench")
+
+OPS = ["forward_eval", "forward_train", "backward", "backward_ln_dropout", "zero_grad"]
+OP_NAMES = {
+    "forward_eval": "forward (eval)",
+    "forward_train": "forward (train, LN + dropout 0.1)",
+    "backward": "backward",
+    "backward_ln_dropout": "backward (LN + dropout)",
+    "zero_grad": "zero_grad",
+}
+
+
+def build():
+    os.makedirs(OUT, exist_ok=True)
+    exe = os.path.join(OUT, "bench")
+    cmd = ["cc", "-std=c11", "-O3", "-march=native", "-fopenmp", "-Wall", "-Wextra",
+           "-I" + os.path.join(ROOT, "include"), os.path.join(ROOT, "bench", "bench.c"),
+           "-L" + BIN, "-lgpt_embedding", "-Wl,-rpath," + BIN, "-lm", "-o", exe]
+    subprocess.run(cmd, check=True)
+    return exe
+
+
+def run_json(cmd, env=None):
+    res = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env)
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+
+def have_torch():
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def key(r):
+    return (r["model"], r["B"], r["T"], r["threads"], r["op"], r.get("all_same", 0))
+
+
+def fmt_ms(x):
+    return "-" if x is None else (f"{x * 1000:.2f} µs" if x < 0.1 else f"{x:.3f}")
+
+
+def ratio(a, b):
+    return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, checks the harness only")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--no-torch", action="store_true")
+    args = ap.parse_args()
+
+    exe = build()
+    env = dict(os.environ, OMP_WAIT_POLICY="passive")  # spinning OpenMP workers slow the next run
+    cmd = [exe, "--threads", args.threads] + (["--smoke"] if args.smoke else [])
+    print(f"running {' '.join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)} ...", file=sys.stderr)
+    rows = run_json(cmd, env)
+    torch_rows = []
+    if not args.no_torch and have_torch():
+        for t in args.threads.split(","):
+            print(f"running PyTorch with {t} thread(s) ...", file=sys.stderr)
+            torch_rows += run_json([sys.executable, os.path.join(ROOT, "bench", "bench_torch.py"), "--threads", t]
+                                   + (["--smoke"] if args.smoke else []))
+    report(rows, torch_rows, args)
+
+
+def report(rows, torch_rows, args):
+    by = {}
+    for r in rows:
+        by[(r["impl"],) + key(r)] = r
+    tby = {key(r): r for r in torch_rows}
+    threads = sorted({r["threads"] for r in rows})
+
+    # Bandwidth: the floor is the case's bytes at the best bandwidth measured in this run.
+    bw = {}
+    print("## Memory bandwidth (STREAM-style, median)\n")
+    print("| threads | add GB/s | memcpy GB/s |")
+    print("|---:|---:|---:|")
+    for t in threads:
+        add = by[("stream", "add", 0, 0, t, "bandwidth", 0)]
+        cp = by[("stream", "memcpy", 0, 0, t, "bandwidth", 0)]
+        gb = lambda r: r["bytes"] / r["ms"] / 1e6
+        bw[t] = max(gb(add), gb(cp))
+        print(f"| {t} | {gb(add):.1f} | {gb(cp):.1f} |")
+    best = max(bw.values())
+    print(f"\nfloor = bytes / {best:.1f} GB/s (the best bandwidth of this run)\n")
+
+    print("## Cases (times in ms, medians; ratios from this run)\n")
+    print("| model | B×T | threads | op | MB | lib ms | GB/s | × floor | C ms | lib/C | torch ms | torch/lib |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    cases = sorted({(r["model"], r["B"], r["T"], r.get("all_same", 0)) for r in rows
+                    if r["impl"] == "lib" and r["op"] in OPS and not r["model"].startswith("scale")},
+                   key=lambda c: (c[0] != "gpt2-small", c[1] * c[2], c[3]))
+    for (model, B, T, same) in cases:
+        for t in threads:
+            for op in OPS:
+                lib = by.get(("lib", model, B, T, t, op, same))
+                if not lib:
+                    continue
+                c = by.get(("c", model, B, T, t, op, 0)) if not same else None
+                tr = tby.get((model, B, T, t, op, same))
+                floor = lib["bytes"] / best / 1e6
+                label = f"{B}×{T}" + (" same id" if same else "")
+                print(f"| {model} | {label} | {t} | {OP_NAMES[op]} | {lib['bytes'] / 1e6:.1f} | {fmt_ms(lib['ms'])} | "
+                      f"{lib['bytes'] / lib['ms'] / 1e6:.1f} | {lib['ms'] / floor:.2f} | {fmt_ms(c['ms'] if c else None)} | "
+                      f"{ratio(lib['ms'], c['ms'] if c else None)} | {fmt_ms(tr['ms'] if tr else None)} | "
+                      f"{ratio(tr['ms'] if tr else None, lib['ms'])} |")
+
+    print("\n## Decode step (1×1 forward from C, GPT-2 small)\n")
+    print("| threads | µs per call |")
+    print("|---:|---:|")
+    for t in threads:
+        d = by.get(("lib", "gpt2-small", 1, 1, t, "decode_call", 0))
+        if d:
+            print(f"| {t} | {d['ms'] * 1000:.3f} |")
+
+    scale = [r for r in rows if r["impl"] == "lib" and r["model"].startswith("scale")]
+    if scale:
+        print("\n## Scaling (lib, GPT-2 vocabulary, most threads)\n")
+        print("| sweep | B×T | D | forward ms | ns per token·D ×1000 | backward ms | ns per token·D ×1000 |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        pts = sorted({(r["model"], r["B"], r["T"], r["D"], r["threads"]) for r in scale})
+        for (m, B, T, D, t) in pts:
+            f = next(r for r in scale if (r["model"], r["B"], r["T"], r["D"], r["op"]) == (m, B, T, D, "forward_eval"))
+            b = next(r for r in scale if (r["model"], r["B"], r["T"], r["D"], r["op"]) == (m, B, T, D, "backward"))
+            per = lambda r: r["ms"] * 1e6 / (B * T * D) * 1000
+            print(f"| {m[6:]} | {B}×{T} | {D} | {f['ms']:.3f} | {per(f):.1f} | {b['ms']:.3f} | {per(b):.1f} |")
+
+    if not args.smoke:
+        targets(by, tby, best, threads)
+
+
+def targets(by, tby, best, threads):
+    def get(impl, op, B=8, T=1024, t=2, model="gpt2-small"):
+        r = by.get((impl, model, B, T, t, op, 0))
+        return r["ms"] if r else None
+
+    def floor(op, B=8, T=1024):
+        r = by.get(("lib", "gpt2-small", B, T, 2, op, 0))
+        return r["bytes"] / best / 1e6 if r else None
+
+    def torch(op, B=8, T=1024, t=2):
+        r = tby.get(("gpt2-small", B, T, t, op, 0))
+        return r["ms"] if r else None
+
+    lines = []
+
+    def check(name, value, limit, better="below"):
+        if value is None:
+            lines.append(f"| {name} | - | {limit} | not measured |")
+            return
+        ok = value <= limit if better == "below" else value >= limit
+        lines.append(f"| {name} | {value:.2f} | {'≤' if better == 'below' else '≥'} {limit} | {'met' if ok else 'MISSED'} |")
+
+    fe, ft, b, bl = (get("lib", o) for o in ("forward_eval", "forward_train", "backward", "backward_ln_dropout"))
+    check("forward (eval) × floor", fe and fe / floor("forward_eval"), 1.3)
+    check("forward (eval) lib / C", fe and get("c", "forward_eval") and fe / get("c", "forward_eval"), 0.9)
+    check("forward (eval) torch / lib", torch("forward_eval") and fe and torch("forward_eval") / fe, 3, "above")
+    check("forward (train) × floor", ft and ft / floor("forward_train"), 2.0)
+    check("forward (train) torch / lib", torch("forward_train") and ft and torch("forward_train") / ft, 15, "above")
+    check("backward × floor", b and b / floor("backward"), 1.3)
+    check("backward (LN + dropout) × floor", bl and bl / floor("backward_ln_dropout"), 1.8)
+    zl = (get("lib", "zero_grad", 1, 1024) or 0) + (get("lib", "backward", 1, 1024) or 0)
+    zt = (torch("zero_grad", 1, 1024) or 0) + (torch("backward", 1, 1024) or 0)
+    check("zero_grad + backward 1×1024: torch / lib", zt and zl and zt / zl, 20, "above")
+    for op in ("forward_eval", "forward_train", "backward", "backward_ln_dropout"):
+        l1, c1 = get("lib", op, t=1), get("c", op, t=1)
+        check(f"1 thread {OP_NAMES[op]}: lib / C", l1 and c1 and l1 / c1, 1.1)
+    d = by.get(("lib", "gpt2-small", 1, 1, 1, "decode_call", 0))
+    check("decode 1×1 from C, µs", d and d["ms"] * 1000, 1.0)
+    print("\n## Targets (8×1024, 2 threads unless noted)\n")
+    print("| target | measured | limit | |")
+    print("|---|---:|---:|---|")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
