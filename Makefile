@@ -15,9 +15,19 @@ RELEASE := -c release $(if $(CPU),-Xswiftc -target-cpu -Xswiftc $(CPU),)
 PYTHON  ?= python3
 BIN     := .build/release
 LIB     := $(BIN)/libgpt_embedding.so
-SONAME  := libgpt_embedding.so.$(shell sed -n 's/^\#define GPT_EMBEDDING_VERSION_MAJOR \([0-9]*\).*/\1/p' include/gpt_embedding.h)
+# The version lives in one place: the header's macros.
+version_part = $(shell sed -n 's/^\#define GPT_EMBEDDING_VERSION_$(1) \([0-9]*\).*/\1/p' include/gpt_embedding.h)
+MAJOR   := $(call version_part,MAJOR)
+VERSION := $(MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
+SONAME  := libgpt_embedding.so.$(MAJOR)
 
-.PHONY: all lib cli demo test test-swift test-c test-python test-examples bench bench-smoke golden clean
+# make install PREFIX=... (DESTDIR for staging), as zstd and SQLite do.
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+.PHONY: all lib cli demo install uninstall test-install test test-swift test-c test-python test-examples bench bench-smoke golden clean
 
 all: lib cli
 
@@ -31,7 +41,7 @@ cli:
 demo: cli
 	$(BIN)/gpt-embedding demo
 
-test: test-swift test-c test-python test-examples bench-smoke
+test: test-swift test-c test-python test-examples test-install bench-smoke
 
 test-swift:
 	$(SWIFT) test
@@ -50,6 +60,23 @@ bench: lib
 
 bench-smoke: lib
 	$(PYTHON) bench/run.py --smoke --no-torch
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 755 $(LIB) $(DESTDIR)$(LIBDIR)/libgpt_embedding.so.$(VERSION)
+	ln -sf libgpt_embedding.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libgpt_embedding.so
+	install -m 644 include/gpt_embedding.h $(DESTDIR)$(INCLUDEDIR)/gpt_embedding.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' gpt_embedding.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/gpt_embedding.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libgpt_embedding.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	      $(DESTDIR)$(LIBDIR)/libgpt_embedding.so $(DESTDIR)$(INCLUDEDIR)/gpt_embedding.h \
+	      $(DESTDIR)$(PKGCONFIGDIR)/gpt_embedding.pc
+
+test-install: lib
+	Tests/install/run.sh
 
 golden:
 	$(PYTHON) Tests/golden/generate.py

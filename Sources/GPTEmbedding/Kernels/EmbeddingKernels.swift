@@ -387,7 +387,34 @@ private func scatterRows(_ t: EmbeddingTables, _ tokens: TokenBatch, _ rows: Ran
     let d = t.dim
     let sv = Vec(repeating: t.scale)
     let keepScale = Vec(repeating: mask?.keepScale ?? 1)
-    for r in rows {
+    var r = rows.lowerBound
+    if mask == nil, let dwpe = g.dwpe {
+        // Two rows at a time while they write four different rows: twice the cache misses in
+        // flight. Each gradient element still receives its contributions in row order.
+        while r + 2 <= rows.upperBound {
+            let ia = Int(tokens.ids[r]), ib = Int(tokens.ids[r + 1])
+            let pa = tokens.position(r), pb = tokens.position(r + 1)
+            if ia == ib || pa == pb || ia == t.paddingIdx || ib == t.paddingIdx { break }
+            let ga = dout + (r - firstRow) * d, gb = ga + d
+            let wa = g.dwte + ia * d, wb = g.dwte + ib * d, qa = dwpe + pa * d, qb = dwpe + pb * d
+            var c = c0
+            while c + 8 <= c1 {
+                let ya = load(ga + c), yb = load(gb + c)
+                store(load(wa + c) + sv * ya, wa + c)
+                store(load(qa + c) + ya, qa + c)
+                store(load(wb + c) + sv * yb, wb + c)
+                store(load(qb + c) + yb, qb + c)
+                c &+= 8
+            }
+            while c < c1 {
+                wa[c] += t.scale * ga[c]; qa[c] += ga[c]
+                wb[c] += t.scale * gb[c]; qb[c] += gb[c]
+                c += 1
+            }
+            r += 2
+        }
+    }
+    for r in r..<rows.upperBound {
         let id = Int(tokens.ids[r])
         let key = mask?.rowKey(r) ?? 0
         var stream = mask.map { MaskStream($0, rowKey: key, column: c0) }
