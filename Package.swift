@@ -39,6 +39,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Fuzz targets (Tests/fuzz/README.md): replay their corpora in a normal build,
+        // run libFuzzer when built with --sanitize fuzzer -Xcc -DGPT_EMBEDDING_FUZZING.
+        .target(name: "FuzzSupport", path: "Tests/fuzz/support"),
+        .executableTarget(name: "fuzz-api", dependencies: ["GPTEmbeddingC", "CGPTEmbedding", "FuzzSupport"],
+                          path: "Tests/fuzz/api"),
         .testTarget(
             name: "GPTEmbeddingTests",
             dependencies: ["GPTEmbedding", "GPTEmbeddingC", "CGPTEmbedding"]

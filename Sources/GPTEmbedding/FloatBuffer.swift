@@ -17,6 +17,7 @@ final class FloatBuffer: @unchecked Sendable {
     /// Allocates `count` floats, zeroed unless `zeroed` is false (scratch space).
     init(count: Int, zeroed: Bool = true, what: @autoclosure () -> String) throws(GPTEmbeddingError) {
         let bytes = try Checked.floatBytes(count, what())
+        try Self.checkFits(bytes, what())
         var raw: UnsafeMutableRawPointer? = nil
         guard posix_memalign(&raw, 64, max(bytes, 64)) == 0, let raw else {
             throw GPTEmbeddingError(.outOfMemory, "cannot allocate \(bytes) bytes for \(what())")
@@ -27,6 +28,22 @@ final class FloatBuffer: @unchecked Sendable {
     }
 
     deinit { free(base) }
+
+    /// Physical memory of this machine in bytes (0 if unknown).
+    static let physicalMemory: Int = {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, size > 0 else { return 0 }
+        return pages.multipliedReportingOverflow(by: size).overflow ? Int.max : pages * size
+    }()
+
+    /// Refuses a buffer larger than physical memory. With Linux's memory overcommit such an
+    /// allocation could succeed and the process then be killed while filling it; refusing
+    /// it up front turns that into an `outOfMemory` error.
+    static func checkFits(_ bytes: Int, _ what: @autoclosure () -> String) throws(GPTEmbeddingError) {
+        if physicalMemory > 0 && bytes > physicalMemory {
+            throw GPTEmbeddingError(.outOfMemory, "\(what()) needs \(bytes) bytes, more than this machine's \(physicalMemory) bytes of memory")
+        }
+    }
 
     /// The contents as a buffer pointer.
     var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: base, count: count) }
@@ -45,6 +62,7 @@ final class Int32Buffer: @unchecked Sendable {
 
     init(count: Int, what: @autoclosure () -> String) throws(GPTEmbeddingError) {
         let bytes = try Checked.multiply(count, MemoryLayout<Int32>.stride, what())
+        try FloatBuffer.checkFits(bytes, what())
         var raw: UnsafeMutableRawPointer? = nil
         guard posix_memalign(&raw, 64, max(bytes, 64)) == 0, let raw else {
             throw GPTEmbeddingError(.outOfMemory, "cannot allocate \(bytes) bytes for \(what())")

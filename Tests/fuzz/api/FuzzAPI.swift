@@ -1,0 +1,213 @@
+// Fuzz target: drives the whole C API with configurations, shapes, ids, positions, flags
+// and buffer sizes taken from the input, and checks the library's promises on every call:
+// a known status code, a message on failure, NULL after success, and on failure nothing
+// written (output buffer, parameters and gradients unchanged). Any broken promise aborts.
+//
+//   Tests/fuzz/run.sh api 60         run libFuzzer for 60 s (see Tests/fuzz/README.md)
+//   .build/debug/fuzz-api <corpus>   replay a corpus (a normal build; part of the tests)
+import CGPTEmbedding
+import FuzzSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads the fuzzer's bytes as a stream of small decisions.
+struct Input {
+    let data: UnsafePointer<UInt8>
+    let count: Int
+    var index = 0
+
+    mutating func byte() -> UInt8 {
+        guard index < count else { return 0 }
+        defer { index += 1 }
+        return data[index]
+    }
+
+    var exhausted: Bool { index >= count }
+
+    /// Mostly small values, sometimes the edge cases that break size arithmetic.
+    mutating func size(_ typical: Int64) -> Int64 {
+        let b = byte()
+        switch b % 32 {
+        case 0: return 0
+        case 1: return -1
+        case 2: return Int64.max
+        case 3: return Int64.min
+        case 4: return 1 << 40
+        case 5: return 1 << 31
+        case 6: return Int64(Int32.max)
+        default: return 1 + Int64(b) % typical
+        }
+    }
+}
+
+func fail(_ why: String) -> Never {
+    print("fuzz-api: broken promise: \(why)")
+    abort()
+}
+
+/// Checks the status-code promises of one call and returns the status.
+@discardableResult
+func checked(_ status: Int32, _ what: String) -> Int32 {
+    guard (0...12).contains(status) else { fail("\(what) returned unknown status \(status)") }
+    if status == 0, gpt_embedding_last_error() != nil { fail("\(what) succeeded but left an error message") }
+    if status != 0, gpt_embedding_last_error() == nil { fail("\(what) failed (\(status)) without a message") }
+    return status
+}
+
+/// Everything the layer owns, to prove failed calls change nothing.
+func snapshot(_ h: OpaquePointer?) -> [UInt32] {
+    var all: [UInt32] = []
+    for p: Int32 in 0...3 {
+        var rows: Int64 = 0, cols: Int64 = 0
+        guard gpt_embedding_parameter_shape(h, p, &rows, &cols) == 0 else { continue }
+        var buf = [Float](repeating: 0, count: Int(rows * cols))
+        guard gpt_embedding_get_parameter(h, p, &buf, Int64(buf.count)) == 0 else { fail("get_parameter") }
+        all += buf.map(\.bitPattern)
+        guard gpt_embedding_get_gradient(h, p, &buf, Int64(buf.count)) == 0 else { fail("get_gradient") }
+        all += buf.map(\.bitPattern)
+    }
+    return all
+}
+
+let sentinel = Float(bitPattern: 0x7FC0_1234)
+
+nonisolated(unsafe) let callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32 = { data, size in
+    guard let data else { return 0 }
+    var input = Input(data: data, count: size)
+
+    var cfg = gpt_embedding_default_config()
+    cfg.vocab_size = input.size(300)
+    cfg.embed_dim = input.size(40)
+    cfg.max_seq_len = input.size(40)
+    cfg.position_encoding = Int32(input.byte() % 4)
+    cfg.scale_embeddings = Int32(input.byte() % 3)
+    cfg.padding_idx = Int64(input.byte() % 8) - 2
+    cfg.dropout = [0, 0.1, 0.5, 1, -0.1, .nan, 2, .infinity][Int(input.byte() % 8)]
+    cfg.layer_norm_eps = [1e-5, 1e-12, 0, -1, .nan, .infinity, 1][Int(input.byte() % 7)]
+    cfg.init_std = [0.02, 1, 0, -1, .nan][Int(input.byte() % 5)]
+    cfg.num_threads = Int32(input.byte() % 4)
+    cfg.seed = UInt64(input.byte())
+    if input.byte() % 16 == 0 { cfg.struct_size &+= 8 }
+    // Keep real allocations small; products that overflow are still passed through.
+    if cfg.embed_dim > 4096 && cfg.embed_dim < 1 << 40 { cfg.embed_dim = 16 }
+    let (cells, overflow) = cfg.vocab_size.multipliedReportingOverflow(by: cfg.embed_dim)
+    if !overflow && cfg.vocab_size > 0 && cfg.embed_dim > 0 && cells > 1 << 20 { cfg.vocab_size = 7 }
+    let (pcells, poverflow) = cfg.max_seq_len.multipliedReportingOverflow(by: cfg.embed_dim)
+    if !poverflow && cfg.max_seq_len > 0 && cfg.embed_dim > 0 && pcells > 1 << 20 { cfg.max_seq_len = 5 }
+
+    var handle: OpaquePointer? = nil
+    if checked(gpt_embedding_create(&cfg, &handle), "create") != 0 {
+        if handle != nil { fail("failed create left a handle") }
+        return 0
+    }
+    guard let h = handle else { fail("create succeeded without a handle") }
+    let d = Int(cfg.embed_dim)
+    var freed = false
+
+    for _ in 0..<24 where !input.exhausted {
+        let before = snapshot(h)
+        let op = input.byte() % 12
+        switch op {
+        case 0, 1:
+            let batch = input.byte() % 8 == 0 ? input.size(4) : Int64(1 + input.byte() % 3)
+            let seq = input.byte() % 8 == 0 ? input.size(6) : Int64(1 + input.byte() % 5)
+            let n = (batch > 0 && seq > 0 && batch <= 64 && seq <= 64) ? Int(batch * seq) : 4
+            let ids = (0..<n).map { _ in Int64(input.byte() % UInt8(truncatingIfNeeded: min(cfg.vocab_size + 3, 250))) - 1 }
+            let explicit = input.byte() % 3 == 0
+            let positions = (0..<n).map { _ in Int64(input.byte() % 50) - 1 }
+            let start = input.byte() % 8 == 0 ? input.size(50) : Int64(input.byte() % 8)
+            let flags = UInt32(input.byte() % 8)
+            let need = n * d
+            let capacity = input.byte() % 6 == 0 ? max(0, need - 1) : need
+            var out = [Float](repeating: sentinel, count: capacity + 4)
+            let status: Int32
+            if op == 0 {
+                let ids32 = ids.map { Int32(truncatingIfNeeded: $0) }, pos32 = positions.map { Int32(truncatingIfNeeded: $0) }
+                status = checked(explicit
+                    ? gpt_embedding_forward(h, ids32, batch, seq, pos32, start, flags, &out, Int64(capacity))
+                    : gpt_embedding_forward(h, ids32, batch, seq, nil, start, flags, &out, Int64(capacity)), "forward")
+            } else {
+                status = checked(explicit
+                    ? gpt_embedding_forward_i64(h, ids, batch, seq, positions, start, flags, &out, Int64(capacity))
+                    : gpt_embedding_forward_i64(h, ids, batch, seq, nil, start, flags, &out, Int64(capacity)), "forward_i64")
+            }
+            if status != 0 && !out.allSatisfy({ $0.bitPattern == sentinel.bitPattern }) { fail("failed forward wrote its output") }
+            if status == 0 && !out[capacity...].allSatisfy({ $0.bitPattern == sentinel.bitPattern }) { fail("forward wrote past out_len") }
+            if status != 0 && snapshot(h) != before { fail("failed forward changed the layer") }
+        case 2:
+            let batch = Int64(input.byte() % 4), seq = Int64(input.byte() % 6)
+            let grad = [Float](repeating: Float(input.byte()) / 16 - 8, count: max(1, Int(batch * seq) * d))
+            if checked(gpt_embedding_backward(h, grad, batch, seq), "backward") != 0 && snapshot(h) != before {
+                fail("failed backward changed the layer")
+            }
+        case 3:
+            checked(gpt_embedding_zero_grad(h), "zero_grad")
+        case 4, 5, 6:
+            let param = Int32(input.byte() % 7) - 2
+            let len = input.byte() % 4 == 0 ? input.size(64) : Int64(input.byte())
+            var buf = [Float](repeating: 0.5, count: len > 0 && len < 1 << 16 ? Int(len) : 1)
+            let claimed = len > 0 && len < 1 << 16 ? len : (len <= 0 ? len : 1)
+            let status: Int32
+            switch op {
+            case 4: status = checked(gpt_embedding_get_parameter(h, param, &buf, claimed), "get_parameter")
+            case 5: status = checked(gpt_embedding_set_parameter(h, param, buf, claimed), "set_parameter")
+            default: status = checked(gpt_embedding_get_gradient(h, param, &buf, claimed), "get_gradient")
+            }
+            if status != 0 && snapshot(h) != before { fail("failed parameter call changed the layer") }
+        case 7:
+            var p: UnsafeMutablePointer<Float>? = nil
+            var len: Int64 = 0
+            let param = Int32(input.byte() % 6) - 1
+            if checked(input.byte() % 2 == 0 ? gpt_embedding_parameter_data(h, param, &p, &len)
+                                            : gpt_embedding_gradient_data(h, param, &p, &len), "data") == 0 {
+                if let p, len > 0 { p[Int(len) - 1] += 0 }  // the whole range is ours to touch
+            }
+        case 8:
+            var count: Int64 = 0
+            var rows = [Int32](repeating: 0, count: 64)
+            if input.byte() % 2 == 0 {
+                checked(gpt_embedding_touched_rows(h, nil, Int64(input.byte() % 2), &count), "touched_rows")
+            } else {
+                checked(gpt_embedding_touched_rows(h, &rows, Int64(input.byte() % 65), &count), "touched_rows")
+            }
+        case 9:
+            var cfgOut = gpt_embedding_config(), n: Int64 = 0, r: Int64 = 0, c: Int64 = 0
+            checked(gpt_embedding_get_config(h, &cfgOut), "get_config")
+            checked(gpt_embedding_sizeof(h, &n), "sizeof")
+            checked(gpt_embedding_num_parameters(h, &n), "num_parameters")
+            checked(gpt_embedding_parameter_shape(h, Int32(input.byte() % 6) - 1, &r, &c), "parameter_shape")
+            checked(gpt_embedding_config_num_parameters(&cfg, Int32(input.byte() % 6) - 2, &n), "config_num_parameters")
+        case 10:
+            gpt_embedding_free(h)
+            gpt_embedding_free(h)  // a double free is a no-op
+            if gpt_embedding_zero_grad(h) != 9 { fail("a freed handle was accepted") }
+            freed = true
+        default:
+            let start = input.size(100), count = input.size(8), dim = input.size(16)
+            var out = [Float](repeating: sentinel, count: 512)
+            let capacity = Int64(input.byte()) * 2
+            if checked(gpt_embedding_sinusoidal_table(start, count, dim, &out, capacity), "sinusoidal_table") != 0,
+               !out.allSatisfy({ $0.bitPattern == sentinel.bitPattern }) {
+                fail("failed sinusoidal_table wrote its output")
+            }
+        }
+        if freed { break }
+    }
+    if !freed { gpt_embedding_free(h) }
+    return 0
+}
+
+#if GPT_EMBEDDING_FUZZING
+/// libFuzzer's entry point (libFuzzer provides main).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 { callback(data, size) }
+#else
+/// Without libFuzzer: replay the files and directories named on the command line.
+@main
+enum FuzzAPI {
+    static func main() {
+        exit(replay_inputs(CommandLine.argc, CommandLine.unsafeArgv, callback))
+    }
+}
+#endif
