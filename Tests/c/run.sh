@@ -14,7 +14,7 @@ cflags=(-std=c11 -O2 -g -Wall -Wextra -Werror -Iinclude -ITests/c)
 [ "${SANITIZE:-0}" = 1 ] && cflags+=(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
 link=(-L"$bin" -lgpt_embedding -Wl,-rpath,"$bin" -lm -lpthread)
 runner=()
-[ "${VALGRIND:-0}" = 1 ] && runner=(valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite -q)
+[ "${VALGRIND:-0}" = 1 ] && runner=(valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite -q)
 
 failed=0
 run() {  # name, command...
