@@ -3,6 +3,7 @@
 #   make demo     build the command-line tool and run the built-in demonstration
 #   make test     build everything and run every test suite (Swift, C, Python)
 #   make lib      build .build/release/libgpt_embedding.so (+ its SONAME link)
+#   make reliability  sanitizers, valgrind, 100k create/free, fuzzing (FUZZ_SECONDS=300 per target)
 #   make bench    the benchmark table (bench/run.py); make bench-smoke: a quick check
 #   make golden   regenerate Tests/golden from PyTorch (needs torch; CI does not)
 
@@ -27,7 +28,7 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 
-.PHONY: all lib cli demo install uninstall test-install test test-swift test-c test-python test-examples bench bench-smoke golden clean
+.PHONY: all lib cli demo install uninstall test-install reliability reliability-short reliability-checks test-fuzz-replay test test-swift test-c test-python test-examples bench bench-smoke golden clean
 
 all: lib cli
 
@@ -41,7 +42,30 @@ cli:
 demo: cli
 	$(BIN)/gpt-embedding demo
 
-test: test-swift test-c test-python test-examples test-install bench-smoke
+test: test-swift test-c test-python test-examples test-install test-fuzz-replay bench-smoke reliability-short
+
+# Reliability (issue 6). `make reliability` runs the long versions; `make test` the short ones.
+FUZZ_SECONDS ?= 300
+LAYERS       ?= 100000
+LSAN         := LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/reliability/lsan.supp
+
+reliability: FUZZ_SECONDS_RUN = $(FUZZ_SECONDS)
+reliability: reliability-checks
+
+reliability-short: FUZZ_SECONDS_RUN = 15
+reliability-short: reliability-checks
+
+reliability-checks: lib
+	$(LSAN) $(SWIFT) test --sanitize=address
+	$(SWIFT) test --sanitize=thread
+	SANITIZE=1 Tests/c/run.sh
+	VALGRIND=1 Tests/c/run.sh
+	cc -std=c11 -O2 -Wall -Werror -Iinclude Tests/reliability/create_free.c -L$(BIN) -lgpt_embedding \
+	   -Wl,-rpath,$(CURDIR)/$(BIN) -o .build/create_free && .build/create_free $(LAYERS)
+	Tests/fuzz/run.sh -t $(FUZZ_SECONDS_RUN)
+
+test-fuzz-replay:
+	Tests/fuzz/replay.sh
 
 test-swift:
 	$(SWIFT) test

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs the libFuzzer targets. Usage: Tests/fuzz/run.sh [target...] [-t seconds]
+#   targets: api, safetensors (default: every target that exists)
+# Builds them with --sanitize fuzzer,address into .build/fuzz, starts each from its
+# committed seed corpus (Tests/fuzz/corpus/<target>), runs for the given time (default 60 s)
+# and prints executions and crashes per target. A crash input is saved under
+# .build/fuzz/crashes/<target>/ and the script exits 1.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+seconds=60
+targets=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -t) seconds="$2"; shift 2 ;;
+        *) targets+=("$1"); shift ;;
+    esac
+done
+if [ ${#targets[@]} -eq 0 ]; then
+    for d in Tests/fuzz/*/; do
+        name=$(basename "$d")
+        [ "$name" = support ] || [ "$name" = corpus ] || targets+=("$name")
+    done
+fi
+
+build=.build/fuzz
+# A stale incremental build can lose the coverage instrumentation: always build afresh.
+rm -rf "$build"
+for t in "${targets[@]}"; do
+    swift build -c release --product "fuzz-$t" --sanitize fuzzer --sanitize address \
+        -Xswiftc -DGPT_EMBEDDING_FUZZING --build-path "$build" 2>&1 | grep -E "error|warning: unre" && exit 1
+done
+
+status=0
+export SWIFT_BACKTRACE=enable=no            # a crashing run must not hang in the backtracer
+export ASAN_OPTIONS=allocator_may_return_null=1  # huge allocations are errors, not aborts
+for t in "${targets[@]}"; do
+    work="$build/corpus/$t" crashes="$build/crashes/$t"
+    mkdir -p "$work" "$crashes"
+    [ -d "Tests/fuzz/corpus/$t" ] && cp -r "Tests/fuzz/corpus/$t/." "$work/"
+    log="$build/$t.log"
+    "$build/release/fuzz-$t" "$work" -max_total_time="$seconds" -print_final_stats=1 \
+        -artifact_prefix="$crashes/" -max_len=4096 >"$log" 2>&1
+    rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
+    ncrash=$(find "$crashes" -type f | wc -l)
+    echo "fuzz-$t: ${execs:-0} executions in ${seconds} s (${speed:-0}/s), $ncrash crash(es), exit $rc"
+    if [ "$rc" -ne 0 ] || [ "$ncrash" -ne 0 ]; then status=1; tail -40 "$log"; fi
+done
+exit $status
