@@ -40,6 +40,30 @@ if out=$(cd examples/swift && swift run -c release quickstart 2>&1) \
     ok "examples/swift builds and runs"
 else fail "examples/swift"; echo "$out" | tail -20; fi
 
+# Swift by URL and version: a client of a tagged copy of this repository (file:// URL), the
+# way Swift users depend on it. Fails if the GPTEmbedding product had unsafe flags.
+url_test() {
+    local tmp; tmp=$(mktemp -d)
+    git clone -q "$root" "$tmp/gpt-embedding" && (cd "$tmp/gpt-embedding" && git tag -f 0.1.0 >/dev/null)
+    mkdir -p "$tmp/client/Sources/client"
+    cat > "$tmp/client/Package.swift" <<PKG
+// swift-tools-version:6.0
+import PackageDescription
+let package = Package(
+    name: "client",
+    dependencies: [.package(url: "file://$tmp/gpt-embedding", from: "0.1.0")],
+    targets: [.executableTarget(name: "client", dependencies: [.product(name: "GPTEmbedding", package: "gpt-embedding")])]
+)
+PKG
+    cp examples/swift/Sources/quickstart/main.swift "$tmp/client/Sources/client/main.swift"
+    (cd "$tmp/client" && swift run -c release client 2>&1) | tee "$tmp/log" | grep -q "parameters: 39385344"
+    local rc=$?
+    [ $rc -ne 0 ] && tail -20 "$tmp/log"
+    rm -rf "$tmp"
+    return $rc
+}
+if url_test; then ok "a Swift package depends on GPTEmbedding by URL and version"; else fail "Swift dependency by URL"; fi
+
 # Python: the quick start, run as written.
 if [ -f examples/python/quickstart.py ]; then
     if out=$(PYTHONPATH="$root/bindings/python" python3 examples/python/quickstart.py 2>&1); then
