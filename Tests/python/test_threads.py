@@ -1,0 +1,129 @@
+"""Threads: ctypes releases the GIL during every call, so Python threads really run the
+library at the same time. Results must equal sequential runs."""
+import threading
+
+import numpy as np
+
+from gpt_embedding import GPTEmbedding
+
+B, T, V, D = 8, 64, 500, 128
+
+
+def workload(seed):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, V, (B, T)).astype(np.int32 if seed % 2 else np.int64)
+    grad = rng.standard_normal((B, T, D)).astype(np.float32)
+    return ids, grad
+
+
+def train_steps(layer, ids, grad, steps=15):
+    outs = []
+    for step in range(steps):
+        out = layer(ids, use_layer_norm=step % 2 == 0, start_position=step % 3)
+        layer.backward(grad)
+        outs.append(out)
+    return outs, layer.grads()
+
+
+def make(seed):
+    return GPTEmbedding(V, D, 128, dropout=0.1, seed=seed, num_threads=1)
+
+
+def run_in_threads(targets):
+    errors = []
+
+    def wrap(fn):
+        def run():
+            try:
+                fn()
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+        return run
+    threads = [threading.Thread(target=wrap(fn)) for fn in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_two_layers_in_two_threads_equal_sequential_runs():
+    work = [workload(1), workload(2)]
+    expected = [train_steps(make(s), *work[s - 1]) for s in (1, 2)]
+    results = [None, None]
+
+    def job(i):
+        return lambda: results.__setitem__(i, train_steps(make(i + 1), *work[i]))
+    for _ in range(3):
+        run_in_threads([job(0), job(1)])
+        for (outs, grads), (exp_outs, exp_grads) in zip(results, expected):
+            for a, b in zip(outs, exp_outs):
+                np.testing.assert_array_equal(a, b)
+            for k in exp_grads:
+                np.testing.assert_array_equal(grads[k], exp_grads[k])
+
+
+def test_eval_forwards_share_one_layer():
+    layer = make(3).eval()
+    inputs = [workload(s)[0] for s in range(4)]
+    expected = [layer(ids, use_layer_norm=True) for ids in inputs]
+    got = [[] for _ in inputs]
+
+    def job(i):
+        return lambda: [got[i].append(layer(inputs[i], use_layer_norm=True)) for _ in range(10)]
+    run_in_threads([job(i) for i in range(4)])
+    for i, outs in enumerate(got):
+        for out in outs:
+            np.testing.assert_array_equal(out, expected[i])
+
+
+def test_training_calls_on_one_shared_layer_are_serialised():
+    # Every thread runs forward + backward with the same batch, dropout 0: whatever the
+    # interleaving, each backward adds the same gradient, so the total is exact.
+    layer = GPTEmbedding(V, D, 128, dropout=0.0, seed=4)
+    ids, grad = workload(5)
+    threads, steps = 4, 10
+
+    def job():
+        for _ in range(steps):
+            layer(ids, use_layer_norm=True)
+            layer.backward(grad)
+            layer.state_dict()
+            layer.eval()(ids)
+            layer.train()
+    run_in_threads([job] * threads)
+    reference = GPTEmbedding(V, D, 128, dropout=0.0, seed=4)
+    for _ in range(threads * steps):
+        reference(ids, use_layer_norm=True)
+        reference.backward(grad)
+    got, want = layer.grads(), reference.grads()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_error_messages_are_per_thread():
+    layer = make(6).eval()
+    ids_ok = workload(7)[0]
+    stop = threading.Event()
+    messages = []
+
+    def failing():
+        for i in range(200):
+            try:
+                layer([[V + i]])
+            except IndexError as e:
+                messages.append((i, str(e)))
+
+    def succeeding():
+        while not stop.is_set():
+            layer(ids_ok)
+    helper = threading.Thread(target=succeeding)
+    helper.start()
+    try:
+        run_in_threads([failing])
+    finally:
+        stop.set()
+        helper.join()
+    assert len(messages) == 200
+    for i, message in messages:
+        assert f"token id {V + i} at [0, 0]" in message

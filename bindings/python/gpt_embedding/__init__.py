@@ -1,0 +1,31 @@
+"""gpt_embedding: the input layer of a GPT model (token + position embedding, optional
+layer norm, dropout), forward and backward, from libgpt_embedding through ctypes; numpy in
+and out.
+
+    >>> from gpt_embedding import GPTEmbedding
+    >>> layer = GPTEmbedding(vocab_size=1000, embed_dim=64, max_seq_len=128)
+    >>> layer([[1, 2, 3]]).shape
+    (1, 3, 64)
+
+The package has no maths of its own: every number comes from the library. Calls release
+the GIL (ctypes), so layers run in parallel from Python threads. The library is found as
+described in :mod:`gpt_embedding._lib` (``$GPT_EMBEDDING_LIB`` overrides the search).
+"""
+from . import _lib
+from ._version import __version__
+from .components import PositionalEmbedding, SinusoidalPositionalEmbedding, TokenEmbedding
+from .config import GPTEmbeddingConfig
+from .errors import (GPTEmbeddingError, GPTEmbeddingIndexError, GPTEmbeddingIOError, GPTEmbeddingMemoryError,
+                     GPTEmbeddingStateError, GPTEmbeddingValueError)
+from .layer import GPTEmbedding
+
+#: The path of the loaded libgpt_embedding.
+library_path: str = _lib.library_path
+#: The loaded library's version, e.g. "0.1.0" (``gpt_embedding_version_string()``).
+library_version: str = _lib.lib.gpt_embedding_version_string().decode()
+
+__all__ = [
+    "GPTEmbedding", "GPTEmbeddingConfig", "TokenEmbedding", "PositionalEmbedding", "SinusoidalPositionalEmbedding",
+    "GPTEmbeddingError", "GPTEmbeddingValueError", "GPTEmbeddingIndexError", "GPTEmbeddingMemoryError",
+    "GPTEmbeddingStateError", "GPTEmbeddingIOError", "library_path", "library_version", "__version__",
+]

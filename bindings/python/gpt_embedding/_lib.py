@@ -1,0 +1,203 @@
+"""Loading libgpt_embedding and declaring its C API for ctypes (``include/gpt_embedding.h``).
+
+Every function of the header gets its ``argtypes`` and ``restype`` here, once, from one
+table (:data:`SIGNATURES`); nothing else in the package touches ctypes declarations.
+
+Where the library is looked for, in order (the first that loads wins):
+
+1. ``$GPT_EMBEDDING_LIB`` -- a file, or a folder holding ``libgpt_embedding.so``. When it is
+   set, nothing else is tried, so an override never silently falls back to another copy.
+2. the package folder (``gpt_embedding/libgpt_embedding.so``: the copy that
+   ``pip install ./bindings/python`` bundles),
+3. the repository's build folder ``.build/release/`` found relative to this file (a
+   checkout after ``swift build -c release --product gpt_embedding`` or ``make lib``),
+4. the system's search path (``LD_LIBRARY_PATH``, ``ld.so.cache``, ``/usr/lib``...) for
+   ``libgpt_embedding.so.<major>`` and ``libgpt_embedding.so`` (``make install``).
+
+If none loads, the error lists every path tried with the reason and what to do. A library
+is refused (``OSError``) when its ``gpt_embedding_config`` has another size than
+:class:`Config` or its major version differs from the package's.
+
+ctypes' ``CDLL`` releases the GIL for the duration of every call, so layers run in parallel
+from Python threads. No maths happens in this package: every number comes from the library.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ._version import __version__
+from .errors import error_for
+
+ENV_VAR = "GPT_EMBEDDING_LIB"
+LIB_NAME = "libgpt_embedding.so"
+#: The library major version this package is written for (the package version's major).
+EXPECTED_MAJOR = int(__version__.split(".")[0])
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_BUILD_HINT = (
+    "Build it from the repository root with `swift build -c release --product gpt_embedding` "
+    "(or `make lib`); or `pip install ./bindings/python` after building, which bundles it; "
+    f"or set {ENV_VAR} to the library file or the folder that holds it."
+)
+
+
+def candidates(env: Optional[str] = None, package_dir: str = _HERE) -> List[str]:
+    """The paths (or bare names, for the system search) tried in order. ``env`` is the
+    value of ``$GPT_EMBEDDING_LIB``; when it is set it is the only candidate."""
+    if env:
+        return [os.path.join(env, LIB_NAME) if os.path.isdir(env) else env]
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(package_dir))))
+    return [
+        os.path.join(package_dir, LIB_NAME),  # bundled by pip install
+        os.path.join(repo, ".build", "release", LIB_NAME),  # a checkout after the README's build
+        f"{LIB_NAME}.{EXPECTED_MAJOR}",  # make install: the SONAME, via the system search path
+        LIB_NAME,
+    ]
+
+
+def load(paths: Sequence[str], env_set: bool = False) -> ctypes.CDLL:
+    """Loads the first of ``paths`` that exists and loads; otherwise raises ``OSError``
+    listing every path with the reason it failed and what to do."""
+    tried: List[str] = []
+    for path in paths:
+        if os.sep in path and not os.path.exists(path):
+            tried.append(f"{path}: no such file")
+            continue
+        try:
+            return ctypes.CDLL(path)
+        except OSError as e:
+            where = path if os.sep in path else f"{path} (system search path)"
+            tried.append(f"{where}: {e}")
+    origin = f" (from {ENV_VAR}, which replaces the default search)" if env_set else ""
+    raise OSError(f"libgpt_embedding.so could not be loaded{origin}. Tried:\n  "
+                  + "\n  ".join(tried) + "\n" + _BUILD_HINT)
+
+
+# ---------------------------------------------------------------------------------------
+# The header's types and constants
+# ---------------------------------------------------------------------------------------
+
+c_float_p = ctypes.POINTER(ctypes.c_float)
+c_int32_p = ctypes.POINTER(ctypes.c_int32)
+c_int64_p = ctypes.POINTER(ctypes.c_int64)
+handle_t = ctypes.c_void_p  # gpt_embedding * (opaque)
+
+
+class Config(ctypes.Structure):
+    """``gpt_embedding_config``: scalar fields only, append-only, ``struct_size`` first.
+    Always start from ``gpt_embedding_default_config()`` so ``struct_size`` is right."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("position_encoding", ctypes.c_int32),
+        ("vocab_size", ctypes.c_int64),
+        ("embed_dim", ctypes.c_int64),
+        ("max_seq_len", ctypes.c_int64),
+        ("padding_idx", ctypes.c_int64),
+        ("seed", ctypes.c_uint64),
+        ("dropout", ctypes.c_float),
+        ("layer_norm_eps", ctypes.c_float),
+        ("init_std", ctypes.c_float),
+        ("scale_embeddings", ctypes.c_int32),
+        ("num_threads", ctypes.c_int32),
+    ]
+
+
+# Flags of gpt_embedding_forward.
+TRAINING = 1  # GPT_EMBEDDING_TRAINING
+LAYER_NORM = 2  # GPT_EMBEDDING_LAYER_NORM
+# enum gpt_embedding_position_encoding
+POSITION_LEARNED, POSITION_SINUSOIDAL, POSITION_NONE = 0, 1, 2
+# enum gpt_embedding_param
+PARAM_ALL, PARAM_TOKEN, PARAM_POSITION, PARAM_LN_WEIGHT, PARAM_LN_BIAS = -1, 0, 1, 2, 3
+SAVE_GPT2_NAMES = 1
+
+_I = ctypes.c_int
+_i64 = ctypes.c_int64
+
+#: name -> (argtypes, restype), in the header's order. Every function of the header is here
+#: (the tests check it against the header's prototypes).
+SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
+    "gpt_embedding_version_number": ([], ctypes.c_uint),
+    "gpt_embedding_version_string": ([], ctypes.c_char_p),
+    "gpt_embedding_status_string": ([_I], ctypes.c_char_p),
+    "gpt_embedding_last_error": ([], ctypes.c_char_p),
+    "gpt_embedding_config_size": ([], ctypes.c_size_t),
+    "gpt_embedding_default_config": ([], Config),
+    "gpt_embedding_preset_config": ([ctypes.c_char_p, ctypes.POINTER(Config)], _I),
+    "gpt_embedding_config_validate": ([ctypes.POINTER(Config)], _I),
+    "gpt_embedding_config_num_parameters": ([ctypes.POINTER(Config), _I, c_int64_p], _I),
+    "gpt_embedding_create": ([ctypes.POINTER(Config), ctypes.POINTER(handle_t)], _I),
+    "gpt_embedding_free": ([handle_t], None),
+    "gpt_embedding_get_config": ([handle_t, ctypes.POINTER(Config)], _I),
+    "gpt_embedding_sizeof": ([handle_t, c_int64_p], _I),
+    "gpt_embedding_forward": ([handle_t, c_int32_p, _i64, _i64, c_int32_p, _i64, ctypes.c_uint32, c_float_p, _i64], _I),
+    "gpt_embedding_forward_i64": ([handle_t, c_int64_p, _i64, _i64, c_int64_p, _i64, ctypes.c_uint32, c_float_p, _i64], _I),
+    "gpt_embedding_backward": ([handle_t, c_float_p, _i64, _i64], _I),
+    "gpt_embedding_zero_grad": ([handle_t], _I),
+    "gpt_embedding_touched_rows": ([handle_t, c_int32_p, _i64, c_int64_p], _I),
+    "gpt_embedding_num_parameters": ([handle_t, c_int64_p], _I),
+    "gpt_embedding_parameter_shape": ([handle_t, _I, c_int64_p, c_int64_p], _I),
+    "gpt_embedding_get_parameter": ([handle_t, _I, c_float_p, _i64], _I),
+    "gpt_embedding_set_parameter": ([handle_t, _I, c_float_p, _i64], _I),
+    "gpt_embedding_get_gradient": ([handle_t, _I, c_float_p, _i64], _I),
+    "gpt_embedding_parameter_data": ([handle_t, _I, ctypes.POINTER(c_float_p), c_int64_p], _I),
+    "gpt_embedding_gradient_data": ([handle_t, _I, ctypes.POINTER(c_float_p), c_int64_p], _I),
+    "gpt_embedding_sinusoidal_table": ([_i64, _i64, _i64, c_float_p, _i64], _I),
+}
+
+#: Functions a later library may export that the header of 0.1.0 does not declare; they
+#: are declared only when the loaded library has them (see :func:`has`).
+OPTIONAL_SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
+    "gpt_embedding_load_safetensors": ([handle_t, ctypes.c_char_p], _I),
+    "gpt_embedding_load_safetensors_buffer": ([handle_t, ctypes.c_void_p, _i64], _I),
+    "gpt_embedding_save_safetensors": ([handle_t, ctypes.c_char_p, ctypes.c_uint32], _I),
+}
+
+
+def declare(library: ctypes.CDLL) -> ctypes.CDLL:
+    """Sets argtypes and restype of every function; checks the struct size and the version
+    before anything else is called (a by-value struct of the wrong size would corrupt
+    memory). Raises ``OSError`` for a library this package does not match."""
+    missing = [name for name in SIGNATURES if not hasattr(library, name)]
+    if missing:
+        raise OSError(f"{library._name} is not a matching libgpt_embedding: it does not export "
+                      + ", ".join(missing) + ". " + _BUILD_HINT)
+    for table, required in ((SIGNATURES, True), (OPTIONAL_SIGNATURES, False)):
+        for name, (args, res) in table.items():
+            fn = getattr(library, name, None)
+            if fn is not None:
+                fn.argtypes = args
+                fn.restype = res
+    size = library.gpt_embedding_config_size()
+    if size != ctypes.sizeof(Config):
+        raise OSError(f"{library._name}: the library's gpt_embedding_config has {size} bytes, this package's "
+                      f"has {ctypes.sizeof(Config)}: the package and the library do not match")
+    number = library.gpt_embedding_version_number()
+    if number // 10000 != EXPECTED_MAJOR:
+        raise OSError(f"{library._name}: library version {library.gpt_embedding_version_string().decode()} "
+                      f"has major version {number // 10000}; this package ({__version__}) needs major "
+                      f"version {EXPECTED_MAJOR}")
+    return library
+
+
+_env = os.environ.get(ENV_VAR) or None
+lib: ctypes.CDLL = declare(load(candidates(_env), env_set=_env is not None))
+#: The path of the loaded library.
+library_path: str = lib._name
+
+
+def call(fn: Callable[..., int], *args: Any) -> None:
+    """Calls a status-returning function; on failure raises the status's exception with the
+    library's message, read on this thread right after the call (each thread has its own
+    message, and nothing else calls the library on this thread in between)."""
+    status = fn(*args)
+    if status != 0:
+        message = lib.gpt_embedding_last_error()
+        raise error_for(status, message.decode("utf-8", "replace") if message
+                        else lib.gpt_embedding_status_string(status).decode("utf-8", "replace"))
+
+
+def has(name: str) -> bool:
+    """Whether the loaded library exports ``name``."""
+    return getattr(lib, name, None) is not None

@@ -1,0 +1,453 @@
+"""GPTEmbedding: the whole input layer over the C API."""
+from __future__ import annotations
+
+import ctypes
+import operator
+import os
+import threading
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _lib
+from ._arrays import _View, float_array, fptr, ids_array, iptr, out_array
+from .config import GPTEmbeddingConfig
+from .errors import GPTEmbeddingStateError
+
+#: state-dict key -> ``enum gpt_embedding_param``
+_PARAMS = {
+    "token_embedding.weight": _lib.PARAM_TOKEN,
+    "position_embedding.weight": _lib.PARAM_POSITION,
+    "layer_norm.weight": _lib.PARAM_LN_WEIGHT,
+    "layer_norm.bias": _lib.PARAM_LN_BIAS,
+}
+_SEED_DEFAULTS = (50257, 768, 1024, 0.1, False)
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+ArrayLike = Any  # numpy arrays or nested lists of ints
+
+
+class _Access:
+    """A readers-writer lock that enforces the header's thread contract for one handle:
+    calls that only read the layer (eval forwards, copies, queries) may overlap; calls that
+    modify it (training forward, backward, zero_grad, set_parameter, handing out pointers,
+    free) run alone. So sharing one layer between Python threads can give surprising
+    *results* (one thread's backward may follow another's forward) but never a data race
+    inside the library. A waiting writer blocks new readers, so writers do not starve."""
+
+    __slots__ = ("_cond", "_readers", "_writer", "_waiting")
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._waiting = 0
+
+    def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with self._cond:
+            while self._writer or self._waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            return fn(*args)
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    def write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with self._cond:
+            self._waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting -= 1
+            self._writer = True
+        try:
+            return fn(*args)
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+class _Handle:
+    """Owns one C layer and frees it exactly once."""
+
+    def __init__(self, config: _lib.Config) -> None:
+        self.value = ctypes.c_void_p()
+        _lib.call(_lib.lib.gpt_embedding_create, ctypes.byref(config), ctypes.byref(self.value))
+
+    def get(self) -> ctypes.c_void_p:
+        if not self.value:
+            raise GPTEmbeddingStateError("the layer is closed", 9)
+        return self.value
+
+    def free(self) -> None:
+        if self.value:
+            _lib.lib.gpt_embedding_free(self.value)
+            self.value = ctypes.c_void_p()
+
+
+class GPTEmbedding:
+    """Token embedding + position embedding, added; optional LayerNorm; dropout. Forward and
+    backward, every number computed by libgpt_embedding.
+
+    Construction:
+        ``GPTEmbedding(vocab_size=50257, embed_dim=768, max_seq_len=1024, dropout=0.1,
+        use_sinusoidal=False, **options)`` takes the seed's keywords and the options of
+        :class:`GPTEmbeddingConfig` (``position_encoding``, ``scale_embeddings``,
+        ``layer_norm_eps``, ``init_std``, ``padding_idx``, ``seed``, ``num_threads``).
+        ``GPTEmbedding(config=cfg)`` / :meth:`from_config` and :meth:`from_preset` build one
+        from a configuration (then pass no other settings).
+
+    Modes:
+        Like a torch module it starts in training mode (``training`` is True: dropout on,
+        forwards keep what backward needs); :meth:`eval` switches dropout off and makes
+        forwards read-only, :meth:`train` switches back.
+
+    Arrays:
+        ids are int32 or int64 arrays (or nested lists) [batch, seq]; outputs are new
+        float32 arrays [batch, seq, embed_dim] unless ``out=`` is given. :meth:`state_dict`
+        and :meth:`grads` return **copies**; :meth:`parameter` and :meth:`gradient` return
+        writeable **views** of the layer's memory (zero-copy) that keep the layer alive.
+
+    Threads:
+        Every call releases the GIL (ctypes), so different layers run truly in parallel from
+        different Python threads. One layer may also be shared: eval forwards and queries
+        overlap, while training forwards, backward, zero_grad and parameter writes are
+        serialised by a per-layer lock (the library's thread contract, enforced here).
+        Writes through views are not locked: do not write a view while another thread runs
+        a forward on the same layer.
+
+    Lifetime:
+        :meth:`close` (or ``with GPTEmbedding(...) as layer:``) frees the C layer at once;
+        it raises while views are alive, since they point into its memory. Without close,
+        the layer is freed when it is garbage-collected and no view refers to it.
+    """
+
+    def __init__(self, vocab_size: int = 50257, embed_dim: int = 768, max_seq_len: int = 1024,
+                 dropout: float = 0.1, use_sinusoidal: bool = False, *,
+                 config: Optional[GPTEmbeddingConfig] = None, **options: Any) -> None:
+        if config is None:
+            config = GPTEmbeddingConfig(vocab_size, embed_dim, max_seq_len, dropout, use_sinusoidal, **options)
+        else:
+            if not isinstance(config, GPTEmbeddingConfig):
+                raise TypeError(f"config must be a GPTEmbeddingConfig, got {type(config).__name__}")
+            given = (vocab_size, embed_dim, max_seq_len, dropout, use_sinusoidal)
+            if options or any(a is not d and a != d for a, d in zip(given, _SEED_DEFAULTS)):
+                raise TypeError("pass either config= or individual settings, not both "
+                                "(use config.replace(...) to change a field)")
+        self._access = _Access()
+        self._handle = _Handle(config.to_c())
+        c = _lib.Config()
+        _lib.call(_lib.lib.gpt_embedding_get_config, self._handle.get(), ctypes.byref(c))
+        self._config = GPTEmbeddingConfig._from_c(c)
+        #: True in training mode (dropout on, forwards keep what backward needs).
+        self.training: bool = True
+        self._views: "weakref.WeakSet[_View]" = weakref.WeakSet()
+        self._last_shape: Optional[Tuple[int, int]] = None
+
+    @classmethod
+    def from_config(cls, config: GPTEmbeddingConfig) -> "GPTEmbedding":
+        """A layer with this configuration (the configuration is copied)."""
+        return cls(config=config)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "GPTEmbedding":
+        """A layer reproducing the Hugging Face GPT-2 embedding: ``"gpt2"`` (or
+        ``"gpt2-small"``), ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"``; keyword
+        overrides such as ``seed=42`` are applied to the preset."""
+        return cls(config=GPTEmbeddingConfig.from_preset(name, **overrides))
+
+    # -- configuration and mode ------------------------------------------------------
+
+    @property
+    def config(self) -> GPTEmbeddingConfig:
+        """A copy of the layer's configuration, as the library holds it."""
+        return self._config.copy()
+
+    @property
+    def vocab_size(self) -> int:
+        return self._config.vocab_size
+
+    @property
+    def embed_dim(self) -> int:
+        return self._config.embed_dim
+
+    @property
+    def max_seq_len(self) -> int:
+        return self._config.max_seq_len
+
+    @property
+    def dropout(self) -> float:
+        return self._config.dropout
+
+    @property
+    def use_sinusoidal(self) -> bool:
+        return self._config.use_sinusoidal
+
+    @property
+    def position_encoding(self) -> str:
+        return self._config.position_encoding
+
+    def train(self, mode: bool = True) -> "GPTEmbedding":
+        """Training mode (``mode=True``): dropout on, forwards keep what backward needs.
+        Returns the layer, as torch does."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> "GPTEmbedding":
+        """Evaluation mode: no dropout; forwards only read the layer."""
+        return self.train(False)
+
+    # -- forward / backward ----------------------------------------------------------
+
+    def __call__(self, input_ids: ArrayLike, use_layer_norm: bool = False, start_position: int = 0,
+                 position_ids: Optional[ArrayLike] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+        return self.forward(input_ids, use_layer_norm, start_position, position_ids, out)
+
+    def forward(self, input_ids: ArrayLike, use_layer_norm: bool = False, start_position: int = 0,
+                position_ids: Optional[ArrayLike] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Embeds ``input_ids`` and returns float32 [batch, seq, embed_dim].
+
+        Args:
+            input_ids: token ids [batch, seq]: a numpy array of an integer dtype or nested
+                lists. int32 arrays go to ``gpt_embedding_forward`` and int64 arrays to
+                ``gpt_embedding_forward_i64`` without a copy; other integer dtypes are
+                converted to int64 (a copy). A 1-D array [seq] is one sequence: the result
+                is then [1, seq, embed_dim]. Strided arrays (``x[:, :-1]``) are copied.
+                Floats and bools raise ``ValueError``.
+            use_layer_norm: apply the layer norm (the seed's flag).
+            start_position: positions are ``start_position + t`` (the past length when
+                decoding with a KV cache). Ignored when ``position_ids`` is given.
+            position_ids: explicit positions, the shape of ``input_ids`` (left-padded
+                batches).
+            out: a writeable, C-contiguous float32 array of the result's shape to write
+                into instead of allocating; it is returned. Anything else raises
+                ``ValueError`` (nothing is converted, since the result must land in it).
+
+        Raises:
+            IndexError: an id or position outside its table; the message names the value,
+                its ``[b, t]`` and the valid range. Nothing is written.
+            ValueError: wrong dtype, shape or layout; a negative ``start_position``.
+        """
+        ids = ids_array(input_ids, "input_ids")
+        if ids.ndim == 1:
+            ids = ids.reshape(1, -1)
+        batch, seq = ids.shape
+        positions = None
+        if position_ids is not None:
+            positions = ids_array(position_ids, "position_ids")
+            if positions.ndim == 1:
+                positions = positions.reshape(1, -1)
+            if positions.shape != ids.shape:
+                raise ValueError(f"position_ids must have the shape of input_ids {list(ids.shape)}, "
+                                 f"got {list(positions.shape)}")
+            if positions.dtype != ids.dtype:  # one int32 and one int64: widen, never narrow
+                ids = ids.astype(np.int64)
+                positions = positions.astype(np.int64)
+        try:
+            start = operator.index(start_position)
+        except TypeError:
+            raise TypeError(f"start_position must be an integer, got {start_position!r}") from None
+        if not _INT64[0] <= start <= _INT64[1]:
+            raise ValueError(f"start_position = {start} is out of the 64-bit range")
+        shape = (batch, seq, self.embed_dim)
+        result = np.empty(shape, dtype=np.float32) if out is None else out_array(out, shape)
+        training = self.training
+        flags = (_lib.TRAINING if training else 0) | (_lib.LAYER_NORM if use_layer_norm else 0)
+        fn = _lib.lib.gpt_embedding_forward if ids.dtype == np.int32 else _lib.lib.gpt_embedding_forward_i64
+        args = (fn, self._handle.get(), iptr(ids), batch, seq, None if positions is None else iptr(positions),
+                start, flags, fptr(result), result.size)
+        if training:
+            self._access.write(_lib.call, *args)
+            self._last_shape = (batch, seq)
+        else:
+            self._access.read(_lib.call, *args)
+        return result
+
+    def backward(self, grad_output: ArrayLike) -> None:
+        """Adds the gradients of the latest training forward into the layer's gradients.
+
+        ``grad_output`` is float32 [batch, seq, embed_dim] with the forward's batch and seq
+        (a float32 numpy array -- other dtypes raise ``ValueError`` rather than change
+        precision silently -- or nested lists). Repeated ids accumulate; the padding row
+        receives nothing; dropout uses exactly the forward's mask. Gradients accumulate
+        across calls until :meth:`zero_grad`. Raises ``RuntimeError`` (``BadState``) when no
+        training forward ran, ``ValueError`` for a wrong shape or dtype."""
+        shape = None if self._last_shape is None else (*self._last_shape, self.embed_dim)
+        g = float_array(grad_output, "grad_output", shape)
+        if g.ndim != 3:
+            raise ValueError(f"grad_output must have shape [batch, seq, {self.embed_dim}], got {list(g.shape)}")
+        self._access.write(_lib.call, _lib.lib.gpt_embedding_backward, self._handle.get(), fptr(g),
+                           g.shape[0], g.shape[1])
+
+    def zero_grad(self) -> None:
+        """Sets every gradient to zero (only the rows backward touched are cleared, unless a
+        gradient view was handed out)."""
+        self._access.write(_lib.call, _lib.lib.gpt_embedding_zero_grad, self._handle.get())
+
+    # -- parameters ------------------------------------------------------------------
+
+    def num_parameters(self) -> int:
+        """The number of trainable parameters (the layer norm's 2 * embed_dim included)."""
+        n = ctypes.c_int64()
+        self._access.read(_lib.call, _lib.lib.gpt_embedding_num_parameters, self._handle.get(), ctypes.byref(n))
+        return n.value
+
+    def parameter_names(self) -> List[str]:
+        """The state-dict keys of this layer: ``token_embedding.weight``,
+        ``position_embedding.weight`` (learned positions only), ``layer_norm.weight``,
+        ``layer_norm.bias``."""
+        names = list(_PARAMS)
+        if self._config.position_encoding != "learned":
+            names.remove("position_embedding.weight")
+        return names
+
+    def _shape(self, name: str) -> Tuple[int, ...]:
+        if name not in self.parameter_names():
+            raise KeyError(f"{name!r} is not a parameter of this layer; it has {', '.join(self.parameter_names())}")
+        rows, cols = ctypes.c_int64(), ctypes.c_int64()
+        self._access.read(_lib.call, _lib.lib.gpt_embedding_parameter_shape, self._handle.get(), _PARAMS[name],
+                          ctypes.byref(rows), ctypes.byref(cols))
+        return (cols.value,) if name.startswith("layer_norm") else (rows.value, cols.value)
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """**Copies** of the parameters (float32), keyed as :meth:`parameter_names`; the
+        layer norm vectors have shape [embed_dim], the tables [rows, embed_dim]."""
+        return {name: self._copy(name, _lib.lib.gpt_embedding_get_parameter) for name in self.parameter_names()}
+
+    def grads(self) -> Dict[str, np.ndarray]:
+        """**Copies** of the gradients, with the keys of :meth:`state_dict` (zeros before
+        the first backward)."""
+        return {name: self._copy(name, _lib.lib.gpt_embedding_get_gradient) for name in self.parameter_names()}
+
+    def _copy(self, name: str, fn: Callable[..., int]) -> np.ndarray:
+        a = np.empty(self._shape(name), dtype=np.float32)
+        self._access.read(_lib.call, fn, self._handle.get(), _PARAMS[name], fptr(a), a.size)
+        return a
+
+    def load_state_dict(self, state: Dict[str, ArrayLike], strict: bool = True) -> None:
+        """Copies parameters in (``gpt_embedding_set_parameter``); values are converted to
+        float32. With ``strict`` (default) the keys must be exactly :meth:`parameter_names`
+        (``KeyError`` otherwise); without it unknown keys are ignored and missing ones left
+        as they are. Every shape is checked before anything is written (``ValueError``)."""
+        names = self.parameter_names()
+        unknown = [k for k in state if k not in names]
+        missing = [k for k in names if k not in state]
+        if strict and (unknown or missing):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unknown}")
+        arrays = {}
+        for name in names:
+            if name in state:
+                value = np.asarray(state[name])
+                if value.dtype.kind not in "fiu":
+                    raise ValueError(f"{name} must hold real numbers, got dtype {value.dtype}")
+                arrays[name] = float_array(np.ascontiguousarray(value, dtype=np.float32), name, self._shape(name))
+        for name, a in arrays.items():
+            self._access.write(_lib.call, _lib.lib.gpt_embedding_set_parameter, self._handle.get(), _PARAMS[name],
+                               fptr(a), a.size)
+
+    def parameter(self, name: str) -> np.ndarray:
+        """A writeable **view** of a parameter (``gpt_embedding_parameter_data``, no copy):
+        writing to it changes the layer (tie the token table to an output head, run an
+        optimizer in place). The array's ``.base`` keeps this layer alive, so the view never
+        outlives the memory; :meth:`close` refuses while views exist."""
+        return self._view(name, _lib.lib.gpt_embedding_parameter_data)
+
+    def gradient(self, name: str) -> np.ndarray:
+        """A writeable **view** of a gradient (``gpt_embedding_gradient_data``; allocates the
+        gradients if no backward ran yet). Backward adds into this memory, so an output head
+        tied to the token table can add its own gradient here too."""
+        return self._view(name, _lib.lib.gpt_embedding_gradient_data)
+
+    def named_parameters(self) -> List[Tuple[str, np.ndarray, np.ndarray]]:
+        """``(name, parameter view, gradient view)`` for every parameter: what an optimizer
+        needs, e.g. ``for _, p, g in layer.named_parameters(): p -= lr * g``."""
+        return [(name, self.parameter(name), self.gradient(name)) for name in self.parameter_names()]
+
+    def _view(self, name: str, fn: Callable[..., int]) -> np.ndarray:
+        shape = self._shape(name)
+        data, n = _lib.c_float_p(), ctypes.c_int64()
+        self._access.write(_lib.call, fn, self._handle.get(), _PARAMS[name], ctypes.byref(data), ctypes.byref(n))
+        if n.value != int(np.prod(shape)):
+            raise GPTEmbeddingStateError(f"{name}: the library reports {n.value} floats for shape {list(shape)}", 0)
+        holder = _View(self, ctypes.cast(data, ctypes.c_void_p).value, shape)
+        self._views.add(holder)
+        return np.asarray(holder)
+
+    def touched_rows(self) -> np.ndarray:
+        """The token rows (int32, ascending) whose gradient backward wrote since the last
+        :meth:`zero_grad`: a sparse optimizer can update just these rows."""
+        def query() -> np.ndarray:
+            n = ctypes.c_int64()
+            _lib.call(_lib.lib.gpt_embedding_touched_rows, self._handle.get(), None, 0, ctypes.byref(n))
+            rows = np.empty(n.value, dtype=np.int32)
+            _lib.call(_lib.lib.gpt_embedding_touched_rows, self._handle.get(), rows.ctypes.data_as(_lib.c_int32_p),
+                      rows.size, ctypes.byref(n))
+            return rows
+        return self._access.read(query)
+
+    def memory_bytes(self) -> int:
+        """Bytes the layer owns now: tables, gradients (once allocated), training state."""
+        n = ctypes.c_int64()
+        self._access.read(_lib.call, _lib.lib.gpt_embedding_sizeof, self._handle.get(), ctypes.byref(n))
+        return n.value
+
+    # -- weights in and out (library functions beyond the 0.1.0 header) ---------------
+
+    def load_safetensors(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Loads the tables (and layer norm, if present) from a safetensors file. Needs a
+        library that exports ``gpt_embedding_load_safetensors`` (not in the 0.1.0 header)."""
+        self._access.write(_lib.call, _optional("gpt_embedding_load_safetensors"), self._handle.get(),
+                           os.fsencode(os.fspath(path)))
+
+    def save_safetensors(self, path: Union[str, "os.PathLike[str]"], gpt2_names: bool = False) -> None:
+        """Saves the parameters as F32 safetensors. Needs a library that exports
+        ``gpt_embedding_save_safetensors`` (not in the 0.1.0 header)."""
+        self._access.read(_lib.call, _optional("gpt_embedding_save_safetensors"), self._handle.get(),
+                          os.fsencode(os.fspath(path)), _lib.SAVE_GPT2_NAMES if gpt2_names else 0)
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return not self._handle.value
+
+    def close(self) -> None:
+        """Frees the C layer now. Raises ``GPTEmbeddingStateError`` while parameter or
+        gradient views are alive (they point into its memory); closing twice is fine. Any
+        later call raises ``GPTEmbeddingStateError("the layer is closed")``."""
+        def free() -> None:
+            if len(self._views):
+                raise GPTEmbeddingStateError(
+                    f"cannot close: {len(self._views)} parameter/gradient view(s) still point into this layer; "
+                    "delete them first", 7)
+            self._handle.free()
+        self._access.write(free)
+
+    def __enter__(self) -> "GPTEmbedding":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            try:
+                handle.free()  # views keep the layer alive, so none exists here
+            except Exception:  # noqa: BLE001 - interpreter shutdown may have torn down _lib
+                pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"training={self.training}"
+        return f"GPTEmbedding({self._config!r}, {state})"
+
+
+def _optional(name: str) -> Callable[..., int]:
+    if not _lib.has(name):
+        raise NotImplementedError(f"{_lib.library_path} does not export {name}")
+    return getattr(_lib.lib, name)

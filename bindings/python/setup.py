@@ -1,0 +1,53 @@
+"""Bundles libgpt_embedding.so into the package at build time (the rest is pyproject.toml).
+
+The library is taken from $GPT_EMBEDDING_LIB (a file or its folder) or else from the
+repository's build folder ../../.build/release/ (after `swift build -c release --product
+gpt_embedding` or `make lib`). It is copied into the *build* directory, never into the
+source tree, so a checkout keeps using the freshly built library. With a library the wheel
+is tagged py3-none-<platform> (ctypes does not depend on the CPython ABI); without one the
+package is built pure, with a warning, and looks for the library at run time
+($GPT_EMBEDDING_LIB or the system search path, e.g. after `make install`).
+"""
+import os
+
+from setuptools import setup
+from setuptools.command.bdist_wheel import bdist_wheel
+from setuptools.command.build_py import build_py
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LIB = "libgpt_embedding.so"
+
+
+def built_library():
+    env = os.environ.get("GPT_EMBEDDING_LIB")
+    if env:
+        path = os.path.join(env, LIB) if os.path.isdir(env) else env
+        if not os.path.isfile(path):
+            raise SystemExit(f"GPT_EMBEDDING_LIB={env}: {path} does not exist")
+        return path
+    path = os.path.join(HERE, "..", "..", ".build", "release", LIB)
+    return os.path.realpath(path) if os.path.isfile(path) else None
+
+
+class BuildPy(build_py):
+    def run(self):
+        super().run()
+        lib = built_library()
+        if lib is None:
+            self.warn(f"{LIB} not found: build it first (`swift build -c release --product gpt_embedding` in the "
+                      "repository root) to bundle it; this package will look for it at run time instead")
+            return
+        self.copy_file(lib, os.path.join(self.build_lib, "gpt_embedding", LIB))
+
+
+class BdistWheel(bdist_wheel):
+    def finalize_options(self):
+        super().finalize_options()
+        self.root_is_pure = built_library() is None
+
+    def get_tag(self):
+        python, abi, plat = super().get_tag()
+        return (python, abi, plat) if self.root_is_pure else ("py3", "none", plat)
+
+
+setup(cmdclass={"build_py": BuildPy, "bdist_wheel": BdistWheel})
