@@ -1,14 +1,16 @@
 """Bundles libgpt_embedding.so into the package at build time (the rest is pyproject.toml).
 
 The library is taken from $GPT_EMBEDDING_LIB (a file or its folder) or else from the
-repository's build folder ../../.build/release/ (after `swift build -c release --product
-gpt_embedding` or `make lib`). It is copied into the *build* directory, never into the
+repository's build folder ../../.build/release/, which is built first when it is missing
+(`swift build -c release --product gpt_embedding`). It is copied into the *build* directory, never into the
 source tree, so a checkout keeps using the freshly built library. With a library the wheel
 is tagged py3-none-<platform> (ctypes does not depend on the CPython ABI); without one the
 package is built pure, with a warning, and looks for the library at run time
 ($GPT_EMBEDDING_LIB or the system search path, e.g. after `make install`).
 """
 import os
+import shutil
+import subprocess
 
 from setuptools import setup
 from setuptools.command.bdist_wheel import bdist_wheel
@@ -26,6 +28,10 @@ def built_library():
             raise SystemExit(f"GPT_EMBEDDING_LIB={env}: {path} does not exist")
         return path
     path = os.path.join(HERE, "..", "..", ".build", "release", LIB)
+    root = os.path.realpath(os.path.join(HERE, "..", ".."))
+    if not os.path.isfile(path) and os.path.isfile(os.path.join(root, "Package.swift")) and shutil.which("swift"):
+        # In a checkout without a built library: build it (the same command as `make lib`).
+        subprocess.run(["swift", "build", "-c", "release", "--product", "gpt_embedding"], cwd=root, check=True)
     return os.path.realpath(path) if os.path.isfile(path) else None
 
 
