@@ -138,9 +138,11 @@ enum gpt_embedding_position_encoding {
 typedef struct gpt_embedding_config {
     uint32_t struct_size;      /* sizeof(gpt_embedding_config); set by the defaults */
     int32_t position_encoding; /* enum gpt_embedding_position_encoding; default LEARNED */
-    int64_t vocab_size;        /* rows of the token table; default 50257 */
+    int64_t vocab_size;        /* rows of the token table, 1 .. 2^31-1; default 50257 */
     int64_t embed_dim;         /* D; default 768 */
-    int64_t max_seq_len;       /* rows of the learned position table; default 1024 */
+    int64_t max_seq_len;       /* rows of the learned position table (and of the cached
+                                  sinusoidal rows), 1 .. 2^31-1; may be 0 with
+                                  POSITION_NONE, where it is unused; default 1024 */
     int64_t padding_idx;       /* token row that receives no gradient; -1 = none (default) */
     uint64_t seed;             /* initialisation and dropout; default 0 */
     float dropout;             /* probability in [0, 1]; default 0.1 */
@@ -229,7 +231,7 @@ int gpt_embedding_get_config(const gpt_embedding *layer, gpt_embedding_config *o
 
 /* Bytes of memory the layer owns right now: tables, gradients (if
  * allocated) and what the latest training forward keeps for backward.
- * Read-only. */
+ * Errors: _NULL_POINTER, _INVALID_HANDLE. Read-only. */
 int gpt_embedding_sizeof(const gpt_embedding *layer, int64_t *out_bytes);
 
 /* ------------------------------------------------------------------------ */
@@ -252,7 +254,7 @@ int gpt_embedding_sizeof(const gpt_embedding *layer, int64_t *out_bytes);
  *                floats are written.
  * Learned positions must be < max_seq_len; sinusoidal ones may be larger
  * (up to 2^31 - 1); with GPT_EMBEDDING_POSITION_NONE positions are checked
- * but unused.
+ * against the same limit but unused.
  * A training forward replaces what the previous training forward kept for
  * backward (the ids, the positions, per-token mean and rstd: about
  * 12 bytes per token) and advances the dropout step.
@@ -312,7 +314,8 @@ int gpt_embedding_touched_rows(const gpt_embedding *layer, int32_t *rows,
 /* ------------------------------------------------------------------------ */
 
 /* The total number of trainable parameters of the layer (see
- * gpt_embedding_config_num_parameters). Read-only. */
+ * gpt_embedding_config_num_parameters). Errors: _NULL_POINTER,
+ * _INVALID_HANDLE. Read-only. */
 int gpt_embedding_num_parameters(const gpt_embedding *layer, int64_t *out_count);
 
 /* The shape of one parameter: [rows, cols] (rows is 1 for the layer norm

@@ -34,7 +34,7 @@ public struct SinusoidalPositionalEmbedding: @unchecked Sendable {
     }
 
     /// The largest position this encoding accepts (positions are 32-bit).
-    public static let maxPosition = Int(Int32.max) - 1
+    public static let maxPosition = Int(Int32.max)
 
     /// Rows `startPosition ..< startPosition + seqLen`, `[seqLen, embedDim]`.
     public func forward(seqLen: Int, startPosition: Int = 0) throws(GPTEmbeddingError) -> [Float] {

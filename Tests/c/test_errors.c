@@ -227,6 +227,8 @@ static void state_errors(void) {
     EXPECT(gpt_embedding_sinusoidal_table(0, 2, 4, buf, 7), GPT_EMBEDDING_ERROR_BUFFER_TOO_SMALL, "needs 8");
     EXPECT(gpt_embedding_sinusoidal_table(0, INT64_MAX, INT64_MAX, buf, 8), GPT_EMBEDDING_ERROR_SIZE_OVERFLOW, "overflows");
     EXPECT(gpt_embedding_sinusoidal_table(INT64_MAX, 1, 4, buf, 8), GPT_EMBEDDING_ERROR_OUT_OF_RANGE, "largest position");
+    OK(gpt_embedding_sinusoidal_table(INT32_MAX, 1, 4, buf, 8)); /* the largest position, 2^31 - 1 */
+    EXPECT(gpt_embedding_sinusoidal_table(INT32_MAX, 2, 4, buf, 8), GPT_EMBEDDING_ERROR_OUT_OF_RANGE, "2147483647");
 }
 
 static void handle_errors(void) {
