@@ -369,6 +369,41 @@ int gpt_embedding_gradient_data(gpt_embedding *layer, int param,
 int gpt_embedding_sinusoidal_table(int64_t start_position, int64_t num_positions,
                                    int64_t embed_dim, float *out, int64_t out_len);
 
+/* ------------------------------------------------------------------------ */
+/* Weights in and out: safetensors                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Flag for gpt_embedding_save_safetensors: name the tables wte.weight and
+ * wpe.weight (Hugging Face GPT-2) instead of the library's names. */
+#define GPT_EMBEDDING_SAVE_GPT2_NAMES 1u
+
+/* Loads parameters from a safetensors file (the file is memory-mapped, not
+ * copied). Tensor names: the library's (token_embedding.weight,
+ * position_embedding.weight, layer_norm.weight, layer_norm.bias) or Hugging
+ * Face GPT-2's (wte.weight, wpe.weight, with or without "transformer.");
+ * other tensors are ignored. The token table is required, the position table
+ * too when positions are learned; the layer norm vectors are optional. F32,
+ * F16 and BF16 are converted to float32. The file is validated completely
+ * before anything is written (header length cap, JSON, dtypes, shapes
+ * against the configuration, offsets contiguous and inside the file):
+ * after an error the layer is unchanged. Gradients are not touched.
+ * Errors: _NULL_POINTER, _INVALID_HANDLE, _IO (cannot open or map),
+ * _BAD_FILE (the message names the tensor and the problem).
+ * Needs exclusive access. */
+int gpt_embedding_load_safetensors(gpt_embedding *layer, const char *path);
+
+/* The same from a whole file held in memory: data[0 .. size). The library
+ * does not keep the pointer. */
+int gpt_embedding_load_safetensors_buffer(gpt_embedding *layer, const void *data,
+                                          int64_t size);
+
+/* Saves every parameter as F32 safetensors to path (written to a temporary
+ * file, then renamed, so a failure leaves no partial file). flags: 0 or
+ * GPT_EMBEDDING_SAVE_GPT2_NAMES. Errors: _NULL_POINTER, _INVALID_HANDLE,
+ * _INVALID_ARGUMENT (unknown flags), _IO. Read-only. */
+int gpt_embedding_save_safetensors(const gpt_embedding *layer, const char *path,
+                                   uint32_t flags);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -144,15 +144,14 @@ SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
     "gpt_embedding_parameter_data": ([handle_t, _I, ctypes.POINTER(c_float_p), c_int64_p], _I),
     "gpt_embedding_gradient_data": ([handle_t, _I, ctypes.POINTER(c_float_p), c_int64_p], _I),
     "gpt_embedding_sinusoidal_table": ([_i64, _i64, _i64, c_float_p, _i64], _I),
-}
-
-#: Functions a later library may export that the header of 0.1.0 does not declare; they
-#: are declared only when the loaded library has them (see :func:`has`).
-OPTIONAL_SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
     "gpt_embedding_load_safetensors": ([handle_t, ctypes.c_char_p], _I),
     "gpt_embedding_load_safetensors_buffer": ([handle_t, ctypes.c_void_p, _i64], _I),
     "gpt_embedding_save_safetensors": ([handle_t, ctypes.c_char_p, ctypes.c_uint32], _I),
 }
+
+#: Functions a later library may export that this header does not declare; they are
+#: declared only when the loaded library has them (see :func:`has`).
+OPTIONAL_SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {}
 
 
 def declare(library: ctypes.CDLL) -> ctypes.CDLL:

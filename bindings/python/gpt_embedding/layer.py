@@ -399,14 +399,17 @@ class GPTEmbedding:
     # -- weights in and out (library functions beyond the 0.1.0 header) ---------------
 
     def load_safetensors(self, path: Union[str, "os.PathLike[str]"]) -> None:
-        """Loads the tables (and layer norm, if present) from a safetensors file. Needs a
-        library that exports ``gpt_embedding_load_safetensors`` (not in the 0.1.0 header)."""
+        """Loads the tables (and the layer norm, if present) from a safetensors file: the
+        library's names or Hugging Face GPT-2's (``wte.weight``, ``wpe.weight``, with or
+        without ``transformer.``); F32, F16 or BF16. All or nothing: a bad file raises
+        ``ValueError`` naming the tensor and the problem, ``OSError`` when the file cannot
+        be read) and changes nothing."""
         self._access.write(_lib.call, _optional("gpt_embedding_load_safetensors"), self._handle.get(),
                            os.fsencode(os.fspath(path)))
 
     def save_safetensors(self, path: Union[str, "os.PathLike[str]"], gpt2_names: bool = False) -> None:
-        """Saves the parameters as F32 safetensors. Needs a library that exports
-        ``gpt_embedding_save_safetensors`` (not in the 0.1.0 header)."""
+        """Saves the parameters as F32 safetensors (the tables as ``wte.weight`` /
+        ``wpe.weight`` with ``gpt2_names``)."""
         self._access.read(_lib.call, _optional("gpt_embedding_save_safetensors"), self._handle.get(),
                           os.fsencode(os.fspath(path)), _lib.SAVE_GPT2_NAMES if gpt2_names else 0)
 

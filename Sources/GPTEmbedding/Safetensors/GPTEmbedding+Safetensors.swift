@@ -1,0 +1,117 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Weights in and out in the safetensors format, compatible with Hugging Face GPT-2.
+extension GPTEmbedding {
+    /// Names each parameter may have in a file: the library's, then Hugging Face GPT-2's.
+    static let tensorAliases: [(Parameter, [String])] = [
+        (.tokenEmbedding, ["token_embedding.weight", "wte.weight", "transformer.wte.weight"]),
+        (.positionEmbedding, ["position_embedding.weight", "wpe.weight", "transformer.wpe.weight"]),
+        (.layerNormWeight, ["layer_norm.weight"]),
+        (.layerNormBias, ["layer_norm.bias"]),
+    ]
+
+    /// Loads the parameters from a safetensors file in memory (`file` is the whole file).
+    ///
+    /// The token table is required; the learned position table too when positions are
+    /// learned (a position table is ignored otherwise); the layer norm vectors are optional
+    /// (a GPT-2 checkpoint has none, so the layer keeps its own). Other tensors are ignored.
+    /// F32, F16 and BF16 are converted to float32 exactly. Everything is validated before
+    /// anything is written: after an error the layer is unchanged. Gradients are not touched.
+    public func loadSafetensors(bytes file: UnsafeRawBufferPointer) throws(GPTEmbeddingError) {
+        let header = try SafetensorsHeader(file: file)
+        var plan: [(ParameterTensor, SafetensorsHeader.Tensor)] = []
+        for (param, names) in Self.tensorAliases {
+            let found = header.tensors.filter { names.contains($0.name) }
+            if found.count > 1 {
+                throw GPTEmbeddingError(.badFile, "\(found.map(\.name).joined(separator: " and ")) are two names for one parameter")
+            }
+            guard let t = found.first else {
+                if param == .tokenEmbedding || (param == .positionEmbedding && config.positionEncoding == .learned) {
+                    throw GPTEmbeddingError(.badFile, "missing tensor \(names.joined(separator: " / "))")
+                }
+                continue
+            }
+            if param == .positionEmbedding && config.positionEncoding != .learned { continue }
+            let target = try tensor(param)
+            let expected = param == .layerNormWeight || param == .layerNormBias ? [target.cols] : [target.rows, target.cols]
+            guard t.shape == expected else {
+                throw GPTEmbeddingError(.badFile, "\(t.name): shape \(t.shape) does not match the layer's \(target.name) \(expected)")
+            }
+            guard ["F32", "F16", "BF16"].contains(t.dtype) else {
+                throw GPTEmbeddingError(.badFile, "\(t.name): dtype \(t.dtype) cannot be loaded (F32, F16 or BF16)")
+            }
+            plan.append((target, t))
+        }
+        // Validated: nothing below can fail.
+        for (target, t) in plan {
+            let src = file.baseAddress! + header.dataOffset + t.begin
+            let dst = target.value.base
+            switch t.dtype {
+            case "F32": for i in 0..<t.count { dst[i] = Float(bitPattern: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) }
+            case "F16": for i in 0..<t.count { dst[i] = Float(Float16(bitPattern: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian)) }
+            default: for i in 0..<t.count { dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian) << 16) }
+            }
+        }
+    }
+
+    /// Loads the parameters from a safetensors file; the file is memory-mapped, so no copy
+    /// of it is made (see ``loadSafetensors(bytes:)``).
+    public func loadSafetensors(path: String) throws(GPTEmbeddingError) {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw GPTEmbeddingError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw GPTEmbeddingError(.io, "cannot stat \(path)") }
+        let size = Int(st.st_size)
+        guard size > 0 else { throw GPTEmbeddingError(.badFile, "\(path) is empty") }
+        guard let map = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
+            throw GPTEmbeddingError(.io, "cannot map \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { munmap(map, size) }
+        try loadSafetensors(bytes: UnsafeRawBufferPointer(start: map, count: size))
+    }
+
+    /// Saves the parameters as F32 safetensors: the library's names, or with `gpt2Names`
+    /// `wte.weight` / `wpe.weight` for the tables. Written to a temporary file that is
+    /// renamed over `path`, so a failure never leaves a partial file.
+    public func saveSafetensors(path: String, gpt2Names: Bool = false) throws(GPTEmbeddingError) {
+        let tensors = parameters
+        var header = "{"
+        var offset = 0
+        for (k, t) in tensors.enumerated() {
+            var name = t.name
+            if gpt2Names && t === tokenEmbedding.weight { name = "wte.weight" }
+            if gpt2Names && t === positionalEmbedding?.weight { name = "wpe.weight" }
+            let shape = t.name.hasPrefix("layer_norm") ? "[\(t.cols)]" : "[\(t.rows),\(t.cols)]"
+            header += (k > 0 ? "," : "") + "\"\(name)\":{\"dtype\":\"F32\",\"shape\":\(shape),\"data_offsets\":[\(offset),\(offset + 4 * t.count)]}"
+            offset += 4 * t.count
+        }
+        header += "}"
+        while header.utf8.count % 8 != 0 { header += " " }  // aligns the data, as the reference writer does
+        let tmp = path + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw GPTEmbeddingError(.io, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        func writeAll(_ p: UnsafeRawPointer, _ n: Int) -> Bool {
+            var done = 0
+            while done < n {
+                let w = write(fd, p + done, n - done)
+                if w <= 0 { return false }
+                done += w
+            }
+            return true
+        }
+        var length = UInt64(header.utf8.count).littleEndian
+        var ok = withUnsafeBytes(of: &length) { writeAll($0.baseAddress!, 8) }
+        ok = ok && header.utf8CString.withUnsafeBytes { writeAll($0.baseAddress!, header.utf8.count) }
+        for t in tensors where ok { ok = writeAll(t.value.base, 4 * t.count) }
+        ok = close(fd) == 0 && ok
+        guard ok, rename(tmp, path) == 0 else {
+            unlink(tmp)
+            throw GPTEmbeddingError(.io, "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
