@@ -44,6 +44,8 @@ let package = Package(
         .target(name: "FuzzSupport", path: "Tests/fuzz/support"),
         .executableTarget(name: "fuzz-api", dependencies: ["GPTEmbeddingC", "CGPTEmbedding", "FuzzSupport"],
                           path: "Tests/fuzz/api"),
+        .executableTarget(name: "fuzz-safetensors", dependencies: ["GPTEmbeddingC", "CGPTEmbedding", "FuzzSupport"],
+                          path: "Tests/fuzz/safetensors"),
         .testTarget(
             name: "GPTEmbeddingTests",
             dependencies: ["GPTEmbedding", "GPTEmbeddingC", "CGPTEmbedding"]

@@ -19,6 +19,9 @@ struct Demo: ParsableCommand {
     @Option(help: "Tokens per sequence.")
     var seq = 10
 
+    @Option(help: "A safetensors checkpoint to load first (the library's names or Hugging Face GPT-2's).")
+    var checkpoint: String?
+
     func run() throws {
         let config = try options.config()
         do { try demonstrate(config) } catch let e as GPTEmbeddingError {
@@ -43,6 +46,10 @@ struct Demo: ParsableCommand {
         section("Create the layer")
         var clock = Stopwatch()
         let layer = try GPTEmbedding(config: config)
+        if let checkpoint {
+            try layer.loadSafetensors(path: checkpoint)
+            print("loaded \(checkpoint)")
+        }
         print("initialised in \(Report.fixed(clock.lap() * 1000, 1)) ms; \(Report.grouped(layer.numParameters)) parameters, \(Report.mib(layer.memoryBytes)) MiB")
         for p in layer.parameters {
             print("  \(p.name) [\(p.rows), \(p.cols)]: \(Report.describe(p.values))")

@@ -61,6 +61,16 @@ extension GPTEmbedding {
     /// Loads the parameters from a safetensors file; the file is memory-mapped, so no copy
     /// of it is made (see ``loadSafetensors(bytes:)``).
     public func loadSafetensors(path: String) throws(GPTEmbeddingError) {
+        try Self.withMappedFile(path) { (bytes) throws(GPTEmbeddingError) in try loadSafetensors(bytes: bytes) }
+    }
+
+    /// The validated header of a safetensors file (for inspecting checkpoints).
+    public static func safetensorsHeader(path: String) throws(GPTEmbeddingError) -> SafetensorsHeader {
+        try withMappedFile(path) { (bytes) throws(GPTEmbeddingError) in try SafetensorsHeader(file: bytes) }
+    }
+
+    /// Calls `body` with the file at `path` memory-mapped read-only.
+    static func withMappedFile<R>(_ path: String, _ body: (UnsafeRawBufferPointer) throws(GPTEmbeddingError) -> R) throws(GPTEmbeddingError) -> R {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw GPTEmbeddingError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -72,7 +82,7 @@ extension GPTEmbedding {
             throw GPTEmbeddingError(.io, "cannot map \(path): \(String(cString: strerror(errno)))")
         }
         defer { munmap(map, size) }
-        try loadSafetensors(bytes: UnsafeRawBufferPointer(start: map, count: size))
+        return try body(UnsafeRawBufferPointer(start: map, count: size))
     }
 
     /// Saves the parameters as F32 safetensors: the library's names, or with `gpt2Names`
