@@ -36,7 +36,7 @@ for extra in Tests/c/test_safetensors.c; do
     [ -f "$extra" ] || continue
     name=$(basename "$extra" .c)
     run "build $name" cc "${cflags[@]}" "$extra" -o "$out/$name" "${link[@]}"
-    run "$name" "${runner[@]}" "$out/$name" Tests/fixtures
+    run "$name" "${runner[@]}" "$out/$name" Tests/fuzz/corpus/safetensors
 done
 run "exports" Tests/c/check_exports.sh "$bin/libgpt_embedding.so" include/gpt_embedding.h
 
