@@ -140,3 +140,27 @@ extension String {
         return replacingCharacters(in: r, with: replacement)
     }
 }
+
+/// A checkpoint written by Hugging Face transformers (Tests/fixtures/generate.py) loads and
+/// reproduces transformers' wte(ids) + wpe(positions).
+@Suite struct HuggingFaceGPT2Tests {
+    static let fixtures = GoldenFile.directory.deletingLastPathComponent().appendingPathComponent("fixtures")
+
+    @Test(arguments: ["gpt2_tiny.safetensors", "gpt2_tiny_unprefixed.safetensors"])
+    func checkpointReproducesTransformers(name: String) throws {
+        var c = smallConfig(vocab: 64, dim: 8, maxSeqLen: 16)
+        c.dropout = 0.1
+        let layer = try GPTEmbedding(config: c)
+        try layer.loadSafetensors(path: Self.fixtures.appendingPathComponent(name).path)
+        let text = try String(contentsOfFile: Self.fixtures.appendingPathComponent("gpt2_tiny_expected.txt").path, encoding: .utf8)
+        var rows: [String: [Substring]] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ")
+            rows[String(parts[0])] = Array(parts.dropFirst())
+        }
+        let ids = rows["ids"]!.map { Int64($0)! }, pos = rows["positions"]!.map { Int64($0)! }
+        let expected = rows["out"]!.map { Float($0)! }
+        let out = try layer.forward(ids: ids, batch: 2, seq: 6, positions: pos)
+        #expect(firstMismatch(out, expected, rtol: 1e-6, atol: 1e-7) == nil)
+    }
+}

@@ -2,6 +2,7 @@
  * by the official safetensors package (F16, GPT-2 names), and rejected files that change
  * nothing. Usage: test_safetensors <dir with the seed corpus of Tests/fuzz/corpus/safetensors> */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -65,5 +66,37 @@ int main(int argc, char **argv) {
     params(h, b);
     CHECK(!memcmp(a, b, sizeof a), "failed calls changed nothing");
     gpt_embedding_free(h);
+
+    /* A checkpoint written by Hugging Face transformers reproduces its wte(ids) + wpe(positions). */
+    FILE *f = fopen("Tests/fixtures/gpt2_tiny_expected.txt", "r");
+    CHECK(f != NULL, "Tests/fixtures/gpt2_tiny_expected.txt (run from the repository root)");
+    if (f) {
+        int64_t ids[12], pos[12];
+        float expected[96], out[96];
+        char word[64], line[256];
+        if (!fgets(line, sizeof line, f)) line[0] = 0; /* the comment line */
+        int ok = fscanf(f, "%63s", word) == 1;
+        for (int i = 0; i < 12; i++) ok &= fscanf(f, "%lld", (long long *)&ids[i]) == 1;
+        ok &= fscanf(f, "%63s", word) == 1;
+        for (int i = 0; i < 12; i++) ok &= fscanf(f, "%lld", (long long *)&pos[i]) == 1;
+        ok &= fscanf(f, "%63s", word) == 1;
+        for (int i = 0; i < 96; i++) ok &= fscanf(f, "%f", &expected[i]) == 1;
+        fclose(f);
+        CHECK(ok, "read the expected output");
+        const char *files[] = {"Tests/fixtures/gpt2_tiny.safetensors", "Tests/fixtures/gpt2_tiny_unprefixed.safetensors"};
+        for (int k = 0; k < 2; k++) {
+            gpt_embedding_config c;
+            gpt_embedding_preset_config("gpt2", &c);
+            c.vocab_size = 64; c.embed_dim = 8; c.max_seq_len = 16;
+            gpt_embedding *g = NULL;
+            gpt_embedding_create(&c, &g);
+            CHECK(gpt_embedding_load_safetensors(g, files[k]) == 0, "%s: %s", files[k], gpt_embedding_last_error());
+            CHECK(gpt_embedding_forward_i64(g, ids, 2, 6, pos, 0, 0, out, 96) == 0, "forward");
+            int same = 1;
+            for (int i = 0; i < 96; i++) same &= fabsf(out[i] - expected[i]) <= 1e-6f * fabsf(expected[i]) + 1e-7f;
+            CHECK(same, "%s reproduces transformers' embedding output", files[k]);
+            gpt_embedding_free(g);
+        }
+    }
     return check_summary();
 }
