@@ -67,6 +67,30 @@ int main(int argc, char **argv) {
     CHECK(!memcmp(a, b, sizeof a), "failed calls changed nothing");
     gpt_embedding_free(h);
 
+    /* Every rejection rule (Tests/fixtures/malformed/EXPECTED: file<TAB>text). */
+    FILE *idx = fopen("Tests/fixtures/malformed/EXPECTED", "r");
+    CHECK(idx != NULL, "Tests/fixtures/malformed/EXPECTED");
+    int rules = 0;
+    char entry[512];
+    while (idx && fgets(entry, sizeof entry, idx)) {
+        char *tab = strchr(entry, '\t'), *nl = strchr(entry, '\n');
+        if (!tab) continue;
+        *tab = 0;
+        if (nl) *nl = 0;
+        snprintf(file, sizeof file, "Tests/fixtures/malformed/%s", entry);
+        gpt_embedding *m = make(4);
+        params(m, a);
+        int rc = gpt_embedding_load_safetensors(m, file);
+        const char *msg = gpt_embedding_last_error();
+        CHECK(rc == GPT_EMBEDDING_ERROR_BAD_FILE && msg && strstr(msg, tab + 1), "%s: %d %s (expected \"%s\")", entry, rc, msg ? msg : "", tab + 1);
+        params(m, b);
+        CHECK(!memcmp(a, b, sizeof a), "%s changed the layer", entry);
+        gpt_embedding_free(m);
+        rules++;
+    }
+    if (idx) fclose(idx);
+    CHECK(rules >= 20, "%d malformed files", rules);
+
     /* A checkpoint written by Hugging Face transformers reproduces its wte(ids) + wpe(positions). */
     FILE *f = fopen("Tests/fixtures/gpt2_tiny_expected.txt", "r");
     CHECK(f != NULL, "Tests/fixtures/gpt2_tiny_expected.txt (run from the repository root)");
