@@ -3,6 +3,7 @@ import PackageDescription
 
 // Targets:
 //   GPTEmbedding       the Swift core and the native Swift API (what Swift users import)
+//   CMemoryHints       prefetch and streaming-store builtins the kernels call (header only)
 //   CGPTEmbedding      the public C header as a clang module (include/gpt_embedding.h)
 //   GPTEmbeddingC      the C-ABI shims, checked against the header by @c @implementation
 //   GPTEmbeddingDylib  link-only target of libgpt_embedding.so: static Swift runtime,
@@ -20,7 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        .target(name: "GPTEmbedding"),
+        .target(name: "CMemoryHints"),
+        .target(name: "GPTEmbedding", dependencies: ["CMemoryHints"]),
         .target(name: "CGPTEmbedding"),
         .target(name: "GPTEmbeddingC", dependencies: ["GPTEmbedding", "CGPTEmbedding"]),
         .target(

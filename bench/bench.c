@@ -46,6 +46,36 @@ static double median_ms(step_fn prep, step_fn run, void *ctx, int warm, int reps
     return t[reps / 2];
 }
 
+/* Medians of two implementations (b may be NULL) measured in alternating rounds, so that
+ * the slow drift of a shared machine affects both alike. In each round a side runs `warm`
+ * untimed and then reps/rounds timed calls in a row: its steady state, as a caller who
+ * repeats the operation sees it. */
+static void median_pair(step_fn prep_a, step_fn run_a, void *ctx_a, step_fn prep_b, step_fn run_b, void *ctx_b,
+                        int warm, int reps, double *ms_a, double *ms_b) {
+    enum { ROUNDS = 5 };
+    double ta[256], tb[256];
+    int per = reps / ROUNDS < 1 ? 1 : reps / ROUNDS, na = 0, nb = 0;
+    if (per * ROUNDS > 256) per = 256 / ROUNDS;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int side = 0; side < 2; side++) {
+            step_fn prep = side ? prep_b : prep_a, run = side ? run_b : run_a;
+            void *ctx = side ? ctx_b : ctx_a;
+            if (!run) continue;
+            for (int i = -warm; i < per; i++) {
+                if (prep) prep(ctx);
+                double t0 = now();
+                run(ctx);
+                double t = (now() - t0) * 1e3;
+                if (i >= 0) { if (side) tb[nb++] = t; else ta[na++] = t; }
+            }
+        }
+    }
+    qsort(ta, (size_t)na, sizeof(double), cmp_double);
+    qsort(tb, (size_t)nb, sizeof(double), cmp_double);
+    *ms_a = ta[na / 2];
+    if (ms_b) *ms_b = nb ? tb[nb / 2] : 0;
+}
+
 static void *xmalloc(size_t n) {
     void *p = NULL;
     if (posix_memalign(&p, 64, n ? n : 64) != 0) { fprintf(stderr, "out of memory (%zu bytes)\n", n); exit(2); }
@@ -234,9 +264,9 @@ static void emit(const char *impl, const char *name, int64_t B, int64_t T, int64
 }
 
 static int reps_for(double bytes) {
-    if (smoke) return 3;
+    if (smoke) return 5;
     int r = (int)(2e9 / (bytes + 1e6));  /* about 2 GB of traffic per case */
-    return r < 9 ? 9 : r > 101 ? 101 : r;
+    return r < 15 ? 15 : r > 100 ? 100 : r;
 }
 
 /* Unique values of x[0..n) with x in [0, range). */
@@ -279,52 +309,46 @@ static void run_case(const char *name, int64_t V, int64_t D, int64_t B, int64_t 
     lib_ctx L = { .B = B, .T = T, .N = N, .D = D, .ids = ids, .dout = dout };
     L.out = xmalloc((size_t)(N * D) * sizeof(float));
 
-    L.layer = plain;
-    if (ops_mask & 1) {
-        L.flags = 0;
-        emit("lib", name, B, T, D, threads, "forward_eval", median_ms(NULL, lib_forward, &L, 2, reps_for(fwd_bytes)), fwd_bytes, all_same);
-    }
-    if (ops_mask & 4) {
-        L.flags = GPT_EMBEDDING_TRAINING;
-        emit("lib", name, B, T, D, threads, "backward", median_ms(lib_prep_backward, lib_backward, &L, 2, reps_for(bwd_bytes)), bwd_bytes, all_same);
-    }
-    if (ops_mask & 16) {
-        L.flags = GPT_EMBEDDING_TRAINING;
-        emit("lib", name, B, T, D, threads, "zero_grad", median_ms(lib_prep_zero, lib_zero_grad, &L, 1, smoke ? 3 : 9), zero_bytes, all_same);
-    }
-    L.layer = train;
-    if (ops_mask & 2) {
-        L.flags = GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM;
-        emit("lib", name, B, T, D, threads, "forward_train", median_ms(NULL, lib_forward, &L, 2, reps_for(fwd_train_bytes)), fwd_train_bytes, all_same);
-    }
-    if (ops_mask & 8) {
-        L.flags = GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM;
-        emit("lib", name, B, T, D, threads, "backward_ln_dropout", median_ms(lib_prep_backward, lib_backward, &L, 2, reps_for(bwd_ln_bytes)), bwd_ln_bytes, all_same);
-    }
-    gpt_embedding_free(plain);
-    gpt_embedding_free(train);
-
-    /* The plain C baseline, on its own copies of the tables. */
+    /* The plain C baseline, on its own copies of the tables and its own output. */
+    base_ctx C = { .V = V, .D = D, .T = T, .B = B, .N = N, .ids = ids, .dout = dout, .p_drop = 0.1f };
+    base_ctx *c = NULL;
     if (!all_same) {
-        base_ctx C = { .V = V, .D = D, .T = T, .B = B, .N = N, .ids = ids, .dout = dout, .p_drop = 0.1f };
+        c = &C;
         C.wte = xmalloc((size_t)(V * D) * sizeof(float));
         C.wpe = xmalloc((size_t)(maxT * D) * sizeof(float));
         for (int64_t i = 0; i < V * D; i++) C.wte[i] = (float)((int64_t)(next_u64() % 2001) - 1000) * 2e-5f;
         for (int64_t i = 0; i < maxT * D; i++) C.wpe[i] = (float)((int64_t)(next_u64() % 2001) - 1000) * 2e-5f;
         C.gamma = xmalloc((size_t)D * sizeof(float)); C.beta = xmalloc((size_t)D * sizeof(float));
         for (int64_t i = 0; i < D; i++) C.gamma[i] = 1;
-        C.out = L.out;
+        C.out = xmalloc((size_t)(N * D) * sizeof(float));
         C.dwte = xmalloc((size_t)(V * D) * sizeof(float)); C.dwpe = xmalloc((size_t)(maxT * D) * sizeof(float));
         C.dgamma = xmalloc((size_t)D * sizeof(float)); C.dbeta = xmalloc((size_t)D * sizeof(float));
         C.mean = xmalloc((size_t)N * sizeof(float)); C.rstd = xmalloc((size_t)N * sizeof(float));
         C.coef = xmalloc((size_t)(2 * N) * sizeof(float));
         base_forward_train(&C);
-        if (ops_mask & 1) emit("c", name, B, T, D, threads, "forward_eval", median_ms(NULL, base_forward_eval, &C, 2, reps_for(fwd_bytes)), fwd_bytes, 0);
-        if (ops_mask & 2) emit("c", name, B, T, D, threads, "forward_train", median_ms(NULL, base_forward_train, &C, 2, reps_for(fwd_train_bytes)), fwd_train_bytes, 0);
-        if (ops_mask & 4) emit("c", name, B, T, D, threads, "backward", median_ms(NULL, base_backward, &C, 2, reps_for(bwd_bytes)), bwd_bytes, 0);
-        if (ops_mask & 8) emit("c", name, B, T, D, threads, "backward_ln_dropout", median_ms(NULL, base_backward_ln, &C, 2, reps_for(bwd_ln_bytes)), bwd_ln_bytes, 0);
-        if (ops_mask & 16) emit("c", name, B, T, D, threads, "zero_grad", median_ms(base_prep_zero, base_zero_grad, &C, 1, smoke ? 3 : 9), zero_bytes, 0);
-        free(C.wte); free(C.wpe); free(C.gamma); free(C.beta); free(C.dwte); free(C.dwpe);
+    }
+
+    /* Each operation: the library and the baseline in alternating rounds. A backward follows
+     * its forward (untimed) on both sides, so both start from the same cache state. */
+    double lib_ms, c_ms;
+#define MEASURE(bit, op, lay, fl, lprep, lrun, cprep, crun, warm, reps, bytes)                          \
+    if (ops_mask & (bit)) {                                                                          \
+        L.layer = (lay); L.flags = (fl);                                                             \
+        median_pair(lprep, lrun, &L, cprep, c ? (crun) : NULL, c, warm, reps, &lib_ms, &c_ms);      \
+        emit("lib", name, B, T, D, threads, op, lib_ms, bytes, all_same);                            \
+        if (c) emit("c", name, B, T, D, threads, op, c_ms, bytes, 0);                                \
+    }
+    const uint32_t TR = GPT_EMBEDDING_TRAINING, LN = GPT_EMBEDDING_LAYER_NORM;
+    MEASURE(1, "forward_eval", plain, 0, NULL, lib_forward, NULL, base_forward_eval, 2, reps_for(fwd_bytes), fwd_bytes)
+    MEASURE(2, "forward_train", train, TR | LN, NULL, lib_forward, NULL, base_forward_train, 2, reps_for(fwd_train_bytes), fwd_train_bytes)
+    MEASURE(4, "backward", plain, TR, lib_prep_backward, lib_backward, base_forward_eval, base_backward, 2, reps_for(bwd_bytes), bwd_bytes)
+    MEASURE(8, "backward_ln_dropout", train, TR | LN, lib_prep_backward, lib_backward, base_forward_train, base_backward_ln, 2, reps_for(bwd_ln_bytes), bwd_ln_bytes)
+    MEASURE(16, "zero_grad", plain, TR, lib_prep_zero, lib_zero_grad, base_prep_zero, base_zero_grad, 1, smoke ? 5 : 15, zero_bytes)
+#undef MEASURE
+    gpt_embedding_free(plain);
+    gpt_embedding_free(train);
+    if (c) {
+        free(C.wte); free(C.wpe); free(C.gamma); free(C.beta); free(C.out); free(C.dwte); free(C.dwpe);
         free(C.dgamma); free(C.dbeta); free(C.mean); free(C.rstd); free(C.coef);
     }
     free(L.out); free(ids); free(dout);

@@ -102,6 +102,10 @@ public final class GPTEmbedding: @unchecked Sendable {
         let need = try Checked.multiply(tokens.count, embedDim, "batch * seq * embed_dim")
         try ParameterTensor.checkCapacity(capacity, need, "the output")
 
+        // Allocate everything first, so that a failure leaves the output untouched.
+        let rowScratch = forwardStoreMode(out, count: need, dim: embedDim) != .cached
+            ? try FloatBuffer(count: forwardScratchCount(dim: embedDim, pool: pool), zeroed: false, what: "forward scratch")
+            : nil
         var stats = SavedStatistics(mean: nil, rstd: nil)
         var mask: DropoutMask? = nil
         if training {
@@ -114,7 +118,8 @@ public final class GPTEmbedding: @unchecked Sendable {
             }
         }
         embeddingForward(tables: tables, tokens: tokens, normalize: useLayerNorm, mask: mask,
-                         saveMean: stats.mean?.base, saveRstd: stats.rstd?.base, out: out, pool: pool)
+                         saveMean: stats.mean?.base, saveRstd: stats.rstd?.base, out: out,
+                         rowScratch: rowScratch?.base, pool: pool)
         // Dropout 1 keeps nothing, not even inf * 0 = nan.
         if mask?.dropAll == true { out.update(repeating: 0, count: need) }
         if training {

@@ -1,3 +1,5 @@
+import CMemoryHints
+
 /// Eight-float vector loads and stores at any alignment, for the row loops of the kernels.
 /// Written out by hand because the compiler cannot vectorise loops over pointers that may
 /// alias, nor reorder strict-IEEE reductions.
@@ -37,5 +39,56 @@ struct MaskStream {
         h &*= 0xC2B2_AE35
         h ^= h &>> 16
         return h .>= threshold
+    }
+}
+
+// MARK: - Cache hints
+
+/// Tokens between the row a kernel works on and the row it asks the memory system for.
+/// Rows start at random places of a table far larger than the caches, so no hardware
+/// prefetcher can guess them; asking a few tokens ahead keeps that many misses in flight.
+let prefetchDistance = 4
+
+/// Asks for every cache line of `count` floats at `p`, to be read soon.
+@inline(__always)
+func prefetchRow(_ p: UnsafePointer<Float>, _ count: Int) {
+    var c = 0
+    while c < count { gpte_prefetch(p + c); c &+= 16 }
+}
+
+/// Asks for the cache lines of `[c0, c1)` of the row at `p`, to be written soon.
+@inline(__always)
+func prefetchRowForWrite(_ p: UnsafeMutablePointer<Float>, _ c0: Int, _ c1: Int) {
+    var c = c0
+    while c < c1 { gpte_prefetch_for_write(p + c); c &+= 16 }
+}
+
+/// How a kernel writes its output rows.
+enum StoreMode: Sendable {
+    /// Normal stores: the rows stay in cache for whoever reads them next.
+    case cached
+    /// Streaming stores of 16 bytes (rows 16-byte aligned).
+    case stream16
+    /// Streaming stores of 32 bytes (rows 32-byte aligned): measured faster than pairs of
+    /// 16-byte ones on this project's machines.
+    case stream32
+
+    /// The streaming mode rows of `dim` floats from `base` allow, or `.cached`.
+    static func streaming(_ base: UnsafeMutablePointer<Float>, dim: Int) -> StoreMode {
+        let address = Int(bitPattern: base)
+        if address % 32 == 0 && dim % 8 == 0 { return .stream32 }
+        if address % 16 == 0 && dim % 4 == 0 { return .stream16 }
+        return .cached
+    }
+}
+
+/// Stores eight floats at `p` with `mode` (the same for a whole call, so the branch is
+/// always predicted). A thread ends its streaming stores with `gpte_stream_fence()`.
+@inline(__always)
+func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>, _ mode: StoreMode) {
+    switch mode {
+    case .cached: store(v, p)
+    case .stream16: gpte_stream_store4(p, v.lowHalf); gpte_stream_store4(p + 4, v.highHalf)
+    case .stream32: gpte_stream_store8(p, v)
     }
 }

@@ -98,3 +98,15 @@ class _View:
     def __init__(self, owner: object, address: int, shape: Tuple[int, ...]) -> None:
         self.owner = owner
         self.__array_interface__ = {"data": (address, False), "shape": shape, "typestr": np.dtype(np.float32).str, "version": 3}
+
+
+def aligned_empty(shape: Tuple[int, ...], alignment: int = 64) -> np.ndarray:
+    """An uninitialised C-contiguous float32 array whose data starts on an `alignment`-byte
+    boundary. numpy only guarantees 16 bytes; the library writes large outputs with 32-byte
+    streaming stores when the buffer allows it, and falls back to slower ones otherwise."""
+    count = 1
+    for n in shape:
+        count *= n
+    raw = np.empty(count * 4 + alignment, dtype=np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start:start + count * 4].view(np.float32).reshape(shape)

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from . import _lib
-from ._arrays import _View, float_array, fptr, ids_array, iptr, out_array
+from ._arrays import _View, aligned_empty, float_array, fptr, ids_array, iptr, out_array
 from .config import GPTEmbeddingConfig
 from .errors import GPTEmbeddingStateError
 
@@ -255,7 +255,7 @@ class GPTEmbedding:
         if not _INT64[0] <= start <= _INT64[1]:
             raise ValueError(f"start_position = {start} is out of the 64-bit range")
         shape = (batch, seq, self.embed_dim)
-        result = np.empty(shape, dtype=np.float32) if out is None else out_array(out, shape)
+        result = aligned_empty(shape) if out is None else out_array(out, shape)
         training = self.training
         flags = (_lib.TRAINING if training else 0) | (_lib.LAYER_NORM if use_layer_norm else 0)
         fn = _lib.lib.gpt_embedding_forward if ids.dtype == np.int32 else _lib.lib.gpt_embedding_forward_i64

@@ -1,0 +1,85 @@
+import GPTEmbedding
+import Testing
+
+/// Large outputs are written with streaming stores (32-byte or 16-byte, depending on the
+/// buffer's alignment) and small or unaligned ones with normal stores. Every path must give
+/// the same bits, and a sinusoidal row past the cached table (computed in place or in
+/// scratch) must not disturb any other row.
+@Suite struct OutputStoreTests {
+    /// Runs `body` with `count` floats starting `offset` floats past a 64-byte boundary.
+    func withBuffer<R>(_ count: Int, offset: Int, _ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: (count + offset) * 4, alignment: 64)
+        defer { raw.deallocate() }
+        let p = raw.bindMemory(to: Float.self, capacity: count + offset) + offset
+        p.initialize(repeating: .nan, count: count)
+        return try body(UnsafeMutableBufferPointer(start: p, count: count))
+    }
+
+    // 4096 tokens of width 520 (a multiple of 8) and 516 (of 4 only): 2.1M floats, above
+    // the streaming threshold, so offsets 0, 4 and 1 float take the 32-byte, 16-byte and
+    // normal store paths.
+    @Test(arguments: [520, 516], [false, true])
+    func everyStorePathGivesTheSameBits(dim: Int, layerNorm: Bool) throws {
+        let (batch, seq) = (8, 512)
+        var rng = TestRandom(11)
+        let ids = (0..<(batch * seq)).map { _ in Int32(rng.int(300)) }
+        let config = smallConfig(vocab: 300, dim: dim, maxSeqLen: 512, dropout: 0.2, threads: 2)
+        var results: [[Float]] = []
+        for offset in [0, 4, 1] {
+            // A fresh layer per offset: the same seed gives the same weights and dropout step.
+            let layer = try GPTEmbedding(config: config)
+            for training in [false, true] {
+                let out = try withBuffer(batch * seq * dim, offset: offset) { buf in
+                    try ids.withUnsafeBufferPointer { idBuf in
+                        try layer.forward(ids: idBuf, batch: batch, seq: seq, training: training,
+                                          useLayerNorm: layerNorm, into: buf)
+                    }
+                    return Array(buf)
+                }
+                results.append(out)
+            }
+        }
+        let small = try GPTEmbedding(config: config)
+        for i in 1..<3 {
+            #expect(results[2 * i] == results[0], "eval, offset path \(i)")
+            #expect(results[2 * i + 1] == results[1], "training, offset path \(i)")
+        }
+        #expect(!results[0].contains { $0.isNaN })
+        // And equal to what small calls (normal stores) give, row batch by row batch.
+        let perBatch = seq * dim
+        for b in [0, batch - 1] {
+            let row = try small.forward(ids: Array(ids[(b * seq)..<((b + 1) * seq)]), batch: 1, seq: seq,
+                                        useLayerNorm: layerNorm)
+            #expect(Array(results[0][(b * perBatch)..<((b + 1) * perBatch)]) == row, "batch \(b)")
+        }
+    }
+
+    /// Sinusoidal positions past the cached table in an eval forward without layer norm:
+    /// each row is s * wte[id] + PE(pos), whatever its neighbours are.
+    /// Batch 32 makes 32 * 256 * 256 = 2^21 floats: streamed.
+    @Test(arguments: [1, 32])
+    func sinusoidalRowsPastTheCacheLeaveOtherRowsAlone(batch: Int) throws {
+        let (seq, dim, maxSeqLen) = (256, 256, 8)
+        var config = smallConfig(vocab: 97, dim: dim, maxSeqLen: maxSeqLen, positions: .sinusoidal, threads: 2)
+        config.scaleEmbeddings = true
+        let layer = try GPTEmbedding(config: config)
+        var rng = TestRandom(5)
+        let ids = (0..<(batch * seq)).map { _ in Int32(rng.int(97)) }
+        // Every batch row is one sequence that starts inside the cache and runs past it.
+        let out = try withBuffer(batch * seq * dim, offset: 0) { buf in
+            try ids.withUnsafeBufferPointer { idBuf in
+                try layer.forward(ids: idBuf, batch: batch, seq: seq, startPosition: 3, into: buf)
+            }
+            return Array(buf)
+        }
+        let table = try SinusoidalPositionalEmbedding(maxSeqLen: 1, embedDim: dim).forward(seqLen: seq, startPosition: 3)
+        let wte = layer.tokenEmbedding.weight.values
+        let s = Float(dim).squareRoot()
+        for r in [0, 1, 2, 3, 4, 5, 6, 7, 8, 255, batch * seq - 1] where r < batch * seq {
+            let id = Int(ids[r]), t = r % seq
+            for c in 0..<dim {
+                #expect(out[r * dim + c] == s * wte[id * dim + c] + table[t * dim + c], "row \(r) column \(c)")
+            }
+        }
+    }
+}
