@@ -56,7 +56,7 @@ final class RowTracker: @unchecked Sendable {
     func zeroRows(of table: UnsafeMutablePointer<Float>, cols: Int, pool: WorkerPool) {
         guard let list else { return }
         let rowList = SendableConstPointer(UnsafePointer(list)), t = SendablePointer(table)
-        pool.parallelFor(count: count, grain: max(1, 262_144 / max(cols, 1))) { _, range in
+        pool.parallelFor(count: count, grain: WorkerPool.memoryGrain(bytesPerItem: 4 * cols)) { _, range in
             for i in range { (t.pointer + Int(rowList.pointer[i]) * cols).update(repeating: 0, count: cols) }
         }
     }

@@ -178,7 +178,12 @@ func embeddingForward(
     let scratch = rowScratch.map(SendablePointer.init)
     let mode = rowScratch == nil ? StoreMode.cached : StoreMode.streaming(out, dim: d)
     let streaming = mode != .cached
-    pool.parallelFor(count: tokens.count, grain: max(1, 65536 / d)) { part, rows in
+    // Plain lookups move a token row in and an output row out; the layer norm and the
+    // dropout hash make a row compute-heavy.
+    let grain = normalize || mask != nil
+        ? WorkerPool.computeGrain(elementsPerItem: d)
+        : WorkerPool.memoryGrain(bytesPerItem: 8 * d)
+    pool.parallelFor(count: tokens.count, grain: grain) { part, rows in
         defer { if streaming { gpte_stream_fence() } }
         // Where a row is assembled: the worker's scratch rows, or the output row itself.
         let spillA = scratch.map { $0.pointer + 2 * part * d }, spillB = spillA.map { $0 + d }
@@ -300,7 +305,9 @@ func embeddingBackward(
     let d = t.dim
     let n = tokens.count
     let chunks = (d + 15) / 16
-    let parts = min(pool.parts(count: n * d, grain: 32768), chunks)
+    // Per element the scatter reads dout and reads and writes the token and position
+    // gradients: 16 bytes.
+    let parts = min(pool.parts(count: n * d, grain: WorkerPool.memoryGrain(bytesPerItem: 16)), chunks)
     let plain = EmbeddingGradients(dwte: g.dwte, dwpe: g.dwpe, dgamma: nil, dbeta: nil)
 
     guard let meanBuf = saved.mean, let rstdBuf = saved.rstd, let dgamma = g.dgamma, let dbeta = g.dbeta else {
@@ -324,7 +331,7 @@ func embeddingBackward(
         let rows = b0..<min(n, b0 + block)
         let subBlocks = (rows.count + subBlockRows - 1) / subBlockRows
         // Phase 1: dx rows and per-sub-block dgamma / dbeta sums.
-        pool.parallelFor(count: subBlocks, grain: max(1, 8192 / d / subBlockRows)) { part, local in
+        pool.parallelFor(count: subBlocks, grain: WorkerPool.computeGrain(elementsPerItem: d * subBlockRows)) { part, local in
             let xhat = rowScratch.pointer + part * 2 * d
             for sb in local {
                 let lo = rows.lowerBound + sb * subBlockRows
