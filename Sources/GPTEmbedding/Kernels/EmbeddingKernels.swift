@@ -95,32 +95,6 @@ private func gather(_ x: UnsafeMutablePointer<Float>, _ w: UnsafePointer<Float>,
     return sum
 }
 
-/// Two rows of ``gather(_:_:_:_:_:_:)`` interleaved, without sums, written with
-/// ``put(_:_:_:)``. A position row may be the destination row itself (a sinusoidal
-/// row computed in place): each element is read before it is written.
-@inline(__always)
-private func gather2(_ xa: UnsafeMutablePointer<Float>, _ wa: UnsafePointer<Float>, _ pa: UnsafePointer<Float>?,
-                     _ xb: UnsafeMutablePointer<Float>, _ wb: UnsafePointer<Float>, _ pb: UnsafePointer<Float>?,
-                     _ s: Float, _ d: Int, _ mode: StoreMode) {
-    let sv = Vec(repeating: s)
-    var c = 0
-    if let pa, let pb {
-        while c + 8 <= d {
-            let u = sv * load(wa + c) + load(pa + c), v = sv * load(wb + c) + load(pb + c)
-            put(u, xa + c, mode); put(v, xb + c, mode)
-            c &+= 8
-        }
-        while c < d { xa[c] = s * wa[c] + pa[c]; xb[c] = s * wb[c] + pb[c]; c += 1 }
-    } else {
-        while c + 8 <= d {
-            let u = sv * load(wa + c), v = sv * load(wb + c)
-            put(u, xa + c, mode); put(v, xb + c, mode)
-            c &+= 8
-        }
-        while c < d { xa[c] = s * wa[c]; xb[c] = s * wb[c]; c += 1 }
-    }
-}
-
 /// `dy` of the next eight columns: `dout` through the dropout mask (`stream` is `nil`
 /// without dropout).
 @inline(__always)
@@ -154,10 +128,10 @@ func forwardStoreMode(_ out: UnsafeMutablePointer<Float>, count: Int, dim: Int) 
     count >= streamingOutputFloats ? StoreMode.streaming(out, dim: dim) : .cached
 }
 
-/// Floats of per-call scratch a streaming forward needs: two rows per worker, where rows
-/// are assembled (and sinusoidal rows past the cache computed) before being streamed out.
+/// Floats of per-call scratch a streaming forward needs: one row per worker, where a row
+/// is assembled (or a sinusoidal row past the cache computed) before being streamed out.
 func forwardScratchCount(dim: Int, pool: WorkerPool) throws(GPTEmbeddingError) -> Int {
-    try Checked.multiply(2 * pool.threads, dim, "forward scratch")
+    try Checked.multiply(pool.threads, dim, "forward scratch")
 }
 
 /// `out[r] = dropout(layerNorm?(s * wte[ids[r]] + P[pos[r]]))` for every token row r.
@@ -165,8 +139,8 @@ func forwardScratchCount(dim: Int, pool: WorkerPool) throws(GPTEmbeddingError) -
 /// Each worker takes a contiguous range of rows and asks for the token row
 /// ``prefetchDistance`` tokens ahead of the one it computes. With `rowScratch` (given when
 /// ``forwardStoreMode(_:count:dim:)`` streams; `forwardScratchCount` floats) a row is assembled in
-/// the worker's scratch rows and written with streaming stores; otherwise it is assembled
-/// in place in `out`.
+/// the worker's scratch row and written with streaming stores; otherwise it is assembled
+/// in place in `out`. Plain lookups (no layer norm, no dropout) go straight to the output.
 func embeddingForward(
     tables t: EmbeddingTables, tokens: TokenBatch, normalize: Bool, mask: DropoutMask?,
     saveMean: UnsafeMutablePointer<Float>?, saveRstd: UnsafeMutablePointer<Float>?,
@@ -185,32 +159,33 @@ func embeddingForward(
         : WorkerPool.memoryGrain(bytesPerItem: 8 * d)
     pool.parallelFor(count: tokens.count, grain: grain) { part, rows in
         defer { if streaming { gpte_stream_fence() } }
-        // Where a row is assembled: the worker's scratch rows, or the output row itself.
-        let spillA = scratch.map { $0.pointer + 2 * part * d }, spillB = spillA.map { $0 + d }
+        // Where a row is assembled: the worker's scratch row, or the output row itself.
+        let spill = scratch.map { $0.pointer + part * d }
         for r in rows.lowerBound..<min(rows.upperBound, rows.lowerBound + prefetchDistance) {
             prefetchRow(t.tokenRow(tokens.ids[r]), d)
         }
         var r0 = rows.lowerBound
         if !normalize && mask == nil {
-            // Plain lookups, two rows at a time: twice as many cache misses in flight.
-            while r0 + 2 <= rows.upperBound {
-                let ra = r0, rb = r0 + 1
-                if rb + prefetchDistance < rows.upperBound {
-                    prefetchRow(t.tokenRow(tokens.ids[ra + prefetchDistance]), d)
-                    prefetchRow(t.tokenRow(tokens.ids[rb + prefetchDistance]), d)
+            // Plain lookups: one row at a time, straight into the output.
+            let sv = Vec(repeating: t.scale)
+            while r0 < rows.upperBound {
+                if r0 + prefetchDistance < rows.upperBound { prefetchRow(t.tokenRow(tokens.ids[r0 + prefetchDistance]), d) }
+                let x = o.pointer + r0 * d, w = t.tokenRow(tokens.ids[r0])
+                var c = 0
+                if let p = t.positionRow(tokens.position(r0), spill: spill ?? x) {
+                    while c + 8 <= d { put(sv * load(w + c) + load(p + c), x + c, mode); c &+= 8 }
+                    while c < d { x[c] = t.scale * w[c] + p[c]; c += 1 }
+                } else {
+                    while c + 8 <= d { put(sv * load(w + c), x + c, mode); c &+= 8 }
+                    while c < d { x[c] = t.scale * w[c]; c += 1 }
                 }
-                let xa = o.pointer + ra * d, xb = o.pointer + rb * d
-                let pa = t.positionRow(tokens.position(ra), spill: spillA ?? xa)
-                let pb = t.positionRow(tokens.position(rb), spill: spillB ?? xb)
-                gather2(xa, t.tokenRow(tokens.ids[ra]), pa, xb, t.tokenRow(tokens.ids[rb]), pb, t.scale, d,
-                        mode)
-                r0 += 2
+                r0 += 1
             }
         }
         for r in r0..<rows.upperBound {
             if r + prefetchDistance < rows.upperBound { prefetchRow(t.tokenRow(tokens.ids[r + prefetchDistance]), d) }
             let dst = o.pointer + r * d
-            let x = spillA ?? dst
+            let x = spill ?? dst
             // A sinusoidal row past the cache is computed into x itself, then added in place.
             let sum = gather(x, t.tokenRow(tokens.ids[r]), t.positionRow(tokens.position(r), spill: x), t.scale, 0, d)
             var c = 0
