@@ -48,6 +48,13 @@
  *     access: the caller must not run anything else on that handle meanwhile.
  *   - The last-error message is per thread.
  *   - Functions without a handle are safe to call from any thread.
+ *   - Worker threads: large calls are split over one process-wide team of
+ *     worker threads, started on the first call worth splitting and grown to
+ *     the largest num_threads a layer asks for; they live until the process
+ *     exits, spin for about 0.1 ms after a job and then sleep. Small calls (a
+ *     decode step, one short sequence) run on the calling thread only. A call
+ *     that finds the team busy with another call runs on its own thread.
+ *     Results never depend on how work was split.
  *
  * Memory ownership: the library never takes ownership of caller memory and
  * never keeps a caller pointer past the call. Handles are released with

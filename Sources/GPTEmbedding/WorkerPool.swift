@@ -1,4 +1,3 @@
-import Dispatch
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -59,7 +58,7 @@ struct WorkerPool: Sendable {
     /// Calls `body(0) ... body(parts - 1)`, on the calling thread alone when `parts == 1`.
     func run(parts: Int, _ body: @Sendable (Int) -> Void) {
         if parts <= 1 { if parts == 1 { body(0) }; return }
-        DispatchQueue.concurrentPerform(iterations: parts, execute: body)
+        ThreadTeam.shared.run(parts: parts, body)
     }
 
     /// Part `i` of `n` equal contiguous parts of `0..<count`.

@@ -1,7 +1,7 @@
 /*
- * memory_hints.h -- the two cache hints the Swift kernels cannot spell in Swift:
- * software prefetch and non-temporal (streaming) stores. No arithmetic lives here; the
- * kernels in Sources/GPTEmbedding/Kernels do all of it.
+ * memory_hints.h -- the processor hints the Swift code cannot spell in Swift: software
+ * prefetch, non-temporal (streaming) stores and the spin-wait pause. No arithmetic lives
+ * here; the kernels in Sources/GPTEmbedding/Kernels do all of it.
  *
  * Why: the embedding layer gathers rows that start at random places of a table far
  * larger than the caches, so each row begins with a miss that no hardware prefetcher can
@@ -46,6 +46,16 @@ static inline __attribute__((always_inline)) void gpte_stream_fence(void) {
     __builtin_ia32_sfence();
 #else
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
+/* Tells the core this thread is spin-waiting (x86 pause, arm64 yield): it saves power and
+ * leaves the core's resources to the other hardware thread. */
+static inline __attribute__((always_inline)) void gpte_spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
 #endif
 }
 
