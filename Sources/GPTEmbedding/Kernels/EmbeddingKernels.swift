@@ -164,25 +164,24 @@ func embeddingForward(
         for r in rows.lowerBound..<min(rows.upperBound, rows.lowerBound + prefetchDistance) {
             prefetchRow(t.tokenRow(tokens.ids[r]), d)
         }
-        var r0 = rows.lowerBound
         if !normalize && mask == nil {
             // Plain lookups: one row at a time, straight into the output.
             let sv = Vec(repeating: t.scale)
-            while r0 < rows.upperBound {
-                if r0 + prefetchDistance < rows.upperBound { prefetchRow(t.tokenRow(tokens.ids[r0 + prefetchDistance]), d) }
-                let x = o.pointer + r0 * d, w = t.tokenRow(tokens.ids[r0])
+            for r in rows {
+                if r + prefetchDistance < rows.upperBound { prefetchRow(t.tokenRow(tokens.ids[r + prefetchDistance]), d) }
+                let x = o.pointer + r * d, w = t.tokenRow(tokens.ids[r])
                 var c = 0
-                if let p = t.positionRow(tokens.position(r0), spill: spill ?? x) {
+                if let p = t.positionRow(tokens.position(r), spill: spill ?? x) {
                     while c + 8 <= d { put(sv * load(w + c) + load(p + c), x + c, mode); c &+= 8 }
                     while c < d { x[c] = t.scale * w[c] + p[c]; c += 1 }
                 } else {
                     while c + 8 <= d { put(sv * load(w + c), x + c, mode); c &+= 8 }
                     while c < d { x[c] = t.scale * w[c]; c += 1 }
                 }
-                r0 += 1
             }
+            return
         }
-        for r in r0..<rows.upperBound {
+        for r in rows {
             if r + prefetchDistance < rows.upperBound { prefetchRow(t.tokenRow(tokens.ids[r + prefetchDistance]), d) }
             let dst = o.pointer + r * d
             let x = spill ?? dst
@@ -224,9 +223,6 @@ func embeddingForward(
                     c += 8
                 }
                 while c < d { dst[c] = mask.keep(rowKey: key, column: c) ? x[c] * mask.keepScale : 0; c += 1 }
-            } else if streaming {
-                while c + 8 <= d { put(load(x + c), dst + c, mode); c += 8 }
-                while c < d { dst[c] = x[c]; c += 1 }
             }
         }
     }
