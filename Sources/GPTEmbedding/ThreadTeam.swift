@@ -51,6 +51,25 @@ final class ThreadTeam: @unchecked Sendable {
     private init() {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(wake, nil)
+        // fork() copies only the calling thread: the child must not wait for workers it
+        // does not have, nor find the mutex held by one of them (as libgomp does).
+        pthread_atfork({ pthread_mutex_lock(ThreadTeam.shared.mutex) },
+                       { pthread_mutex_unlock(ThreadTeam.shared.mutex) },
+                       { ThreadTeam.shared.resetInForkedChild() })
+    }
+
+    /// The state of a fresh team, in the child of a fork: no workers, no job, nobody
+    /// asleep. Called with the mutex held (locked before the fork), so it is re-created.
+    private func resetInForkedChild() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(wake, nil)
+        body = nil
+        parts = 0
+        nextPart = 0
+        sleepers = 0
+        workers = 0
+        remaining.store(0, ordering: .relaxed)
+        busy.store(false, ordering: .relaxed)
     }
 
     /// Calls `body(0) ... body(parts - 1)`, spread over the calling thread and up to

@@ -127,3 +127,23 @@ def test_error_messages_are_per_thread():
     assert len(messages) == 200
     for i, message in messages:
         assert f"token id {V + i} at [0, 0]" in message
+
+
+def test_a_forked_child_can_use_the_library():
+    """fork() keeps only the calling thread: the child must not wait for the parent's worker
+    threads. A forward large enough to be split runs in the parent, then in a child."""
+    import os
+
+    layer = GPTEmbedding(1000, 512, 1024, dropout=0.0, seed=3, num_threads=2)
+    layer.eval()
+    ids = np.random.default_rng(0).integers(0, 1000, (8, 1024))
+    expected = layer(ids)  # 4M floats: split over the worker team
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        try:
+            ok = np.array_equal(layer(ids), expected)
+        except BaseException:  # noqa: BLE001
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
