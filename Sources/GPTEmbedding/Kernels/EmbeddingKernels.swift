@@ -151,16 +151,40 @@ func embeddingForward(
     let sm = saveMean.map(SendablePointer.init), sr = saveRstd.map(SendablePointer.init)
     let scratch = rowScratch.map(SendablePointer.init)
     let mode = rowScratch == nil ? StoreMode.cached : StoreMode.streaming(out, dim: d)
-    let streaming = mode != .cached
     // Plain lookups move a token row in and an output row out; the layer norm and the
     // dropout hash make a row compute-heavy.
     let grain = normalize || mask != nil
         ? WorkerPool.computeGrain(elementsPerItem: d)
         : WorkerPool.memoryGrain(bytesPerItem: 8 * d)
     pool.parallelFor(count: tokens.count, grain: grain) { part, rows in
-        defer { if streaming { gpte_stream_fence() } }
         // Where a row is assembled: the worker's scratch row, or the output row itself.
         let spill = scratch.map { $0.pointer + part * d }
+        let rowsOut = ForwardRows(t: t, tokens: tokens, normalize: normalize, mask: mask, saveMean: sm?.pointer,
+                                  saveRstd: sr?.pointer, out: o.pointer, spill: spill)
+        switch mode {
+        case .cached: rowsOut.run(rows, CachedStore.self)
+        case .stream16: rowsOut.run(rows, Stream16Store.self); gpte_stream_fence()
+        case .stream32: rowsOut.run(rows, Stream32Store.self); gpte_stream_fence()
+        }
+    }
+}
+
+/// One worker's rows of ``embeddingForward``.
+private struct ForwardRows {
+    let t: EmbeddingTables
+    let tokens: TokenBatch
+    let normalize: Bool
+    let mask: DropoutMask?
+    let saveMean: UnsafeMutablePointer<Float>?
+    let saveRstd: UnsafeMutablePointer<Float>?
+    let out: UnsafeMutablePointer<Float>
+    /// The worker's scratch row when streaming, else `nil` (rows are assembled in place).
+    let spill: UnsafeMutablePointer<Float>?
+
+    /// Computes `rows`, writing the output with `S`.
+    @inline(__always)
+    func run<S: RowStore>(_ rows: Range<Int>, _: S.Type) {
+        let d = t.dim
         for r in rows.lowerBound..<min(rows.upperBound, rows.lowerBound + prefetchDistance) {
             prefetchRow(t.tokenRow(tokens.ids[r]), d)
         }
@@ -169,13 +193,13 @@ func embeddingForward(
             let sv = Vec(repeating: t.scale)
             for r in rows {
                 if r + prefetchDistance < rows.upperBound { prefetchRow(t.tokenRow(tokens.ids[r + prefetchDistance]), d) }
-                let x = o.pointer + r * d, w = t.tokenRow(tokens.ids[r])
+                let x = out + r * d, w = t.tokenRow(tokens.ids[r])
                 var c = 0
                 if let p = t.positionRow(tokens.position(r), spill: spill ?? x) {
-                    while c + 8 <= d { put(sv * load(w + c) + load(p + c), x + c, mode); c &+= 8 }
+                    while c + 8 <= d { S.put(sv * load(w + c) + load(p + c), x + c); c &+= 8 }
                     while c < d { x[c] = t.scale * w[c] + p[c]; c += 1 }
                 } else {
-                    while c + 8 <= d { put(sv * load(w + c), x + c, mode); c &+= 8 }
+                    while c + 8 <= d { S.put(sv * load(w + c), x + c); c &+= 8 }
                     while c < d { x[c] = t.scale * w[c]; c += 1 }
                 }
             }
@@ -183,7 +207,7 @@ func embeddingForward(
         }
         for r in rows {
             if r + prefetchDistance < rows.upperBound { prefetchRow(t.tokenRow(tokens.ids[r + prefetchDistance]), d) }
-            let dst = o.pointer + r * d
+            let dst = out + r * d
             let x = spill ?? dst
             // A sinusoidal row past the cache is computed into x itself, then added in place.
             let sum = gather(x, t.tokenRow(tokens.ids[r]), t.positionRow(tokens.position(r), spill: x), t.scale, 0, d)
@@ -192,15 +216,15 @@ func embeddingForward(
                 let mean = sum / Float(d)
                 let variance = RowMath.sumSquaredDeviation(x, d, mean: mean) / Float(d)
                 let rstd = 1 / (variance + t.eps).squareRoot()
-                sm?.pointer[r] = mean
-                sr?.pointer[r] = rstd
+                saveMean?[r] = mean
+                saveRstd?[r] = rstd
                 let mv = Vec(repeating: mean), rv = Vec(repeating: rstd)
                 if let mask {
                     let key = mask.rowKey(r), k = Vec(repeating: mask.keepScale)
                     var stream = MaskStream(mask, rowKey: key, column: 0)
                     while c + 8 <= d {
                         let y = (load(x + c) - mv) * rv * load(t.gamma + c) + load(t.beta + c)
-                        put((y * k).replacing(with: 0, where: .!stream.next()), dst + c, mode)
+                        S.put((y * k).replacing(with: 0, where: .!stream.next()), dst + c)
                         c += 8
                     }
                     while c < d {
@@ -210,7 +234,7 @@ func embeddingForward(
                     }
                 } else {
                     while c + 8 <= d {
-                        put((load(x + c) - mv) * rv * load(t.gamma + c) + load(t.beta + c), dst + c, mode)
+                        S.put((load(x + c) - mv) * rv * load(t.gamma + c) + load(t.beta + c), dst + c)
                         c += 8
                     }
                     while c < d { dst[c] = (x[c] - mean) * rstd * t.gamma[c] + t.beta[c]; c += 1 }
@@ -219,7 +243,7 @@ func embeddingForward(
                 let key = mask.rowKey(r), k = Vec(repeating: mask.keepScale)
                 var stream = MaskStream(mask, rowKey: key, column: 0)
                 while c + 8 <= d {
-                    put((load(x + c) * k).replacing(with: 0, where: .!stream.next()), dst + c, mode)
+                    S.put((load(x + c) * k).replacing(with: 0, where: .!stream.next()), dst + c)
                     c += 8
                 }
                 while c < d { dst[c] = mask.keep(rowKey: key, column: c) ? x[c] * mask.keepScale : 0; c += 1 }

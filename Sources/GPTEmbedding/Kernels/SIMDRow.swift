@@ -82,13 +82,27 @@ enum StoreMode: Sendable {
     }
 }
 
-/// Stores eight floats at `p` with `mode` (the same for a whole call, so the branch is
-/// always predicted). A thread ends its streaming stores with `gpte_stream_fence()`.
-@inline(__always)
-func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>, _ mode: StoreMode) {
-    switch mode {
-    case .cached: store(v, p)
-    case .stream16: gpte_stream_store4(p, v.lowHalf); gpte_stream_store4(p + 4, v.highHalf)
-    case .stream32: gpte_stream_store8(p, v)
+/// A way to store eight floats, as a type: a loop generic over it is compiled once per
+/// store kind, with no branch on the kind inside (a run-time switch per store kept the
+/// compiler from using whole 32-byte vectors in the loop).
+protocol RowStore {
+    static func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>)
+}
+
+/// ``StoreMode/cached``.
+enum CachedStore: RowStore {
+    @inline(__always) static func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { store(v, p) }
+}
+
+/// ``StoreMode/stream16``.
+enum Stream16Store: RowStore {
+    @inline(__always) static func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
+        gpte_stream_store4(p, v.lowHalf)
+        gpte_stream_store4(p + 4, v.highHalf)
     }
+}
+
+/// ``StoreMode/stream32``.
+enum Stream32Store: RowStore {
+    @inline(__always) static func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { gpte_stream_store8(p, v) }
 }
