@@ -342,9 +342,16 @@ func embeddingBackward(
             scatterRows(t, tokens, rows, UnsafePointer(dxBlock.pointer), rows.lowerBound, nil, plain, c0, c1)
             for sb in 0..<subBlocks {
                 let pg = partials.pointer + 2 * sb * d, pb = pg + d
-                for c in c0..<c1 {
+                var c = c0
+                while c + 8 <= c1 {
+                    store(load(stats.dgamma + c) + load(pg + c), stats.dgamma + c)
+                    store(load(stats.dbeta + c) + load(pb + c), stats.dbeta + c)
+                    c += 8
+                }
+                while c < c1 {
                     stats.dgamma[c] += pg[c]
                     stats.dbeta[c] += pb[c]
+                    c += 1
                 }
             }
         }
