@@ -55,19 +55,34 @@ func checked(_ status: Int32, _ what: String) -> Int32 {
     return status
 }
 
-/// Everything the layer owns, to prove failed calls change nothing.
-func snapshot(_ h: OpaquePointer?) -> [UInt32] {
-    var all: [UInt32] = []
-    for p: Int32 in 0...3 {
-        var rows: Int64 = 0, cols: Int64 = 0
-        guard gpt_embedding_parameter_shape(h, p, &rows, &cols) == 0 else { continue }
-        var buf = [Float](repeating: 0, count: Int(rows * cols))
-        guard gpt_embedding_get_parameter(h, p, &buf, Int64(buf.count)) == 0 else { fail("get_parameter") }
-        all += buf.map(\.bitPattern)
-        guard gpt_embedding_get_gradient(h, p, &buf, Int64(buf.count)) == 0 else { fail("get_gradient") }
-        all += buf.map(\.bitPattern)
+/// Everything the layer owns, as bytes, to prove failed calls change nothing. Built with
+/// bulk copies and compared with memcmp: element loops here run under the fuzzer's
+/// comparison tracing and cost more than the library calls they check.
+struct Snapshot: Equatable {
+    let bytes: [UInt8]
+
+    init(_ h: OpaquePointer?) {
+        var all: [UInt8] = []
+        for p: Int32 in 0...3 {
+            var rows: Int64 = 0, cols: Int64 = 0
+            guard gpt_embedding_parameter_shape(h, p, &rows, &cols) == 0 else { continue }
+            var buf = [Float](repeating: 0, count: Int(rows * cols))
+            guard gpt_embedding_get_parameter(h, p, &buf, Int64(buf.count)) == 0 else { fail("get_parameter") }
+            buf.withUnsafeBytes { all.append(contentsOf: $0) }
+            guard gpt_embedding_get_gradient(h, p, &buf, Int64(buf.count)) == 0 else { fail("get_gradient") }
+            buf.withUnsafeBytes { all.append(contentsOf: $0) }
+        }
+        bytes = all
     }
-    return all
+
+    static func == (a: Snapshot, b: Snapshot) -> Bool {
+        a.bytes.count == b.bytes.count && a.bytes.withUnsafeBytes { x in
+            b.bytes.withUnsafeBytes { y in
+                guard let xa = x.baseAddress, let ya = y.baseAddress else { return true }  // both empty
+                return memcmp(xa, ya, x.count) == 0
+            }
+        }
+    }
 }
 
 let sentinel = Float(bitPattern: 0x7FC0_1234)
@@ -106,7 +121,7 @@ nonisolated(unsafe) let callback: @convention(c) (UnsafePointer<UInt8>?, Int) ->
     var freed = false
 
     for _ in 0..<24 where !input.exhausted {
-        let before = snapshot(h)
+        let before = Snapshot(h)
         let op = input.byte() % 12
         switch op {
         case 0, 1:
@@ -134,11 +149,11 @@ nonisolated(unsafe) let callback: @convention(c) (UnsafePointer<UInt8>?, Int) ->
             }
             if status != 0 && !out.allSatisfy({ $0.bitPattern == sentinel.bitPattern }) { fail("failed forward wrote its output") }
             if status == 0 && !out[capacity...].allSatisfy({ $0.bitPattern == sentinel.bitPattern }) { fail("forward wrote past out_len") }
-            if status != 0 && snapshot(h) != before { fail("failed forward changed the layer") }
+            if status != 0 && Snapshot(h) != before { fail("failed forward changed the layer") }
         case 2:
             let batch = Int64(input.byte() % 4), seq = Int64(input.byte() % 6)
             let grad = [Float](repeating: Float(input.byte()) / 16 - 8, count: max(1, Int(batch * seq) * d))
-            if checked(gpt_embedding_backward(h, grad, batch, seq), "backward") != 0 && snapshot(h) != before {
+            if checked(gpt_embedding_backward(h, grad, batch, seq), "backward") != 0 && Snapshot(h) != before {
                 fail("failed backward changed the layer")
             }
         case 3:
@@ -154,7 +169,7 @@ nonisolated(unsafe) let callback: @convention(c) (UnsafePointer<UInt8>?, Int) ->
             case 5: status = checked(gpt_embedding_set_parameter(h, param, buf, claimed), "set_parameter")
             default: status = checked(gpt_embedding_get_gradient(h, param, &buf, claimed), "get_gradient")
             }
-            if status != 0 && snapshot(h) != before { fail("failed parameter call changed the layer") }
+            if status != 0 && Snapshot(h) != before { fail("failed parameter call changed the layer") }
         case 7:
             var p: UnsafeMutablePointer<Float>? = nil
             var len: Int64 = 0
