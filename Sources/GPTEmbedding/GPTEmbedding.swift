@@ -96,11 +96,13 @@ public final class GPTEmbedding: @unchecked Sendable {
         startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool = false,
         into out: UnsafeMutablePointer<Float>, capacity: Int
     ) throws(GPTEmbeddingError) {
+        // Sizes first: a batch * seq that disagrees with out_len must be reported before
+        // the ids (batch * seq of them, by contract) are read.
+        let need = try Checked.multiply(TokenBatch.count(batch: batch, seq: seq), embedDim, "batch * seq * embed_dim")
+        try ParameterTensor.checkCapacity(capacity, need, "the output")
         let tokens = try TokenBatch.make(
             ids: ids, batch: batch, seq: seq, positions: positions, start: startPosition,
             vocabSize: config.vocabSize, positionLimit: positionLimit, positionRule: positionRule, copy: training)
-        let need = try Checked.multiply(tokens.count, embedDim, "batch * seq * embed_dim")
-        try ParameterTensor.checkCapacity(capacity, need, "the output")
 
         // Allocate everything first, so that a failure leaves the output untouched.
         let rowScratch = forwardStoreMode(out, count: need, dim: embedDim) != .cached

@@ -35,6 +35,15 @@ struct TokenBatch: @unchecked Sendable {
     /// The largest position used, for sizing checks.
     var byteCount: Int { (idStorage?.byteCount ?? 0) + (positionStorage?.byteCount ?? 0) }
 
+    /// `batch * seq`, after checking that both are positive and the product fits. Callers
+    /// check every buffer size that follows from it before ``make`` reads the ids: the
+    /// caller's `ids` has exactly that many elements, so it is read last.
+    static func count(batch: Int, seq: Int) throws(GPTEmbeddingError) -> Int {
+        guard batch > 0 else { throw GPTEmbeddingError(.invalidArgument, "batch must be > 0, got \(batch)") }
+        guard seq > 0 else { throw GPTEmbeddingError(.invalidArgument, "seq must be > 0, got \(seq)") }
+        return try Checked.multiply(batch, seq, "batch * seq")
+    }
+
     /// Checks shapes, ids and positions. With `copy` (a training forward, which keeps them)
     /// or non-int32 input they are copied into owned 32-bit buffers; otherwise the
     /// caller's arrays are used in place for the duration of the call.
@@ -47,9 +56,7 @@ struct TokenBatch: @unchecked Sendable {
         ids: UnsafePointer<I>, batch: Int, seq: Int, positions: UnsafePointer<I>?, start: Int,
         vocabSize: Int, positionLimit: Int, positionRule: String, copy: Bool
     ) throws(GPTEmbeddingError) -> TokenBatch {
-        guard batch > 0 else { throw GPTEmbeddingError(.invalidArgument, "batch must be > 0, got \(batch)") }
-        guard seq > 0 else { throw GPTEmbeddingError(.invalidArgument, "seq must be > 0, got \(seq)") }
-        let n = try Checked.multiply(batch, seq, "batch * seq")
+        let n = try count(batch: batch, seq: seq)
         let inPlace = !copy && I.self == Int32.self
         for r in 0..<n {
             let v = ids[r]

@@ -135,6 +135,10 @@ static void forward_errors(void) {
     FWD_ERR(gpt_embedding_forward(h, ids, (int64_t)1 << 40, (int64_t)1 << 40, NULL, 0, 0, out, 48), GPT_EMBEDDING_ERROR_SIZE_OVERFLOW, "overflows");
     FWD_ERR(gpt_embedding_forward(h, ids, 2, 3, NULL, 0, 0, out, 47), GPT_EMBEDDING_ERROR_BUFFER_TOO_SMALL, "holds 47 floats, needs 48");
     FWD_ERR(gpt_embedding_forward(h, ids, 2, 3, NULL, 0, 0, out, -1), GPT_EMBEDDING_ERROR_BUFFER_TOO_SMALL, "needs 48");
+    /* A batch * seq larger than the ids array, caught by out_len before any id is read
+     * (found by fuzz-api: reading 2^30 ids from a 6-element array crashed). */
+    FWD_ERR(gpt_embedding_forward(h, ids, (int64_t)1 << 30, 1, NULL, 0, 0, out, 48), GPT_EMBEDDING_ERROR_BUFFER_TOO_SMALL, "needs 8589934592");
+    FWD_ERR(gpt_embedding_forward(h, ids, (int64_t)1 << 30, 1, ids, 0, 0, out, 48), GPT_EMBEDDING_ERROR_BUFFER_TOO_SMALL, "holds 48 floats");
     FWD_ERR(gpt_embedding_forward(h, ids, 2, 3, NULL, 0, 8, out, 48), GPT_EMBEDDING_ERROR_INVALID_ARGUMENT, "unknown flags 0x8");
     FWD_ERR(gpt_embedding_forward(h, ids, 2, 3, NULL, -1, 0, out, 48), GPT_EMBEDDING_ERROR_INVALID_ARGUMENT, "start_position must be >= 0, got -1");
     FWD_ERR(gpt_embedding_forward(h, ids, 2, 3, NULL, 2, 0, out, 48), GPT_EMBEDDING_ERROR_OUT_OF_RANGE,
