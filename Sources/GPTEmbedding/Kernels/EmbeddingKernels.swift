@@ -380,11 +380,12 @@ private struct LayerNormGradient: @unchecked Sendable {
         sumDyXhat.update(repeating: 0, count: d)
         sumDy.update(repeating: 0, count: d)
         for r in rows {
-            // Rows past this sub-block are most likely this worker's next sub-block.
-            if r + prefetchDistance < tokens.count {
-                prefetchRow(t.tokenRow(tokens.ids[r + prefetchDistance]), d)
-                prefetchRow(dout + (r + prefetchDistance) * d, d)
-            }
+            // The rows `prefetchDistance` tokens ahead (past this sub-block they are most
+            // likely this worker's next sub-block) are asked for a line per 16 columns
+            // inside the loop below, spread out rather than in a burst that fills the
+            // miss buffers.
+            let ahead = r + prefetchDistance < tokens.count ? r + prefetchDistance : r
+            let wAhead = t.tokenRow(tokens.ids[ahead]), gAhead = UnsafePointer(dout + ahead * d)
             let w = t.tokenRow(tokens.ids[r])
             // xhat first holds x; a sinusoidal row past the cache spills into dy.
             _ = gather(xhat, w, t.positionRow(tokens.position(r), spill: dy), t.scale, 0, d)
@@ -396,6 +397,7 @@ private struct LayerNormGradient: @unchecked Sendable {
             var a1 = Vec(), a2 = Vec()
             var c = 0
             while c + 8 <= d {
+                if c & 15 == 0 { gpte_prefetch(wAhead + c); gpte_prefetch(gAhead + c) }
                 let xh = (load(xhat + c) - mv) * rv
                 let dyv = maskedGradient(gr, c, &stream, keepScale)
                 let gdy = load(t.gamma + c) * dyv
