@@ -67,12 +67,13 @@ struct SavedStatistics: @unchecked Sendable {
 /// written values. `c0` is a multiple of 8.
 @inline(__always)
 private func gather(_ x: UnsafeMutablePointer<Float>, _ w: UnsafePointer<Float>, _ p: UnsafePointer<Float>?,
-                    _ s: Float, _ c0: Int, _ c1: Int) -> Float {
+                    _ s: Float, _ c0: Int, _ c1: Int, ahead: UnsafePointer<Float>? = nil) -> Float {
     let sv = Vec(repeating: s)
     var a0 = Vec(), a1 = Vec()
     var c = c0
     if let p {
         while c + 16 <= c1 {
+            if let ahead { gpte_prefetch(ahead + c) }
             let u = sv * load(w + c) + load(p + c), v = sv * load(w + c + 8) + load(p + c + 8)
             store(u, x + c); store(v, x + c + 8)
             a0 += u; a1 += v
@@ -84,6 +85,7 @@ private func gather(_ x: UnsafeMutablePointer<Float>, _ w: UnsafePointer<Float>,
         return sum
     }
     while c + 16 <= c1 {
+        if let ahead { gpte_prefetch(ahead + c) }
         let u = sv * load(w + c), v = sv * load(w + c + 8)
         store(u, x + c); store(v, x + c + 8)
         a0 += u; a1 += v
@@ -192,25 +194,34 @@ private struct ForwardRows {
             // Plain lookups: one row at a time, straight into the output.
             let sv = Vec(repeating: t.scale)
             for r in rows {
-                if r + prefetchDistance < rows.upperBound { prefetchRow(t.tokenRow(tokens.ids[r + prefetchDistance]), d) }
+                let ahead = t.tokenRow(tokens.ids[r + prefetchDistance < rows.upperBound ? r + prefetchDistance : r])
                 let x = out + r * d, w = t.tokenRow(tokens.ids[r])
                 var c = 0
                 if let p = t.positionRow(tokens.position(r), spill: spill ?? x) {
-                    while c + 8 <= d { S.put(sv * load(w + c) + load(p + c), x + c); c &+= 8 }
+                    while c + 8 <= d {
+                        if c & 15 == 0 { gpte_prefetch(ahead + c) }
+                        S.put(sv * load(w + c) + load(p + c), x + c)
+                        c &+= 8
+                    }
                     while c < d { x[c] = t.scale * w[c] + p[c]; c += 1 }
                 } else {
-                    while c + 8 <= d { S.put(sv * load(w + c), x + c); c &+= 8 }
+                    while c + 8 <= d {
+                        if c & 15 == 0 { gpte_prefetch(ahead + c) }
+                        S.put(sv * load(w + c), x + c)
+                        c &+= 8
+                    }
                     while c < d { x[c] = t.scale * w[c]; c += 1 }
                 }
             }
             return
         }
         for r in rows {
-            if r + prefetchDistance < rows.upperBound { prefetchRow(t.tokenRow(tokens.ids[r + prefetchDistance]), d) }
+            let ahead = t.tokenRow(tokens.ids[r + prefetchDistance < rows.upperBound ? r + prefetchDistance : r])
             let dst = out + r * d
             let x = spill ?? dst
             // A sinusoidal row past the cache is computed into x itself, then added in place.
-            let sum = gather(x, t.tokenRow(tokens.ids[r]), t.positionRow(tokens.position(r), spill: x), t.scale, 0, d)
+            let sum = gather(x, t.tokenRow(tokens.ids[r]), t.positionRow(tokens.position(r), spill: x), t.scale, 0, d,
+                             ahead: ahead)
             var c = 0
             if normalize {
                 let mean = sum / Float(d)
