@@ -468,10 +468,10 @@ private func scatterRows(_ t: EmbeddingTables, _ tokens: TokenBatch, _ rows: Ran
     let sv = Vec(repeating: t.scale)
     let keepScale = Vec(repeating: mask?.keepScale ?? 1)
     for r in rows {
-        if r + prefetchDistance < rows.upperBound {
-            prefetchRowForWrite(g.dwte + Int(tokens.ids[r + prefetchDistance]) * d, c0, c1)
-            prefetchRow(dout + (r + prefetchDistance - firstRow) * d + c0, c1 - c0)
-        }
+        // The gradient row and dout row `prefetchDistance` tokens ahead, a line per 16
+        // columns inside the loops below (a burst would fill the miss buffers).
+        let ra = r + prefetchDistance < rows.upperBound ? r + prefetchDistance : r
+        let wAhead = g.dwte + Int(tokens.ids[ra]) * d, gAhead = dout + (ra - firstRow) * d
         let id = Int(tokens.ids[r])
         let dwRow = id == t.paddingIdx ? nil : g.dwte + id * d
         let dpRow = g.dwpe.map { $0 + tokens.position(r) * d }
@@ -482,6 +482,7 @@ private func scatterRows(_ t: EmbeddingTables, _ tokens: TokenBatch, _ rows: Ran
         switch (dwRow, dpRow) {
         case let (dw?, dp?):
             while c + 8 <= c1 {
+                if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch(gAhead + c) }
                 let dy = maskedGradient(gr, c, &stream, keepScale)
                 store(load(dw + c) + sv * dy, dw + c)
                 store(load(dp + c) + dy, dp + c)
@@ -489,11 +490,13 @@ private func scatterRows(_ t: EmbeddingTables, _ tokens: TokenBatch, _ rows: Ran
             }
         case let (dw?, nil):
             while c + 8 <= c1 {
+                if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch(gAhead + c) }
                 store(load(dw + c) + sv * maskedGradient(gr, c, &stream, keepScale), dw + c)
                 c += 8
             }
         case let (nil, dp?):
             while c + 8 <= c1 {
+                if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch(gAhead + c) }
                 store(load(dp + c) + maskedGradient(gr, c, &stream, keepScale), dp + c)
                 c += 8
             }
