@@ -92,10 +92,7 @@ final class ThreadTeam: @unchecked Sendable {
 
             body(0)
             remaining.subtract(1, ordering: .releasing)
-            while let i = claim() {
-                body(i)
-                remaining.subtract(1, ordering: .releasing)
-            }
+            while runClaimedPart() { remaining.subtract(1, ordering: .releasing) }
             // The parts claimed by workers: they are running now, wait for them.
             var spins = 0
             while remaining.load(ordering: .acquiring) != 0 {
@@ -108,15 +105,6 @@ final class ThreadTeam: @unchecked Sendable {
             pthread_mutex_unlock(mutex)
         }
         busy.store(false, ordering: .releasing)
-    }
-
-    /// The next unclaimed part of the published job, or `nil`.
-    private func claim() -> Int? {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        guard body != nil, nextPart < parts else { return nil }
-        nextPart += 1
-        return nextPart - 1
     }
 
     /// Claims a part and returns it with its body, or `nil`.

@@ -32,7 +32,7 @@ struct TokenBatch: @unchecked Sendable {
         return start + r % seq
     }
 
-    /// The largest position used, for sizing checks.
+    /// Bytes owned (the copies a training forward keeps).
     var byteCount: Int { (idStorage?.byteCount ?? 0) + (positionStorage?.byteCount ?? 0) }
 
     /// `batch * seq`, after checking that both are positive and the product fits. Callers
