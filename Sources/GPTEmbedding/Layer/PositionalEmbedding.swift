@@ -18,13 +18,13 @@ public final class PositionalEmbedding: @unchecked Sendable {
         c.initStd = initStd
         c.seed = seed
         try c.validate()
-        try self.init(config: c, pool: WorkerPool(threads: c.resolvedThreads))
+        try self.init(config: c, pool: WorkerPool(threads: c.resolvedThreads), kernels: Kernels.active())
     }
 
-    init(config c: GPTEmbeddingConfig, pool: WorkerPool) throws(GPTEmbeddingError) {
+    init(config c: GPTEmbeddingConfig, pool: WorkerPool, kernels: Kernels) throws(GPTEmbeddingError) {
         weight = try ParameterTensor(name: "position_embedding.weight", rows: c.maxSeqLen, cols: c.embedDim)
         CounterRandom.fillNormal(weight.value.base, count: weight.count, std: c.initStd,
-                                 key: CounterRandom.streamKey(seed: c.seed, stream: 2), pool: pool)
+                                 key: CounterRandom.streamKey(seed: c.seed, stream: 2), kernels: kernels, pool: pool)
     }
 
     /// Rows `startPosition ..< startPosition + seqLen`, `[seqLen, embedDim]`.

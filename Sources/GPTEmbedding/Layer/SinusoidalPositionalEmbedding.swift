@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import GPTEmbeddingKernels
 
 /// The fixed sinusoidal position table of Vaswani et al. (2017, section 3.5).
 ///
@@ -76,30 +72,8 @@ public struct SinusoidalPositionalEmbedding: @unchecked Sendable {
         p < maxSeqLen ? UnsafePointer(table.base + p * embedDim) : nil
     }
 
-    /// Channel `c` of position `p`.
-    @inline(__always)
-    static func value(position p: Int, channel c: Int, embedDim d: Int) -> Float {
-        let angle = Double(p) * frequency(channel: c, embedDim: d)
-        return Float(c & 1 == 0 ? sin(angle) : cos(angle))
-    }
-
-    /// `10000^(-(c - c % 2) / D)`.
-    @inline(__always)
-    static func frequency(channel c: Int, embedDim d: Int) -> Double {
-        pow(10000.0, -Double(c & ~1) / Double(d))
-    }
-
     /// Writes rows `start ..< start + count` into `out[count, embedDim]`.
     static func fill(start: Int, count: Int, embedDim d: Int, into out: UnsafeMutablePointer<Float>) {
-        guard count > 0 else { return }
-        // Channel-major, so each frequency is computed once and nothing is allocated.
-        for c in 0..<d {
-            let f = frequency(channel: c, embedDim: d)
-            let isSin = c & 1 == 0
-            for r in 0..<count {
-                let angle = Double(start + r) * f
-                out[r * d + c] = Float(isSin ? sin(angle) : cos(angle))
-            }
-        }
+        SinusoidalFill.fill(start: start, count: count, embedDim: d, into: out)
     }
 }

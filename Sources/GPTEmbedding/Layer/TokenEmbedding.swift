@@ -30,16 +30,16 @@ public final class TokenEmbedding: @unchecked Sendable {
         c.positionEncoding = .none
         c.maxSeqLen = 0
         try c.validate()
-        try self.init(config: c, pool: WorkerPool(threads: c.resolvedThreads))
+        try self.init(config: c, pool: WorkerPool(threads: c.resolvedThreads), kernels: Kernels.active())
     }
 
-    init(config c: GPTEmbeddingConfig, pool: WorkerPool) throws(GPTEmbeddingError) {
+    init(config c: GPTEmbeddingConfig, pool: WorkerPool, kernels: Kernels) throws(GPTEmbeddingError) {
         weight = try ParameterTensor(name: "token_embedding.weight", rows: c.vocabSize, cols: c.embedDim)
         scale = c.scaleEmbeddings ? Float(Double(c.embedDim).squareRoot()) : 1
         paddingIdx = c.paddingIdx
         self.pool = pool
         CounterRandom.fillNormal(weight.value.base, count: weight.count, std: c.initStd,
-                                 key: CounterRandom.streamKey(seed: c.seed, stream: 1), pool: pool)
+                                 key: CounterRandom.streamKey(seed: c.seed, stream: 1), kernels: kernels, pool: pool)
         if let p = paddingIdx { (weight.value.base + p * c.embedDim).update(repeating: 0, count: c.embedDim) }
     }
 

@@ -17,7 +17,7 @@ enum RowMath {
             a1 += load(x, i + 8)
             i += 16
         }
-        var s = (a0 + a1).sum()
+        var s = hsum(a0 + a1)
         while i < n { s += x[i]; i += 1 }
         return s
     }
@@ -34,7 +34,7 @@ enum RowMath {
             a1 += d1 * d1
             i += 16
         }
-        var s = (a0 + a1).sum()
+        var s = hsum(a0 + a1)
         while i < n { let d = x[i] - m; s += d * d; i += 1 }
         return s
     }
@@ -49,7 +49,7 @@ enum RowMath {
             a1 += load(a, i + 8) * load(b, i + 8)
             i += 16
         }
-        var s = (a0 + a1).sum()
+        var s = hsum(a0 + a1)
         while i < n { s += a[i] * b[i]; i += 1 }
         return s
     }

@@ -14,25 +14,35 @@ func load(_ p: UnsafeMutablePointer<Float>) -> Vec { UnsafeRawPointer(p).loadUna
 @inline(__always)
 func store(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec.self) }
 
+/// The sum of the eight lanes in a fixed order, the same on every CPU path: halves first
+/// (as a 256-bit register splits into two 128-bit ones), then again, then the last pair.
+/// (The standard library's `sum()` leaves the order to the compiler.)
+@inline(__always)
+func hsum(_ v: Vec) -> Float {
+    let q = v.lowHalf + v.highHalf
+    let h = q.lowHalf + q.highHalf
+    return h[0] + h[1]
+}
+
 /// The dropout keep-masks of one row, eight columns at a time from column `c0` on: the
-/// vector form of ``DropoutMask/keep(rowKey:column:)`` (same hash, same result). The hash
-/// input of each lane advances by a constant, so a step costs the mixing only.
+/// vector form of ``CounterHash/keep(rowKey:column:threshold:)`` (same hash, same result).
+/// The hash input of each lane advances by a constant, so a step costs the mixing only.
 struct MaskStream {
     private var input: SIMD8<UInt32>
     private let threshold: SIMD8<UInt32>
 
     @inline(__always)
-    init(_ mask: DropoutMask, rowKey: UInt32, column c0: Int) {
+    init(threshold t: UInt32, rowKey: UInt32, column c0: Int) {
         let lanes = SIMD8<UInt32>(0, 1, 2, 3, 4, 5, 6, 7) &+ UInt32(truncatingIfNeeded: c0)
-        input = SIMD8<UInt32>(repeating: rowKey) &+ lanes &* DropoutMask.columnStride
-        threshold = SIMD8<UInt32>(repeating: mask.threshold)
+        input = SIMD8<UInt32>(repeating: rowKey) &+ lanes &* CounterHash.columnStride
+        threshold = SIMD8<UInt32>(repeating: t)
     }
 
     /// Whether each of the next eight columns is kept.
     @inline(__always)
     mutating func next() -> SIMDMask<SIMD8<Int32>> {
         var h = input
-        input &+= SIMD8<UInt32>(repeating: 8 &* DropoutMask.columnStride)
+        input &+= SIMD8<UInt32>(repeating: 8 &* CounterHash.columnStride)
         h ^= h &>> 16
         h &*= 0x85EB_CA6B
         h ^= h &>> 13
@@ -58,38 +68,19 @@ func prefetchRow(_ p: UnsafePointer<Float>, _ count: Int) {
     while c < count { gpte_prefetch(p + c); c &+= 16 }
 }
 
-/// How a kernel writes its output rows.
-enum StoreMode: Sendable {
-    /// Normal stores: the rows stay in cache for whoever reads them next.
-    case cached
-    /// Streaming stores of 16 bytes (rows 16-byte aligned).
-    case stream16
-    /// Streaming stores of 32 bytes (rows 32-byte aligned): measured faster than pairs of
-    /// 16-byte ones on this project's machines.
-    case stream32
-
-    /// The streaming mode rows of `dim` floats from `base` allow, or `.cached`.
-    static func streaming(_ base: UnsafeMutablePointer<Float>, dim: Int) -> StoreMode {
-        let address = Int(bitPattern: base)
-        if address % 32 == 0 && dim % 8 == 0 { return .stream32 }
-        if address % 16 == 0 && dim % 4 == 0 { return .stream16 }
-        return .cached
-    }
-}
-
-/// A way to store eight floats, as a type: a loop generic over it is compiled once per
-/// store kind, with no branch on the kind inside (a run-time switch per store kept the
-/// compiler from using whole 32-byte vectors in the loop).
+/// A way to store eight floats (`GPTE_STORE_*`), as a type: a loop generic over it is
+/// compiled once per store kind, with no branch on the kind inside (a run-time switch per
+/// store kept the compiler from using whole 32-byte vectors in the loop).
 protocol RowStore {
     static func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>)
 }
 
-/// ``StoreMode/cached``.
+/// `GPTE_STORE_CACHED`: normal stores; the rows stay in cache for whoever reads them next.
 enum CachedStore: RowStore {
     @inline(__always) static func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { store(v, p) }
 }
 
-/// ``StoreMode/stream16``.
+/// `GPTE_STORE_STREAM16`: streaming stores of 16 bytes (rows 16-byte aligned).
 enum Stream16Store: RowStore {
     @inline(__always) static func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
         gpte_stream_store4(p, v.lowHalf)
@@ -97,7 +88,8 @@ enum Stream16Store: RowStore {
     }
 }
 
-/// ``StoreMode/stream32``.
+/// `GPTE_STORE_STREAM32`: streaming stores of 32 bytes (rows 32-byte aligned): measured
+/// faster than pairs of 16-byte ones on this project's machines.
 enum Stream32Store: RowStore {
     @inline(__always) static func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { gpte_stream_store8(p, v) }
 }

@@ -30,6 +30,9 @@ public struct GPTEmbeddingError: Error, Equatable, Sendable, CustomStringConvert
         case io = 11
         /// A file is malformed.
         case badFile = 12
+        /// The kernel path named by `GPT_EMBEDDING_ISA` is unknown, or this CPU (or this
+        /// build) cannot run it.
+        case unsupportedCPU = 13
     }
 
     /// The kind of failure.

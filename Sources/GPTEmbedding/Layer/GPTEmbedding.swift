@@ -1,3 +1,5 @@
+import CKernelDispatch
+
 /// The input layer of a GPT model: token embedding plus position embedding, then an
 /// optional layer norm and dropout; forward and backward.
 ///
@@ -26,6 +28,8 @@ public final class GPTEmbedding: @unchecked Sendable {
     public let layerNormBias: ParameterTensor
 
     let pool: WorkerPool
+    /// The kernels this layer runs (the process's choice, see ``InstructionSet``).
+    let kernels: Kernels
     private var saved: TrainingState?
     /// Backward's working memory, kept between calls so it is not allocated (and faulted
     /// in) on every step.
@@ -46,14 +50,23 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// Creates a layer and initialises it from `config.seed`: tables N(0, initStd) (the
     /// padding row zero), layer norm weight 1 and bias 0. Gradients are allocated on the
     /// first backward.
-    public init(config: GPTEmbeddingConfig = GPTEmbeddingConfig()) throws(GPTEmbeddingError) {
+    ///
+    /// Throws `unsupportedCPU` when `GPT_EMBEDDING_ISA` names a kernel path this CPU cannot
+    /// run (see ``InstructionSet``).
+    public convenience init(config: GPTEmbeddingConfig = GPTEmbeddingConfig()) throws(GPTEmbeddingError) {
+        try self.init(config: config, kernels: Kernels.active())
+    }
+
+    /// Creates a layer that runs `kernels` (the tests compare the paths in one process).
+    init(config: GPTEmbeddingConfig, kernels: Kernels) throws(GPTEmbeddingError) {
         try config.validate()
         self.config = config
+        self.kernels = kernels
         pool = WorkerPool(threads: config.resolvedThreads)
-        tokenEmbedding = try TokenEmbedding(config: config, pool: pool)
+        tokenEmbedding = try TokenEmbedding(config: config, pool: pool, kernels: kernels)
         switch config.positionEncoding {
         case .learned:
-            positionalEmbedding = try PositionalEmbedding(config: config, pool: pool)
+            positionalEmbedding = try PositionalEmbedding(config: config, pool: pool, kernels: kernels)
             sinusoidalEmbedding = nil
         case .sinusoidal:
             positionalEmbedding = nil
@@ -75,6 +88,9 @@ public final class GPTEmbedding: @unchecked Sendable {
         try self.init(config: GPTEmbeddingConfig(vocabSize: vocabSize, embedDim: embedDim, maxSeqLen: maxSeqLen,
                                                  dropout: dropout, useSinusoidal: useSinusoidal))
     }
+
+    /// The CPU path of the kernels this layer runs.
+    public var instructionSet: InstructionSet { kernels.isa }
 
     /// Width of every output vector.
     public var embedDim: Int { config.embedDim }
@@ -105,7 +121,7 @@ public final class GPTEmbedding: @unchecked Sendable {
             vocabSize: config.vocabSize, positionLimit: positionLimit, positionRule: positionRule, copy: training)
 
         // Allocate everything first, so that a failure leaves the output untouched.
-        let rowScratch = forwardStoreMode(out, count: need, dim: embedDim) != .cached
+        let rowScratch = forwardStoreMode(out, count: need, dim: embedDim) != Int32(GPTE_STORE_CACHED)
             ? try FloatBuffer(count: forwardScratchCount(dim: embedDim, pool: pool), zeroed: false, what: "forward scratch")
             : nil
         var stats = SavedStatistics(mean: nil, rstd: nil)
@@ -119,7 +135,7 @@ public final class GPTEmbedding: @unchecked Sendable {
                 mask = DropoutMask(probability: config.dropout, seed: config.seed, step: trainingStep)
             }
         }
-        embeddingForward(tables: tables, tokens: tokens, normalize: useLayerNorm, mask: mask,
+        embeddingForward(kernels: kernels, tables: tables, tokens: tokens, normalize: useLayerNorm, mask: mask,
                          saveMean: stats.mean?.base, saveRstd: stats.rstd?.base, out: out,
                          rowScratch: rowScratch?.base, pool: pool)
         // Dropout 1 keeps nothing, not even inf * 0 = nan.
@@ -226,7 +242,7 @@ public final class GPTEmbedding: @unchecked Sendable {
             for r in 0..<tokens.count { touchedPositions.record(Int32(truncatingIfNeeded: tokens.position(r))) }
         }
         let grads = EmbeddingGradients(dwte: dwte.base, dwpe: dwpe?.base, dgamma: dgamma?.base, dbeta: dbeta?.base)
-        embeddingBackward(tables: tables, tokens: saved.tokens, saved: saved.stats, mask: saved.mask,
+        embeddingBackward(kernels: kernels, tables: tables, tokens: saved.tokens, saved: saved.stats, mask: saved.mask,
                           dout: gradOutput, grads: grads, scratch: scratch, pool: pool)
     }
 

@@ -1,0 +1,104 @@
+/*
+ * kernel_interface.h -- the boundary between the layer (baseline code) and its kernels,
+ * which are compiled once per CPU level (Sources/GPTEmbeddingKernels: the x86-64
+ * baseline, and again as GPTEmbeddingKernelsV3 for x86-64-v3). Only pointers and scalars
+ * cross it: no Swift type, generic or SIMD value, so nothing compiled for one level can be
+ * merged by the linker into the other (the trap of compiling the same code twice).
+ *
+ * The layer splits work into parts (rows or column ranges) and calls one kernel per part
+ * through the table of the path chosen at first use (Runtime/KernelDispatch.swift).
+ */
+#ifndef GPTE_KERNEL_INTERFACE_H
+#define GPTE_KERNEL_INTERFACE_H
+
+#include <stdint.h>
+
+/* Where position rows come from. */
+enum {
+    GPTE_POSITIONS_NONE = 0,        /* no position term */
+    GPTE_POSITIONS_TABLE = 1,       /* rows of wpe (learned table); every position < wpe_rows */
+    GPTE_POSITIONS_SINUSOIDAL = 2,  /* rows of wpe (the cached sinusoidal rows) below
+                                       wpe_rows, computed on the fly past it */
+};
+
+/* How the forward writes its output rows. */
+enum {
+    GPTE_STORE_CACHED = 0,    /* normal stores */
+    GPTE_STORE_STREAM16 = 1,  /* streaming stores; rows 16-byte aligned, dim % 4 == 0 */
+    GPTE_STORE_STREAM32 = 2,  /* streaming stores; rows 32-byte aligned, dim % 8 == 0 */
+};
+
+/* Everything a kernel reads or writes for one call, shapes in brackets
+ * (R = tokens of the call, D = dim). Fields a kernel does not use may be anything. */
+typedef struct gpte_kernel_args {
+    int64_t dim;                 /* D */
+    /* The tables. */
+    const float *wte;            /* [V, D] */
+    float scale;                 /* multiplier of token rows */
+    int64_t padding_idx;         /* the row that gets no gradient, or -1 */
+    int32_t position_kind;       /* GPTE_POSITIONS_* */
+    const float *wpe;            /* [wpe_rows, D] */
+    int64_t wpe_rows;
+    const float *gamma;          /* [D] layer norm weight */
+    const float *beta;           /* [D] layer norm bias */
+    float eps;
+    /* The tokens. */
+    const int32_t *ids;          /* [R], validated */
+    const int32_t *positions;    /* [R] validated, or NULL for start + r % seq */
+    int64_t start;
+    int64_t seq;
+    int64_t count;               /* R */
+    /* Dropout: element c of row r is kept when hash(row_key(r) + c * stride) >= threshold. */
+    int32_t dropout;             /* 0: no dropout in this call */
+    uint32_t threshold;
+    float keep_scale;
+    uint64_t step_key;
+    /* Forward. */
+    int32_t normalize;           /* apply the layer norm */
+    float *save_mean;            /* [R] or NULL */
+    float *save_rstd;            /* [R] or NULL */
+    float *out;                  /* [R, D] */
+    int32_t store_mode;          /* GPTE_STORE_* */
+    /* Backward. */
+    const float *mean;           /* [R] kept by the training forward */
+    const float *rstd;           /* [R] */
+    const float *dout;           /* [R, D] */
+    float *dwte;                 /* [V, D] */
+    float *dwpe;                 /* [wpe_rows, D] learned positions, or NULL */
+} gpte_kernel_args;
+
+/* One path's kernels. Each is called for one part of a call and is free of threads. */
+typedef struct gpte_kernel_table {
+    /* out rows [r0, r1) of the forward; spill: D floats of the worker's own scratch (the
+     * row is assembled there and streamed out when store_mode streams; a sinusoidal row
+     * past the cache is computed there). */
+    void (*forward_rows)(const gpte_kernel_args *a, int64_t r0, int64_t r1, float *spill);
+    /* dwte[id] += scale * dy and dwpe[p] += dy over columns [c0, c1) for token rows
+     * [r0, r1), dy = row r - first_row of dy_rows, through the dropout mask when masked. */
+    void (*scatter_rows)(const gpte_kernel_args *a, int64_t r0, int64_t r1, const float *dy_rows,
+                         int64_t first_row, int32_t masked, int64_t c0, int64_t c1);
+    /* Layer norm backward of token rows [r0, r1): dx rows (dx row 0 = token row r0) and
+     * the sums over those rows of dy * xhat and dy ([D] each, overwritten). xhat and dy
+     * are D floats of scratch each. */
+    void (*layer_norm_backward_rows)(const gpte_kernel_args *a, int64_t r0, int64_t r1, float *dx,
+                                     float *sum_dy_xhat, float *sum_dy, float *xhat, float *dy);
+    /* dst[c] += src[c] for c in [c0, c1). */
+    void (*add_columns)(float *dst, const float *src, int64_t c0, int64_t c1);
+    /* Elements [begin, end) of the N(0, std) stream `key`, element i at out[i - begin]. */
+    void (*fill_normal)(float *out, int64_t begin, int64_t end, float std, uint64_t key);
+} gpte_kernel_table;
+
+/* The tables of each path, defined by the kernel modules. The x86-64-v3 one is a weak
+ * reference: only builds that link GPTEmbeddingKernelsV3 (the shared library, the tool,
+ * the tests) have it; a Swift package build without unsafe flags has the baseline alone. */
+void gpte_kernels_baseline(gpte_kernel_table *out);
+
+/* Fills *out with the x86-64-v3 kernels and returns 1 when they are linked in, else 0. */
+int gpte_kernels_x86_64_v3_linked(gpte_kernel_table *out);
+
+/* Whether this CPU and its operating system can run x86-64-v3 code: CPUID reports AVX,
+ * AVX2, FMA, F16C, BMI1, BMI2, LZCNT, MOVBE and the x86-64-v2 set, and XGETBV says the OS
+ * saves the YMM registers. Always 0 on other architectures. */
+int gpte_cpu_supports_x86_64_v3(void);
+
+#endif /* GPTE_KERNEL_INTERFACE_H */

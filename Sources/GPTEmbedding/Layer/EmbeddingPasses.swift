@@ -1,0 +1,240 @@
+import CKernelDispatch
+
+/// The layer's forward and backward passes: they split a call into parts for the worker
+/// team and run the chosen kernels (``Kernels``) on each part. The maths is in the kernels
+/// (`Sources/GPTEmbeddingKernels`); this file decides who does which rows or columns.
+///
+/// Determinism: the forward and phase 1 of the backward give each row to exactly one
+/// worker; phase 2 of the backward gives each *column* range to exactly one worker, which
+/// walks the rows in order. So every gradient element is summed in token order whatever
+/// the thread count, and results are bit-identical for 1 or N threads (and on every CPU
+/// path: the kernels of each path do the same operations in the same order). No atomics.
+
+/// Where position rows come from.
+enum PositionSource: @unchecked Sendable {
+    case none
+    case learned(UnsafeMutablePointer<Float>)
+    case sinusoidal(SinusoidalPositionalEmbedding)
+}
+
+/// The layer's parameters, for the kernels.
+struct EmbeddingTables: @unchecked Sendable {
+    let dim: Int
+    let wte: UnsafeMutablePointer<Float>
+    /// `sqrt(D)` or 1.
+    let scale: Float
+    /// The padding row, or -1.
+    let paddingIdx: Int
+    let positions: PositionSource
+    let gamma: UnsafeMutablePointer<Float>
+    let beta: UnsafeMutablePointer<Float>
+    let eps: Float
+
+    /// The kernel arguments of a call on `tokens`, with `mask` (`nil`: no dropout).
+    func arguments(_ tokens: TokenBatch, mask: DropoutMask?) -> gpte_kernel_args {
+        var a = gpte_kernel_args()
+        a.dim = Int64(dim)
+        a.wte = UnsafePointer(wte)
+        a.scale = scale
+        a.padding_idx = Int64(paddingIdx)
+        switch positions {
+        case .none:
+            a.position_kind = Int32(GPTE_POSITIONS_NONE)
+        case .learned(let wpe):
+            a.position_kind = Int32(GPTE_POSITIONS_TABLE)
+            a.wpe = UnsafePointer(wpe)
+        case .sinusoidal(let table):
+            a.position_kind = Int32(GPTE_POSITIONS_SINUSOIDAL)
+            a.wpe = UnsafePointer(table.table.base)
+            a.wpe_rows = Int64(table.maxSeqLen)
+        }
+        a.gamma = UnsafePointer(gamma)
+        a.beta = UnsafePointer(beta)
+        a.eps = eps
+        a.ids = tokens.ids
+        a.positions = tokens.positions
+        a.start = Int64(tokens.start)
+        a.seq = Int64(tokens.seq)
+        a.count = Int64(tokens.count)
+        if let mask, !mask.dropAll {
+            a.dropout = 1
+            a.threshold = mask.threshold
+            a.keep_scale = mask.keepScale
+            a.step_key = mask.stepKey
+        }
+        return a
+    }
+}
+
+/// What a training forward keeps for its backward, besides the token batch.
+struct SavedStatistics: @unchecked Sendable {
+    /// `[R]` each, present when the forward normalised.
+    let mean: FloatBuffer?
+    let rstd: FloatBuffer?
+}
+
+// MARK: - Forward
+
+/// Output size from which the forward writes around the caches with streaming stores. An
+/// output this large would not stay in cache for its consumer anyway, and a normal store
+/// first reads every line it writes (read-for-ownership): streaming saves a third of the
+/// forward's memory traffic. Smaller outputs (a decode step, one 1024-token sequence) are
+/// written normally and stay in cache for the next layer.
+let streamingOutputFloats = 2 << 20
+
+/// How the forward writes `count` floats of output to `out` (`GPTE_STORE_*`): streaming
+/// when the output is large and its rows are aligned for it.
+func forwardStoreMode(_ out: UnsafeMutablePointer<Float>, count: Int, dim: Int) -> Int32 {
+    guard count >= streamingOutputFloats else { return Int32(GPTE_STORE_CACHED) }
+    let address = Int(bitPattern: out)
+    if address % 32 == 0 && dim % 8 == 0 { return Int32(GPTE_STORE_STREAM32) }
+    if address % 16 == 0 && dim % 4 == 0 { return Int32(GPTE_STORE_STREAM16) }
+    return Int32(GPTE_STORE_CACHED)
+}
+
+/// Floats of per-call scratch a streaming forward needs: one row per worker, where a row
+/// is assembled (or a sinusoidal row past the cache computed) before being streamed out.
+func forwardScratchCount(dim: Int, pool: WorkerPool) throws(GPTEmbeddingError) -> Int {
+    try Checked.multiply(pool.threads, dim, "forward scratch")
+}
+
+/// `out[r] = dropout(layerNorm?(s * wte[ids[r]] + P[pos[r]]))` for every token row r, each
+/// worker a contiguous range of rows. `rowScratch` (``forwardScratchCount(dim:pool:)``
+/// floats) is given when ``forwardStoreMode(_:count:dim:)`` streams.
+func embeddingForward(
+    kernels: Kernels, tables t: EmbeddingTables, tokens: TokenBatch, normalize: Bool, mask: DropoutMask?,
+    saveMean: UnsafeMutablePointer<Float>?, saveRstd: UnsafeMutablePointer<Float>?,
+    out: UnsafeMutablePointer<Float>, rowScratch: UnsafeMutablePointer<Float>?, pool: WorkerPool
+) {
+    let d = t.dim
+    var a = t.arguments(tokens, mask: mask)
+    a.normalize = normalize ? 1 : 0
+    a.save_mean = saveMean
+    a.save_rstd = saveRstd
+    a.out = out
+    a.store_mode = rowScratch == nil ? Int32(GPTE_STORE_CACHED) : forwardStoreMode(out, count: tokens.count * d, dim: d)
+    let scratch = rowScratch.map(SendablePointer.init)
+    // Plain lookups move a token row in and an output row out; the layer norm and the
+    // dropout hash make a row compute-heavy.
+    let grain = normalize || a.dropout != 0
+        ? WorkerPool.computeGrain(elementsPerItem: d)
+        : WorkerPool.memoryGrain(bytesPerItem: 8 * d)
+    let forwardRows = kernels.forwardRows
+    withUnsafePointer(to: a) { args in
+        let p = SendableConstPointer(args)
+        pool.parallelFor(count: tokens.count, grain: grain) { part, rows in
+            forwardRows(p.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), scratch.map { $0.pointer + part * d })
+        }
+    }
+}
+
+// MARK: - Backward
+
+/// Gradient buffers the backward adds into.
+struct EmbeddingGradients: @unchecked Sendable {
+    let dwte: UnsafeMutablePointer<Float>
+    /// Present for learned positions.
+    let dwpe: UnsafeMutablePointer<Float>?
+    /// Present when the forward normalised.
+    let dgamma: UnsafeMutablePointer<Float>?
+    let dbeta: UnsafeMutablePointer<Float>?
+}
+
+/// Rows per block of the layer-norm backward: the block's dx rows stay in cache between
+/// phase 1, which writes them, and phase 2, which scatters them.
+@inline(__always)
+func backwardBlockRows(_ d: Int) -> Int { max(subBlockRows, (1 << 20) / d / subBlockRows * subBlockRows) }
+
+/// Rows whose dgamma / dbeta contributions are summed together before being added in
+/// order. Fixed, so the summation order never depends on the thread count.
+let subBlockRows = 32
+
+/// Floats of scratch `embeddingBackward` needs for `rows` tokens of width `d`.
+func backwardScratchCount(rows: Int, dim d: Int, pool: WorkerPool) throws(GPTEmbeddingError) -> Int {
+    let block = min(rows, backwardBlockRows(d))
+    let subBlocks = (block + subBlockRows - 1) / subBlockRows
+    // dx of one block, dgamma/dbeta partials per sub-block, two rows per worker.
+    return try Checked.multiply(block + 2 * subBlocks + 2 * pool.threads, d, "backward scratch")
+}
+
+/// Adds the gradients of `embeddingForward` for `dout` into `grads`.
+///
+/// Without the layer norm, one pass over column ranges scatters dout through the dropout
+/// mask (each worker owns a column range and walks all rows in order). With the layer
+/// norm, rows are processed in cache-sized blocks: phase 1 (sub-blocks of rows in
+/// parallel) writes dx into the block scratch and sums dgamma / dbeta per sub-block;
+/// phase 2 (column ranges in parallel) scatters dx into dwte / dwpe and adds the
+/// sub-block sums in order.
+func embeddingBackward(
+    kernels: Kernels, tables t: EmbeddingTables, tokens: TokenBatch, saved: SavedStatistics, mask: DropoutMask?,
+    dout: UnsafePointer<Float>, grads g: EmbeddingGradients, scratch: FloatBuffer, pool: WorkerPool
+) {
+    let d = t.dim
+    let n = tokens.count
+    let chunks = (d + 15) / 16
+    // Per element the scatter reads dout and reads and writes the token and position
+    // gradients: 16 bytes.
+    let parts = min(pool.parts(count: n * d, grain: WorkerPool.memoryGrain(bytesPerItem: 16)), chunks)
+    var a = t.arguments(tokens, mask: mask)
+    a.dout = dout
+    a.dwte = g.dwte
+    a.dwpe = g.dwpe
+    let scatter = kernels.scatterRows, lnRows = kernels.layerNormBackwardRows, addColumns = kernels.addColumns
+
+    guard let meanBuf = saved.mean, let rstdBuf = saved.rstd, let dgamma = g.dgamma, let dbeta = g.dbeta else {
+        withUnsafePointer(to: a) { args in
+            let p = SendableConstPointer(args), go = SendableConstPointer(dout)
+            pool.run(parts: parts) { part in
+                let (c0, c1) = columnRange(part, parts, chunks, d)
+                scatter(p.pointer, 0, Int64(n), go.pointer, 0, 1, Int64(c0), Int64(c1))
+            }
+        }
+        return
+    }
+
+    a.mean = UnsafePointer(meanBuf.base)
+    a.rstd = UnsafePointer(rstdBuf.base)
+    let block = min(n, backwardBlockRows(d))
+    let subBlocksPerBlock = (block + subBlockRows - 1) / subBlockRows
+    let dxBlock = SendablePointer(scratch.base)
+    let partials = SendablePointer(scratch.base + block * d)
+    let rowScratch = SendablePointer(scratch.base + (block + 2 * subBlocksPerBlock) * d)
+    let dg = SendablePointer(dgamma), db = SendablePointer(dbeta)
+    withUnsafePointer(to: a) { args in
+        let p = SendableConstPointer(args)
+        var b0 = 0
+        while b0 < n {
+            let rows = b0..<min(n, b0 + block)
+            let subBlocks = (rows.count + subBlockRows - 1) / subBlockRows
+            // Phase 1: dx rows and per-sub-block dgamma / dbeta sums.
+            pool.parallelFor(count: subBlocks, grain: WorkerPool.computeGrain(elementsPerItem: d * subBlockRows)) { part, local in
+                let xhat = rowScratch.pointer + part * 2 * d
+                for sb in local {
+                    let lo = rows.lowerBound + sb * subBlockRows
+                    let hi = min(rows.upperBound, lo + subBlockRows)
+                    lnRows(p.pointer, Int64(lo), Int64(hi), dxBlock.pointer + (lo - rows.lowerBound) * d,
+                           partials.pointer + 2 * sb * d, partials.pointer + (2 * sb + 1) * d, xhat, xhat + d)
+                }
+            }
+            // Phase 2: scatter the block's dx by column ranges; add the sums in order.
+            pool.run(parts: parts) { part in
+                let (c0, c1) = columnRange(part, parts, chunks, d)
+                scatter(p.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), UnsafePointer(dxBlock.pointer),
+                        Int64(rows.lowerBound), 0, Int64(c0), Int64(c1))
+                for sb in 0..<subBlocks {
+                    let pg = partials.pointer + 2 * sb * d
+                    addColumns(dg.pointer, pg, Int64(c0), Int64(c1))
+                    addColumns(db.pointer, pg + d, Int64(c0), Int64(c1))
+                }
+            }
+            b0 = rows.upperBound
+        }
+    }
+}
+
+/// Columns `[c0, c1)` of part `part` of `parts`, in whole 16-column chunks.
+@inline(__always)
+private func columnRange(_ part: Int, _ parts: Int, _ chunks: Int, _ d: Int) -> (Int, Int) {
+    let cr = WorkerPool.range(part: part, of: parts, count: chunks)
+    return (cr.lowerBound * 16, min(cr.upperBound * 16, d))
+}

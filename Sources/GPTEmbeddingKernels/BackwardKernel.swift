@@ -1,0 +1,149 @@
+import CKernelDispatch
+import CMemoryHints
+
+/// The backward kernels (after llm.c's `encoder_backward` and `layernorm_backward`).
+///
+/// With the layer norm, y = xhat * gamma + beta and xhat = (x - mean) * rstd, so
+///   dx = rstd * (gamma*dy - mean(gamma*dy) - xhat * mean(gamma*dy*xhat)).
+/// ``layerNormBackwardRows`` recomputes x from the tables (the forward keeps nothing of
+/// size [R, D]) and writes dx; ``scatterRows`` adds dx (or dy, without the layer norm)
+/// into the table gradients. The layer runs the first over row ranges and the second over
+/// column ranges, walking every row in order, so each gradient element is summed in token
+/// order whatever the thread count.
+
+/// `dwte[id] += s * dy` and `dwpe[p] += dy` for columns `[c0, c1)` of token rows
+/// `[r0, r1)`, where dy is row `r - firstRow` of `dyRows`, through the dropout mask when
+/// `masked`. It asks for its part of the gradient rows ``prefetchDistance`` tokens ahead.
+/// (Measured on this project's machines: column ranges with prefetch beat workers that own
+/// whole rows, which must each read most of `dout`.)
+func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ dyRows: UnsafePointer<Float>,
+                 _ firstRow: Int, _ masked: Bool, _ c0: Int, _ c1: Int) {
+    let t = Tables(a), tokens = Tokens(a)
+    let mask = masked ? Dropout.of(a) : nil
+    let dwte = a.pointee.dwte!, dwpe = a.pointee.dwpe
+    let d = t.dim
+    let sv = Vec(repeating: t.scale)
+    let keepScale = Vec(repeating: mask?.keepScale ?? 1)
+    for r in r0..<r1 {
+        // The gradient row and dy row `prefetchDistance` tokens ahead, a line per 16
+        // columns inside the loops below (a burst would fill the miss buffers).
+        let ra = r + prefetchDistance < r1 ? r + prefetchDistance : r
+        let wAhead = dwte + Int(tokens.ids[ra]) * d, gAhead = dyRows + (ra - firstRow) * d
+        let id = Int(tokens.ids[r])
+        let dwRow = id == t.paddingIdx ? nil : dwte + id * d
+        let dpRow = dwpe.map { $0 + tokens.position(r) * d }
+        let key = mask?.rowKey(r) ?? 0
+        var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: c0) }
+        let gr = dyRows + (r - firstRow) * d
+        var c = c0
+        switch (dwRow, dpRow) {
+        case let (dw?, dp?):
+            while c + 8 <= c1 {
+                if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch(gAhead + c) }
+                let dy = maskedGradient(gr, c, &stream, keepScale)
+                store(load(dw + c) + sv * dy, dw + c)
+                store(load(dp + c) + dy, dp + c)
+                c += 8
+            }
+        case let (dw?, nil):
+            while c + 8 <= c1 {
+                if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch(gAhead + c) }
+                store(load(dw + c) + sv * maskedGradient(gr, c, &stream, keepScale), dw + c)
+                c += 8
+            }
+        case let (nil, dp?):
+            while c + 8 <= c1 {
+                if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch(gAhead + c) }
+                store(load(dp + c) + maskedGradient(gr, c, &stream, keepScale), dp + c)
+                c += 8
+            }
+        case (nil, nil):
+            c = c1
+        }
+        while c < c1 {
+            let dy = maskedGradient1(gr, c, mask, key)
+            dwRow?[c] += t.scale * dy
+            dpRow?[c] += dy
+            c += 1
+        }
+    }
+}
+
+/// For each token row r of `[r0, r1)`: dx row `r - r0` and the sums over the rows of
+/// dy * xhat and dy (overwritten). `xhat` and `dy` are D floats of scratch each.
+func layerNormBackwardRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ dx: UnsafeMutablePointer<Float>,
+                           _ sumDyXhat: UnsafeMutablePointer<Float>, _ sumDy: UnsafeMutablePointer<Float>,
+                           _ xhat: UnsafeMutablePointer<Float>, _ dy: UnsafeMutablePointer<Float>) {
+    let t = Tables(a), tokens = Tokens(a), mask = Dropout.of(a)
+    let mean = a.pointee.mean!, rstd = a.pointee.rstd!, dout = a.pointee.dout!
+    let gamma = t.gamma!
+    let d = t.dim
+    let keepScale = Vec(repeating: mask?.keepScale ?? 1)
+    sumDyXhat.update(repeating: 0, count: d)
+    sumDy.update(repeating: 0, count: d)
+    for r in r0..<r1 {
+        // The rows `prefetchDistance` tokens ahead (past this range they are most likely
+        // this worker's next range) are asked for a line per 16 columns inside the loop
+        // below, spread out rather than in a burst that fills the miss buffers.
+        let ahead = r + prefetchDistance < tokens.count ? r + prefetchDistance : r
+        let wAhead = t.tokenRow(tokens.ids[ahead]), gAhead = dout + ahead * d
+        let w = t.tokenRow(tokens.ids[r])
+        // xhat first holds x; a sinusoidal row past the cache spills into dy.
+        _ = gather(xhat, w, t.positionRow(tokens.position(r), spill: dy), t.scale, 0, d)
+        let m = mean[r], rs = rstd[r]
+        let key = mask?.rowKey(r) ?? 0
+        let gr = dout + r * d
+        let mv = Vec(repeating: m), rv = Vec(repeating: rs)
+        var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: 0) }
+        var a1 = Vec(), a2 = Vec()
+        var c = 0
+        while c + 8 <= d {
+            if c & 15 == 0 { gpte_prefetch(wAhead + c); gpte_prefetch(gAhead + c) }
+            let xh = (load(xhat + c) - mv) * rv
+            let dyv = maskedGradient(gr, c, &stream, keepScale)
+            let gdy = load(gamma + c) * dyv
+            a1 += gdy
+            a2 += gdy * xh
+            store(xh, xhat + c)
+            store(dyv, dy + c)
+            c += 8
+        }
+        var s1 = hsum(a1), s2 = hsum(a2)
+        while c < d {
+            xhat[c] = (xhat[c] - m) * rs
+            dy[c] = maskedGradient1(gr, c, mask, key)
+            let gdy = gamma[c] * dy[c]
+            s1 += gdy
+            s2 += gdy * xhat[c]
+            c += 1
+        }
+        let k1 = s1 / Float(d), k2 = s2 / Float(d)
+        let k1v = Vec(repeating: k1), k2v = Vec(repeating: k2)
+        let out = dx + (r - r0) * d
+        c = 0
+        while c + 8 <= d {
+            let xh = load(xhat + c), dyv = load(dy + c)
+            store((load(gamma + c) * dyv - k1v - xh * k2v) * rv, out + c)
+            store(load(sumDyXhat + c) + dyv * xh, sumDyXhat + c)
+            store(load(sumDy + c) + dyv, sumDy + c)
+            c += 8
+        }
+        while c < d {
+            out[c] = (gamma[c] * dy[c] - k1 - xhat[c] * k2) * rs
+            sumDyXhat[c] += dy[c] * xhat[c]
+            sumDy[c] += dy[c]
+            c += 1
+        }
+    }
+}
+
+/// `dst[c] += src[c]` for `c` in `[c0, c1)` (the layer adds the dgamma / dbeta sums of
+/// each row block this way, in block order).
+func addColumns(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ c0: Int, _ c1: Int) {
+    var c = c0
+    while c + 8 <= c1 {
+        store(load(dst + c) + load(src + c), dst + c)
+        c += 8
+    }
+    while c < c1 { dst[c] += src[c]; c += 1 }
+}

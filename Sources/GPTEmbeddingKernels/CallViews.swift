@@ -1,0 +1,107 @@
+import CKernelDispatch
+
+/// Shapes (R = tokens of the call, D = dim):
+///   ids, positions  [R]          validated rows
+///   wte             [V, D]       token table;  wpe [rows, D] position rows
+///   gamma, beta     [D]          layer norm weight and bias
+///   out, dout       [R, D]       output and its gradient
+///   mean, rstd      [R]          layer norm statistics kept by a training forward
+///
+/// These views read a call's `gpte_kernel_args` once, so the row loops see plain Swift
+/// values. The layer fills every pointer a kernel uses before it calls the kernel.
+
+/// The tables of a call.
+struct Tables {
+    let dim: Int
+    let wte: UnsafePointer<Float>
+    /// `sqrt(D)` or 1.
+    let scale: Float
+    /// The padding row, or -1.
+    let paddingIdx: Int
+    let positionKind: Int32
+    let wpe: UnsafePointer<Float>?
+    let wpeRows: Int
+    let gamma: UnsafePointer<Float>?
+    let beta: UnsafePointer<Float>?
+    let eps: Float
+
+    @inline(__always)
+    init(_ a: UnsafePointer<gpte_kernel_args>) {
+        let a = a.pointee
+        dim = Int(a.dim)
+        wte = a.wte
+        scale = a.scale
+        paddingIdx = Int(a.padding_idx)
+        positionKind = a.position_kind
+        wpe = a.wpe
+        wpeRows = Int(a.wpe_rows)
+        gamma = a.gamma
+        beta = a.beta
+        eps = a.eps
+    }
+
+    /// The row of token `id`.
+    @inline(__always)
+    func tokenRow(_ id: Int32) -> UnsafePointer<Float> { wte + Int(id) * dim }
+
+    /// The row of position `p`, or `nil` when there are no positions. Sinusoidal rows past
+    /// the cached ones are computed into `spill` (D floats).
+    @inline(__always)
+    func positionRow(_ p: Int, spill: UnsafeMutablePointer<Float>) -> UnsafePointer<Float>? {
+        guard positionKind != Int32(GPTE_POSITIONS_NONE), let wpe else { return nil }
+        if positionKind == Int32(GPTE_POSITIONS_TABLE) || p < wpeRows { return wpe + p * dim }
+        SinusoidalFill.fill(start: p, count: 1, embedDim: dim, into: spill)
+        return UnsafePointer(spill)
+    }
+}
+
+/// The tokens of a call.
+struct Tokens {
+    let ids: UnsafePointer<Int32>
+    let positions: UnsafePointer<Int32>?
+    let start: Int
+    let seq: Int
+    let count: Int
+
+    @inline(__always)
+    init(_ a: UnsafePointer<gpte_kernel_args>) {
+        let a = a.pointee
+        ids = a.ids
+        positions = a.positions
+        start = Int(a.start)
+        seq = max(1, Int(a.seq))
+        count = Int(a.count)
+    }
+
+    /// The position of flat token `r`.
+    @inline(__always)
+    func position(_ r: Int) -> Int {
+        if let positions { return Int(positions[r]) }
+        return start + r % seq
+    }
+}
+
+/// The dropout mask of a call: element `c` of row `r` is kept when
+/// `mix32(rowKey(r) &+ c * columnStride) >= threshold`.
+struct Dropout {
+    let threshold: UInt32
+    /// The multiplier of kept elements, `1 / (1 - p)`.
+    let keepScale: Float
+    let stepKey: UInt64
+
+    /// The call's mask, or `nil` without dropout.
+    @inline(__always)
+    static func of(_ a: UnsafePointer<gpte_kernel_args>) -> Dropout? {
+        let a = a.pointee
+        guard a.dropout != 0 else { return nil }
+        return Dropout(threshold: a.threshold, keepScale: a.keep_scale, stepKey: a.step_key)
+    }
+
+    @inline(__always)
+    func rowKey(_ row: Int) -> UInt32 { CounterHash.rowKey(stepKey: stepKey, row: row) }
+
+    @inline(__always)
+    func keep(rowKey: UInt32, column c: Int) -> Bool {
+        CounterHash.keep(rowKey: rowKey, column: c, threshold: threshold)
+    }
+}
