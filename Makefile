@@ -11,7 +11,7 @@ SWIFT   ?= swift
 # The shipped library and tool are built for x86-64-v3 (AVX2, FMA: 2013 and newer CPUs);
 # `make CPU=` builds for the baseline instead. Swift package users get the baseline.
 ARCH    := $(shell uname -m)
-CPU     ?= $(if $(filter x86_64,$(ARCH)),haswell,)
+CPU     ?=
 RELEASE := -c release $(if $(CPU),-Xswiftc -target-cpu -Xswiftc $(CPU),)
 PYTHON  ?= python3
 BIN     := .build/release

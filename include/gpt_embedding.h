@@ -109,7 +109,9 @@ enum gpt_embedding_status {
     GPT_EMBEDDING_ERROR_INVALID_HANDLE = 9,   /* not a live handle (freed?) */
     GPT_EMBEDDING_ERROR_VERSION_MISMATCH = 10,/* config.struct_size is unknown */
     GPT_EMBEDDING_ERROR_IO = 11,              /* a file could not be read or written */
-    GPT_EMBEDDING_ERROR_BAD_FILE = 12         /* a file is malformed */
+    GPT_EMBEDDING_ERROR_BAD_FILE = 12,        /* a file is malformed */
+    GPT_EMBEDDING_ERROR_UNSUPPORTED_CPU = 13  /* GPT_EMBEDDING_ISA names an unknown
+                                                 path or one this CPU cannot run */
 };
 
 /* A static, human-readable name for a status code, e.g.
@@ -125,6 +127,36 @@ const char *gpt_embedding_status_string(int status);
  * until the next call of any gpt_embedding function on the same thread.
  * Thread-safe: each thread has its own message. */
 const char *gpt_embedding_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* CPU paths                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* One library runs on every x86-64 CPU. Its kernels (forward, backward, layer
+ * norm, dropout, init) are compiled twice: for the x86-64 baseline (SSE2) and
+ * for x86-64-v3 (AVX2, FMA, BMI1/2, F16C, LZCNT, MOVBE: Intel Haswell, AMD
+ * Excavator and newer); everything else is baseline code. The path is chosen
+ * once per process, at the first call that needs it (gpt_embedding_create or
+ * the two functions below):
+ *   - the environment variable GPT_EMBEDDING_ISA, when set: "baseline",
+ *     "x86-64-v3", or "auto" (the default);
+ *   - otherwise x86-64-v3 when CPUID and XGETBV say that the CPU and the
+ *     operating system support it, else the baseline.
+ * Both paths give bit-identical results (the same operations in the same
+ * order, no fused multiply-add), so the choice changes speed only.
+ * A GPT_EMBEDDING_ISA value that is unknown, or names a path this CPU cannot
+ * run, makes gpt_embedding_create fail with GPT_EMBEDDING_ERROR_UNSUPPORTED_CPU
+ * and a message naming the value and the paths this CPU supports; nothing
+ * runs an instruction the CPU lacks. */
+
+/* The name of the active path, "baseline" or "x86-64-v3". Returns NULL (and
+ * sets gpt_embedding_last_error) when GPT_EMBEDDING_ISA is invalid. Static
+ * string owned by the library. Thread-safe. */
+const char *gpt_embedding_isa(void);
+
+/* The paths this CPU can run, best first, comma-separated, e.g.
+ * "x86-64-v3,baseline". Never NULL; static; thread-safe. */
+const char *gpt_embedding_isa_supported(void);
 
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                            */

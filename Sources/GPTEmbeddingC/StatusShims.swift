@@ -35,6 +35,7 @@ public func gpt_embedding_status_string(_ status: Int32) -> UnsafePointer<CChar>
     case 10: "GPT_EMBEDDING_ERROR_VERSION_MISMATCH: config.struct_size is not one this library knows"
     case 11: "GPT_EMBEDDING_ERROR_IO: a file could not be read or written"
     case 12: "GPT_EMBEDDING_ERROR_BAD_FILE: a file is malformed"
+    case 13: "GPT_EMBEDDING_ERROR_UNSUPPORTED_CPU: GPT_EMBEDDING_ISA names an unknown kernel path or one this CPU cannot run"
     default: "unknown gpt_embedding status code"
     }
     return UnsafeRawPointer(text.utf8Start).assumingMemoryBound(to: CChar.self)
