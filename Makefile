@@ -8,8 +8,10 @@
 #   make golden   regenerate Tests/golden from PyTorch (needs torch; CI does not)
 
 SWIFT   ?= swift
-# The shipped library and tool are built for x86-64-v3 (AVX2, FMA: 2013 and newer CPUs);
-# `make CPU=` builds for the baseline instead. Swift package users get the baseline.
+# The library and the tool run on every x86-64 CPU: their kernels exist for the baseline and
+# for x86-64-v3 and are picked at run time (GPT_EMBEDDING_ISA overrides). `make CPU=haswell`
+# compiles everything for one CPU instead (the benchmark's "v3-only" comparison builds
+# that in its own folder); such a build dies on older CPUs.
 ARCH    := $(shell uname -m)
 CPU     ?=
 RELEASE := -c release $(if $(CPU),-Xswiftc -target-cpu -Xswiftc $(CPU),)
@@ -28,7 +30,7 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 
-.PHONY: all lib cli demo install uninstall test-install reliability reliability-short reliability-checks test-fuzz-replay test test-swift test-c test-python test-examples bench bench-smoke golden clean
+.PHONY: all lib cli demo install uninstall test-install test-isa reliability reliability-short reliability-checks test-fuzz-replay test test-swift test-c test-python test-examples bench bench-smoke golden clean
 
 all: lib cli
 
@@ -42,7 +44,7 @@ cli:
 demo: cli
 	$(BIN)/gpt-embedding demo
 
-test: test-swift test-c test-python test-examples test-install test-fuzz-replay bench-smoke reliability-short
+test: test-swift test-c test-python test-examples test-isa test-install test-fuzz-replay bench-smoke reliability-short
 
 # Reliability (issue 6). `make reliability` runs the long versions; `make test` the short ones.
 FUZZ_SECONDS ?= 300
@@ -78,6 +80,10 @@ test-python: lib
 
 test-examples: lib
 	Tests/examples/run.sh
+
+# One binary for every x86-64 CPU: disassembly check, paths compared, qemu-user runs.
+test-isa: lib cli
+	Tests/isa/run.sh
 
 bench: lib
 	$(PYTHON) bench/run.py

@@ -32,6 +32,7 @@ struct Demo: ParsableCommand {
     private func demonstrate(_ config: GPTEmbeddingConfig) throws {
         print("gpt-embedding demo")
         print(Report.configuration(config))
+        print(Report.kernelPath())
 
         section("Model configurations (token + position parameters; layer norm adds 2 x D)")
         var rows: [[String]] = []

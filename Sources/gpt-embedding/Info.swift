@@ -28,5 +28,7 @@ struct Info: ParsableCommand {
         let perToken = 4 + 8  // ids (int32) + layer norm mean and rstd
         print("memory: weights \(Report.mib(counts.total * 4)) MiB; gradients (allocated on first backward) \(Report.mib(counts.total * 4)) MiB")
         print("        output of \(tokens) tokens \(Report.mib(tokens * c.embedDim * 4)) MiB; kept for backward \(perToken) bytes/token = \(Report.mib(tokens * perToken)) MiB")
+        print("")
+        print(Report.kernelPath())
     }
 }

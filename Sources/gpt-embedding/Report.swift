@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import GPTEmbedding
 
 /// Text formatting for the command's output (no Foundation in this package).
@@ -70,5 +73,17 @@ enum Report {
     static func describe(_ x: [Float]) -> String {
         let s = statistics(x)
         return "mean \(fixed(s.mean, 4)), std \(fixed(s.std, 4)), min \(fixed(Double(s.min), 4)), max \(fixed(Double(s.max), 4))"
+    }
+
+    /// The CPU path of the kernels, as `info` and `demo` print it.
+    static func kernelPath() -> String {
+        let supported = InstructionSet.supported.map(\.rawValue).joined(separator: ", ")
+        do {
+            let active = try InstructionSet.active()
+            let forced = getenv(InstructionSet.environmentVariable).map { " (\(InstructionSet.environmentVariable)=\(String(cString: $0)))" } ?? ""
+            return "kernels: \(active)\(forced); this CPU supports \(supported)"
+        } catch {
+            return "kernels: none: \(error.message)"
+        }
     }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the C test programs against the header and the built libgpt_embedding.so and
 # runs them. SANITIZE=1 builds them with -fsanitize=address,undefined; VALGRIND=1 runs
-# them under valgrind memcheck. Exits non-zero if anything fails.
+# them under valgrind memcheck; QEMU_CPU=Nehalem (any qemu CPU model) runs them under
+# qemu-x86_64 -cpu $QEMU_CPU. Exits non-zero if anything fails.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -14,6 +15,7 @@ cflags=(-std=c11 -O2 -g -Wall -Wextra -Werror -Iinclude -ITests/c)
 [ "${SANITIZE:-0}" = 1 ] && cflags+=(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
 link=(-L"$bin" -lgpt_embedding -Wl,-rpath,"$bin" -lm -lpthread)
 runner=()
+[ -n "${QEMU_CPU:-}" ] && runner=(qemu-x86_64 -cpu "$QEMU_CPU")
 [ "${VALGRIND:-0}" = 1 ] && runner=(valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite -q)
 
 failed=0

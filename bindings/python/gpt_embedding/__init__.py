@@ -15,6 +15,7 @@ from . import _lib
 from ._version import __version__
 from .components import PositionalEmbedding, SinusoidalPositionalEmbedding, TokenEmbedding
 from .config import GPTEmbeddingConfig
+from .errors import error_for
 from .errors import (GPTEmbeddingError, GPTEmbeddingIndexError, GPTEmbeddingIOError, GPTEmbeddingMemoryError,
                      GPTEmbeddingStateError, GPTEmbeddingValueError)
 from .layer import GPTEmbedding
@@ -23,9 +24,29 @@ from .layer import GPTEmbedding
 library_path: str = _lib.library_path
 #: The loaded library's version, e.g. "0.1.0" (``gpt_embedding_version_string()``).
 library_version: str = _lib.lib.gpt_embedding_version_string().decode()
+#: The kernel paths this CPU can run, best first, e.g. ``("x86-64-v3", "baseline")``
+#: (``gpt_embedding_isa_supported()``).
+isa_supported: tuple = tuple(_lib.lib.gpt_embedding_isa_supported().decode().split(","))
+
+
+def __getattr__(name: str):
+    """``gpt_embedding.isa``: the kernel path every layer of this process runs,
+    ``"x86-64-v3"`` or ``"baseline"`` (``gpt_embedding_isa()``), chosen once from
+    ``$GPT_EMBEDDING_ISA`` or the CPU. Raises :class:`GPTEmbeddingError` when
+    ``GPT_EMBEDDING_ISA`` names an unknown path or one this CPU cannot run (creating a
+    layer raises the same)."""
+    if name == "isa":
+        value = _lib.lib.gpt_embedding_isa()
+        if value is None:
+            message = _lib.lib.gpt_embedding_last_error()
+            raise error_for(13, message.decode("utf-8", "replace") if message else "GPT_EMBEDDING_ISA is invalid")
+        return value.decode()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "GPTEmbedding", "GPTEmbeddingConfig", "TokenEmbedding", "PositionalEmbedding", "SinusoidalPositionalEmbedding",
     "GPTEmbeddingError", "GPTEmbeddingValueError", "GPTEmbeddingIndexError", "GPTEmbeddingMemoryError",
-    "GPTEmbeddingStateError", "GPTEmbeddingIOError", "library_path", "library_version", "__version__",
+    "GPTEmbeddingStateError", "GPTEmbeddingIOError", "library_path", "library_version", "isa_supported",
+    "__version__",
 ]

@@ -122,6 +122,8 @@ SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
     "gpt_embedding_version_string": ([], ctypes.c_char_p),
     "gpt_embedding_status_string": ([_I], ctypes.c_char_p),
     "gpt_embedding_last_error": ([], ctypes.c_char_p),
+    "gpt_embedding_isa": ([], ctypes.c_char_p),
+    "gpt_embedding_isa_supported": ([], ctypes.c_char_p),
     "gpt_embedding_config_size": ([], ctypes.c_size_t),
     "gpt_embedding_default_config": ([], Config),
     "gpt_embedding_preset_config": ([ctypes.c_char_p, ctypes.POINTER(Config)], _I),
