@@ -71,6 +71,23 @@ def run_case(model, V, D, B, T, threads, smoke, all_same=0):
     emit(model, B, T, D, threads, "zero_grad", median_ms(zero_grad, reps=reps), all_same)
 
 
+def run_create(threads, smoke):
+    """Constructing the embedding tables (nn.Embedding's N(0, 1) init), as the library's
+    create does with its seeded N(0, std) init: GPT-2 small and XL."""
+    for model, D in (("gpt2", 768), ("gpt2-xl", 1600)):
+        if smoke and model == "gpt2-xl":
+            continue
+        keep = []
+
+        def create():
+            keep.append((torch.nn.Embedding(50257, D), torch.nn.Embedding(1024, D)))
+
+        def release():
+            keep.clear()
+
+        emit(model, 0, 0, D, threads, "create", median_ms(create, release, warm=1, reps=3 if smoke else 7))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
@@ -80,6 +97,7 @@ def main():
     if args.smoke:
         run_case("gpt2-small", 1000, 64, 2, 16, args.threads, True)
         return
+    run_create(args.threads, args.smoke)
     V = 50257
     run_case("gpt2-small", V, 768, 1, 1, args.threads, False)
     run_case("gpt2-small", V, 768, 1, 1024, args.threads, False)

@@ -40,6 +40,28 @@ def build():
     return exe
 
 
+def build_isa(smoke):
+    """bench_isa and the libraries it compares: a copy of the shipped (dispatched) library
+    that it tells to run the baseline, and (full runs) a v3-only build of the same sources,
+    compiled for x86-64-v3 as a whole in its own folder."""
+    os.makedirs(OUT, exist_ok=True)
+    exe = os.path.join(OUT, "bench_isa")
+    subprocess.run(["cc", "-std=c11", "-O2", "-Wall", "-Wextra", "-I" + os.path.join(ROOT, "include"),
+                    os.path.join(ROOT, "bench", "bench_isa.c"), "-ldl", "-o", exe], check=True)
+    dispatched = os.path.join(BIN, "libgpt_embedding.so")
+    baseline = os.path.join(OUT, "libgpt_embedding-baseline-copy.so")
+    subprocess.run(["cp", dispatched, baseline], check=True)
+    libs = [dispatched, baseline]
+    if not smoke:
+        scratch = os.path.join(ROOT, ".build-v3only")
+        print("building the v3-only library (.build-v3only) ...", file=sys.stderr)
+        subprocess.run(["swift", "build", "-c", "release", "--scratch-path", scratch, "-Xswiftc", "-target-cpu",
+                        "-Xswiftc", "haswell", "--product", "gpt_embedding"], check=True, cwd=ROOT,
+                       stdout=subprocess.DEVNULL)
+        libs.append(os.path.join(scratch, "release", "libgpt_embedding.so"))
+    return [exe] + libs
+
+
 def run_json(cmd, env=None):
     res = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env)
     return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
@@ -77,6 +99,9 @@ def main():
     cmd = [exe, "--threads", args.threads] + (["--smoke"] if args.smoke else [])
     print(f"running {' '.join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)} ...", file=sys.stderr)
     rows = run_json(cmd, env)
+    isa_cmd = build_isa(args.smoke) + ["--threads", args.threads] + (["--smoke"] if args.smoke else [])
+    print("running bench_isa (CPU paths) ...", file=sys.stderr)
+    isa_rows = run_json(isa_cmd, env)
     torch_rows = []
     if not args.no_torch and have_torch():
         for t in args.threads.split(","):
@@ -84,6 +109,47 @@ def main():
             torch_rows += run_json([sys.executable, os.path.join(ROOT, "bench", "bench_torch.py"), "--threads", t]
                                    + (["--smoke"] if args.smoke else []))
     report(rows, torch_rows, args)
+    report_isa(isa_rows, torch_rows)
+
+
+ISA_OPS = {
+    "forward_eval": "forward (eval), int32 ids",
+    "forward_eval_i64": "forward (eval), int64 ids",
+    "forward_eval_out16": "forward (eval), output 16-byte aligned",
+    "forward_train": "forward (train, LN + dropout 0.1)",
+    "backward": "backward",
+    "backward_ln_dropout": "backward (LN + dropout)",
+    "step_1xT": "zero_grad + forward + backward, 1×T",
+}
+
+
+def report_isa(rows, torch_rows):
+    by = {(r["impl"], r["op"], r["threads"], r["model"]): r["ms"] for r in rows}
+    threads = sorted({r["threads"] for r in rows})
+    model = next((r["model"] for r in rows if r["op"] != "create"), "")
+    B, T = next(((r["B"], r["T"]) for r in rows if r["op"] != "create"), (0, 0))
+    print(f"\n## CPU paths ({model}, B×T = {B}×{T}; medians of alternating rounds in one process)\n")
+    print("| threads | op | dispatched ms | v3-only ms | dispatched / v3-only | baseline ms | baseline / dispatched |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for t in threads:
+        for op, name in ISA_OPS.items():
+            d, v, b = (by.get((impl, op, t, model)) for impl in ("dispatched", "v3-only", "baseline"))
+            if d is None:
+                continue
+            print(f"| {t} | {name} | {fmt_ms(d)} | {fmt_ms(v)} | {ratio(d, v)} | {fmt_ms(b)} | {ratio(b, d)} |")
+    creates = [r for r in rows if r["op"] == "create"]
+    if creates:
+        tby = {(r["model"], r["threads"]): r["ms"] for r in torch_rows if r["op"] == "create"}
+        print("\n## Creating a layer (random init; PyTorch: nn.Embedding(50257, D) + nn.Embedding(1024, D))\n")
+        print("| model | threads | dispatched ms | v3-only ms | baseline ms | torch ms | torch / dispatched |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for m in ("gpt2", "gpt2-xl"):
+            for t in threads:
+                d, v, b = (by.get((impl, "create", t, m)) for impl in ("dispatched", "v3-only", "baseline"))
+                if d is None:
+                    continue
+                tr = tby.get((m, t))
+                print(f"| {m} | {t} | {fmt_ms(d)} | {fmt_ms(v)} | {fmt_ms(b)} | {fmt_ms(tr)} | {ratio(tr, d)} |")
 
 
 def report(rows, torch_rows, args):
