@@ -14,6 +14,7 @@ func forwardRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ s
     let rows = ForwardRows(a, spill: spill)
     switch Int(a.pointee.store_mode) {
     case Int(GPTE_STORE_STREAM32): rows.run(r0..<r1, Stream32Store.self); gpte_stream_fence()
+    case Int(GPTE_STORE_STREAM32_SHIFTED): rows.run(r0..<r1, Stream32ShiftedStore.self); gpte_stream_fence()
     case Int(GPTE_STORE_STREAM16): rows.run(r0..<r1, Stream16Store.self); gpte_stream_fence()
     default: rows.run(r0..<r1, CachedStore.self)
     }
@@ -57,19 +58,22 @@ private struct ForwardRows {
                 let ahead = t.tokenRow(tokens.ids[r + prefetchDistance < rows.upperBound ? r + prefetchDistance : r])
                 let x = out + r * d, w = t.tokenRow(tokens.ids[r])
                 var c = 0
+                var st = S()
                 if let p = t.positionRow(tokens.position(r), spill: spill ?? x) {
                     while c + 8 <= d {
                         if c & 15 == 0 { gpte_prefetch(ahead + c) }
-                        S.put(sv * load(w + c) + load(p + c), x + c)
+                        st.put(sv * load(w + c) + load(p + c), x + c)
                         c &+= 8
                     }
+                    st.finish()
                     while c < d { x[c] = t.scale * w[c] + p[c]; c += 1 }
                 } else {
                     while c + 8 <= d {
                         if c & 15 == 0 { gpte_prefetch(ahead + c) }
-                        S.put(sv * load(w + c), x + c)
+                        st.put(sv * load(w + c), x + c)
                         c &+= 8
                     }
+                    st.finish()
                     while c < d { x[c] = t.scale * w[c]; c += 1 }
                 }
             }
@@ -83,6 +87,8 @@ private struct ForwardRows {
             let sum = gather(x, t.tokenRow(tokens.ids[r]), t.positionRow(tokens.position(r), spill: x), t.scale, 0, d,
                              ahead: ahead)
             var c = 0
+            var st = S()
+            defer { st.finish() }
             if normalize, let gamma = t.gamma, let beta = t.beta {
                 let mean = sum / Float(d)
                 let variance = RowMath.sumSquaredDeviation(x, d, mean: mean) / Float(d)
@@ -95,7 +101,7 @@ private struct ForwardRows {
                     var stream = MaskStream(threshold: mask.threshold, rowKey: key, column: 0)
                     while c + 8 <= d {
                         let y = (load(x + c) - mv) * rv * load(gamma + c) + load(beta + c)
-                        S.put((y * k).replacing(with: 0, where: .!stream.next()), dst + c)
+                        st.put((y * k).replacing(with: 0, where: .!stream.next()), dst + c)
                         c += 8
                     }
                     while c < d {
@@ -105,7 +111,7 @@ private struct ForwardRows {
                     }
                 } else {
                     while c + 8 <= d {
-                        S.put((load(x + c) - mv) * rv * load(gamma + c) + load(beta + c), dst + c)
+                        st.put((load(x + c) - mv) * rv * load(gamma + c) + load(beta + c), dst + c)
                         c += 8
                     }
                     while c < d { dst[c] = (x[c] - mean) * rstd * gamma[c] + beta[c]; c += 1 }
@@ -114,7 +120,7 @@ private struct ForwardRows {
                 let key = mask.rowKey(r), k = Vec(repeating: mask.keepScale)
                 var stream = MaskStream(threshold: mask.threshold, rowKey: key, column: 0)
                 while c + 8 <= d {
-                    S.put((load(x + c) * k).replacing(with: 0, where: .!stream.next()), dst + c)
+                    st.put((load(x + c) * k).replacing(with: 0, where: .!stream.next()), dst + c)
                     c += 8
                 }
                 while c < d { dst[c] = mask.keep(rowKey: key, column: c) ? x[c] * mask.keepScale : 0; c += 1 }

@@ -68,28 +68,62 @@ func prefetchRow(_ p: UnsafePointer<Float>, _ count: Int) {
     while c < count { gpte_prefetch(p + c); c &+= 16 }
 }
 
-/// A way to store eight floats (`GPTE_STORE_*`), as a type: a loop generic over it is
-/// compiled once per store kind, with no branch on the kind inside (a run-time switch per
-/// store kept the compiler from using whole 32-byte vectors in the loop).
+/// A way to store a row eight floats at a time (`GPTE_STORE_*`), as a type: a loop generic
+/// over it is compiled once per store kind, with no branch on the kind inside (a run-time
+/// switch per store kept the compiler from using whole 32-byte vectors in the loop). A row
+/// is written by one value: ``put(_:_:)`` for consecutive groups of eight, then ``finish()``.
 protocol RowStore {
-    static func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>)
+    init()
+    mutating func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>)
+    mutating func finish()
 }
 
 /// `GPTE_STORE_CACHED`: normal stores; the rows stay in cache for whoever reads them next.
-enum CachedStore: RowStore {
-    @inline(__always) static func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { store(v, p) }
+struct CachedStore: RowStore {
+    @inline(__always) init() {}
+    @inline(__always) mutating func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { store(v, p) }
+    @inline(__always) mutating func finish() {}
 }
 
 /// `GPTE_STORE_STREAM16`: streaming stores of 16 bytes (rows 16-byte aligned).
-enum Stream16Store: RowStore {
-    @inline(__always) static func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
+struct Stream16Store: RowStore {
+    @inline(__always) init() {}
+    @inline(__always) mutating func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
         gpte_stream_store4(p, v.lowHalf)
         gpte_stream_store4(p + 4, v.highHalf)
     }
+    @inline(__always) mutating func finish() {}
 }
 
 /// `GPTE_STORE_STREAM32`: streaming stores of 32 bytes (rows 32-byte aligned): measured
 /// faster than pairs of 16-byte ones on this project's machines.
-enum Stream32Store: RowStore {
-    @inline(__always) static func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { gpte_stream_store8(p, v) }
+struct Stream32Store: RowStore {
+    @inline(__always) init() {}
+    @inline(__always) mutating func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { gpte_stream_store8(p, v) }
+    @inline(__always) mutating func finish() {}
+}
+
+/// `GPTE_STORE_STREAM32_SHIFTED`: 32-byte streaming stores for rows that start 16 bytes
+/// past a 32-byte boundary (numpy's arrays are only 16-byte aligned): the row's first four
+/// floats go out in a 16-byte store, then each 32-byte store joins the previous group's
+/// high half to this group's low half, and ``finish()`` writes the last four floats.
+struct Stream32ShiftedStore: RowStore {
+    private var carry = SIMD4<Float>()
+    private var tail: UnsafeMutablePointer<Float>? = nil
+
+    @inline(__always) init() {}
+
+    @inline(__always) mutating func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
+        if tail == nil {
+            gpte_stream_store4(p, v.lowHalf)
+        } else {
+            gpte_stream_store8(p - 4, Vec(lowHalf: carry, highHalf: v.lowHalf))
+        }
+        carry = v.highHalf
+        tail = p + 4
+    }
+
+    @inline(__always) mutating func finish() {
+        if let tail { gpte_stream_store4(tail, carry) }
+    }
 }

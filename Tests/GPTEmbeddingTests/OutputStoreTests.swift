@@ -1,8 +1,9 @@
 import GPTEmbedding
 import Testing
 
-/// Large outputs are written with streaming stores (32-byte or 16-byte, depending on the
-/// buffer's alignment) and small or unaligned ones with normal stores. Every path must give
+/// Large outputs are written with streaming stores (32-byte, 32-byte shifted by 16 bytes, or
+/// 16-byte, depending on the buffer's alignment and the width) and small or unaligned ones
+/// with normal stores. Every path must give
 /// the same bits, and a sinusoidal row past the cached table (computed in place or in
 /// scratch) must not disturb any other row.
 @Suite struct OutputStoreTests {
@@ -16,8 +17,8 @@ import Testing
     }
 
     // 4096 tokens of width 520 (a multiple of 8) and 516 (of 4 only): 2.1M floats, above
-    // the streaming threshold, so offsets 0, 4 and 1 float take the 32-byte, 16-byte and
-    // normal store paths.
+    // the streaming threshold, so offsets 0, 4 and 1 float take the 32-byte, shifted
+    // 32-byte (520; 16-byte for 516) and normal store paths.
     @Test(arguments: [520, 516], [false, true])
     func everyStorePathGivesTheSameBits(dim: Int, layerNorm: Bool) throws {
         let (batch, seq) = (8, 512)

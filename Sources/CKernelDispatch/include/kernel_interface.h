@@ -26,6 +26,8 @@ enum {
     GPTE_STORE_CACHED = 0,    /* normal stores */
     GPTE_STORE_STREAM16 = 1,  /* streaming stores; rows 16-byte aligned, dim % 4 == 0 */
     GPTE_STORE_STREAM32 = 2,  /* streaming stores; rows 32-byte aligned, dim % 8 == 0 */
+    GPTE_STORE_STREAM32_SHIFTED = 3,  /* 32-byte streaming stores for rows 16 bytes past a
+                                         32-byte boundary, dim % 8 == 0 */
 };
 
 /* Everything a kernel reads or writes for one call, shapes in brackets

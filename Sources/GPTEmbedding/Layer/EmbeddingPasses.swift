@@ -88,6 +88,7 @@ func forwardStoreMode(_ out: UnsafeMutablePointer<Float>, count: Int, dim: Int) 
     guard count >= streamingOutputFloats else { return Int32(GPTE_STORE_CACHED) }
     let address = Int(bitPattern: out)
     if address % 32 == 0 && dim % 8 == 0 { return Int32(GPTE_STORE_STREAM32) }
+    if address % 16 == 0 && dim % 8 == 0 { return Int32(GPTE_STORE_STREAM32_SHIFTED) }
     if address % 16 == 0 && dim % 4 == 0 { return Int32(GPTE_STORE_STREAM16) }
     return Int32(GPTE_STORE_CACHED)
 }

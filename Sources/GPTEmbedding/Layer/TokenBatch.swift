@@ -56,6 +56,30 @@ struct TokenBatch: @unchecked Sendable {
         ids: UnsafePointer<I>, batch: Int, seq: Int, positions: UnsafePointer<I>?, start: Int,
         vocabSize: Int, positionLimit: Int, positionRule: String, copy: Bool
     ) throws(GPTEmbeddingError) -> TokenBatch {
+        // Callers outside this module (the C shims, Swift users) reach this generic function
+        // unspecialised, where every element access goes through the protocol: hand the
+        // common types to their specialised copies (measured: int64 ids 3x slower without).
+        if I.self == Int32.self {
+            return try makeTyped(ids: rebound(ids, Int32.self), batch: batch, seq: seq,
+                                 positions: positions.map { rebound($0, Int32.self) }, start: start, vocabSize: vocabSize,
+                                 positionLimit: positionLimit, positionRule: positionRule, copy: copy)
+        }
+        if I.self == Int64.self || (I.self == Int.self && MemoryLayout<Int>.size == 8) {
+            return try makeTyped(ids: rebound(ids, Int64.self), batch: batch, seq: seq,
+                                 positions: positions.map { rebound($0, Int64.self) }, start: start, vocabSize: vocabSize,
+                                 positionLimit: positionLimit, positionRule: positionRule, copy: copy)
+        }
+        return try makeTyped(ids: ids, batch: batch, seq: seq, positions: positions, start: start, vocabSize: vocabSize,
+                             positionLimit: positionLimit, positionRule: positionRule, copy: copy)
+    }
+
+    /// ``make(ids:batch:seq:positions:start:vocabSize:positionLimit:positionRule:copy:)``,
+    /// specialised by the compiler for each concrete `I` it is called with here.
+    @inline(__always)
+    private static func makeTyped<I: EmbeddingIndex>(
+        ids: UnsafePointer<I>, batch: Int, seq: Int, positions: UnsafePointer<I>?, start: Int,
+        vocabSize: Int, positionLimit: Int, positionRule: String, copy: Bool
+    ) throws(GPTEmbeddingError) -> TokenBatch {
         let n = try count(batch: batch, seq: seq)
         let inPlace = !copy && I.self == Int32.self
         for r in 0..<n {
@@ -104,5 +128,11 @@ struct TokenBatch: @unchecked Sendable {
     /// An int32 pointer seen as such (only called when `I` is `Int32`).
     private static func rebound<I: EmbeddingIndex>(_ p: UnsafePointer<I>) -> UnsafePointer<Int32> {
         UnsafeRawPointer(p).assumingMemoryBound(to: Int32.self)
+    }
+
+    /// `p` as a pointer to `T`, which is `I` itself or a type of the same layout (`Int` and
+    /// `Int64` on 64-bit platforms).
+    private static func rebound<I: EmbeddingIndex, T>(_ p: UnsafePointer<I>, _: T.Type) -> UnsafePointer<T> {
+        UnsafeRawPointer(p).assumingMemoryBound(to: T.self)
     }
 }
