@@ -71,7 +71,7 @@ let package = Package(
                           path: "Tests/fuzz/safetensors"),
         .testTarget(
             name: "GPTEmbeddingTests",
-            dependencies: ["GPTEmbedding", "GPTEmbeddingC", "CGPTEmbedding", "CKernelDispatch"] + v3Kernels
+            dependencies: ["GPTEmbedding", "GPTEmbeddingC", "CGPTEmbedding", "CKernelDispatch", "GPTEmbeddingKernels"] + v3Kernels
         ),
     ]
 )
