@@ -74,6 +74,28 @@ func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ d
 func layerNormBackwardRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ dx: UnsafeMutablePointer<Float>,
                            _ sumDyXhat: UnsafeMutablePointer<Float>, _ sumDy: UnsafeMutablePointer<Float>,
                            _ xhat: UnsafeMutablePointer<Float>, _ dy: UnsafeMutablePointer<Float>) {
+    let t = Tables(a)
+    switch (t.wteDType, t.wpeDType) {
+    case (Int32(GPTE_DTYPE_BF16), Int32(GPTE_DTYPE_BF16)):
+        layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, BF16Elements.self, BF16Elements.self)
+    case (Int32(GPTE_DTYPE_BF16), _):
+        layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, BF16Elements.self, F32Elements.self)
+    case (Int32(GPTE_DTYPE_F16), Int32(GPTE_DTYPE_F16)):
+        layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F16Elements.self, F16Elements.self)
+    case (Int32(GPTE_DTYPE_F16), _):
+        layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F16Elements.self, F32Elements.self)
+    default:
+        layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F32Elements.self, F32Elements.self)
+    }
+}
+
+/// ``layerNormBackwardRows(_:_:_:_:_:_:_:_:)`` for token rows of `W` and position rows of `P`.
+@inline(__always)
+private func layerNormBackwardRows<W: RowElement, P: RowElement>(
+    _ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ dx: UnsafeMutablePointer<Float>,
+    _ sumDyXhat: UnsafeMutablePointer<Float>, _ sumDy: UnsafeMutablePointer<Float>,
+    _ xhat: UnsafeMutablePointer<Float>, _ dy: UnsafeMutablePointer<Float>, _: W.Type, _: P.Type
+) {
     let t = Tables(a), tokens = Tokens(a), mask = Dropout.of(a)
     let mean = a.pointee.mean!, rstd = a.pointee.rstd!, dout = a.pointee.dout!
     let gamma = t.gamma!
@@ -89,7 +111,7 @@ func layerNormBackwardRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1
         let wAhead = t.tokenRow(tokens.ids[ahead]), gAhead = dout + ahead * d
         let w = t.tokenRow(tokens.ids[r])
         // xhat first holds x; a sinusoidal row past the cache spills into dy.
-        _ = gather(xhat, w, t.positionRow(tokens.position(r), spill: dy), t.scale, 0, d)
+        _ = gather(xhat, w, t.positionRow(tokens.position(r), spill: dy), t.scale, d, W.self, P.self)
         let m = mean[r], rs = rstd[r]
         let key = mask?.rowKey(r) ?? 0
         let gr = dout + r * d
@@ -98,7 +120,7 @@ func layerNormBackwardRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1
         var a1 = Vec(), a2 = Vec()
         var c = 0
         while c + 8 <= d {
-            if c & 15 == 0 { gpte_prefetch(wAhead + c); gpte_prefetch(gAhead + c) }
+            if c & 15 == 0 { gpte_prefetch(wAhead + c * W.bytes); gpte_prefetch(gAhead + c) }
             let xh = (load(xhat + c) - mv) * rv
             let dyv = maskedGradient(gr, c, &stream, keepScale)
             let gdy = load(gamma + c) * dyv

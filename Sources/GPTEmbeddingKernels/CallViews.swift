@@ -13,13 +13,19 @@ import CKernelDispatch
 /// The tables of a call.
 struct Tables {
     let dim: Int
-    let wte: UnsafePointer<Float>
+    let wte: UnsafeRawPointer
+    let wteDType: Int32
+    /// Bytes of a token row.
+    let wteRowBytes: Int
     /// `sqrt(D)` or 1.
     let scale: Float
     /// The padding row, or -1.
     let paddingIdx: Int
     let positionKind: Int32
-    let wpe: UnsafePointer<Float>?
+    let wpe: UnsafeRawPointer?
+    let wpeDType: Int32
+    /// Bytes of a position row.
+    let wpeRowBytes: Int
     let wpeRows: Int
     let gamma: UnsafePointer<Float>?
     let beta: UnsafePointer<Float>?
@@ -30,28 +36,33 @@ struct Tables {
         let a = a.pointee
         dim = Int(a.dim)
         wte = a.wte
+        wteDType = a.wte_dtype
+        wteRowBytes = Int(a.dim) * dtypeBytes(a.wte_dtype)
         scale = a.scale
         paddingIdx = Int(a.padding_idx)
         positionKind = a.position_kind
         wpe = a.wpe
+        wpeDType = a.position_kind == Int32(GPTE_POSITIONS_TABLE) ? a.wpe_dtype : Int32(GPTE_DTYPE_F32)
+        wpeRowBytes = Int(a.dim) * dtypeBytes(wpeDType)
         wpeRows = Int(a.wpe_rows)
         gamma = a.gamma
         beta = a.beta
         eps = a.eps
     }
 
-    /// The row of token `id`.
+    /// The row of token `id` (elements of `wteDType`).
     @inline(__always)
-    func tokenRow(_ id: Int32) -> UnsafePointer<Float> { wte + Int(id) * dim }
+    func tokenRow(_ id: Int32) -> UnsafeRawPointer { wte + Int(id) * wteRowBytes }
 
-    /// The row of position `p`, or `nil` when there are no positions. Sinusoidal rows past
-    /// the cached ones are computed into `spill` (D floats).
+    /// The row of position `p` (elements of `wpeDType`: float32 for sinusoidal rows), or
+    /// `nil` when there are no positions. Sinusoidal rows past the cached ones are computed
+    /// into `spill` (D floats).
     @inline(__always)
-    func positionRow(_ p: Int, spill: UnsafeMutablePointer<Float>) -> UnsafePointer<Float>? {
+    func positionRow(_ p: Int, spill: UnsafeMutablePointer<Float>) -> UnsafeRawPointer? {
         guard positionKind != Int32(GPTE_POSITIONS_NONE), let wpe else { return nil }
-        if positionKind == Int32(GPTE_POSITIONS_TABLE) || p < wpeRows { return wpe + p * dim }
+        if positionKind == Int32(GPTE_POSITIONS_TABLE) || p < wpeRows { return wpe + p * wpeRowBytes }
         SinusoidalFill.fill(start: p, count: 1, embedDim: dim, into: spill)
-        return UnsafePointer(spill)
+        return UnsafeRawPointer(spill)
     }
 }
 
@@ -105,3 +116,7 @@ struct Dropout {
         CounterHash.keep(rowKey: rowKey, column: c, threshold: threshold)
     }
 }
+
+/// Bytes of one element of `dtype` (`GPTE_DTYPE_*`).
+@inline(__always)
+func dtypeBytes(_ dtype: Int32) -> Int { dtype == Int32(GPTE_DTYPE_F32) ? 4 : 2 }

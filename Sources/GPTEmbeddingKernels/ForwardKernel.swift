@@ -5,22 +5,45 @@ import CMemoryHints
 ///
 ///   out[r] = dropout(layerNorm?(s * wte[ids[r]] + P[pos[r]]))   for r in [r0, r1)
 ///
-/// One worker's contiguous range of rows. It asks for the token row ``prefetchDistance``
-/// tokens ahead of the one it computes. With `spill` (the worker's D floats of scratch,
-/// given when the output is streamed) a row is assembled there and written with streaming
-/// stores; otherwise it is assembled in place in `out`. Plain lookups (no layer norm, no
-/// dropout) go straight to the output.
+/// One worker's contiguous range of rows. Table rows are widened to float32 as they are
+/// read (bf16, f16) and the result is rounded once to the output dtype as it is stored. It
+/// asks for the token row ``prefetchDistance`` tokens ahead of the one it computes. With
+/// `spill` (the worker's D floats of scratch) a row is assembled there and then stored;
+/// otherwise (float32 output, normal stores) it is assembled in place in `out`. Plain
+/// lookups (no layer norm, no dropout) go straight to the output.
 func forwardRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ spill: UnsafeMutablePointer<Float>?) {
-    let rows = ForwardRows(a, spill: spill)
-    switch Int(a.pointee.store_mode) {
-    case Int(GPTE_STORE_STREAM32): rows.run(r0..<r1, Stream32Store.self); gpte_stream_fence()
-    case Int(GPTE_STORE_STREAM32_SHIFTED): rows.run(r0..<r1, Stream32ShiftedStore.self); gpte_stream_fence()
-    case Int(GPTE_STORE_STREAM16): rows.run(r0..<r1, Stream16Store.self); gpte_stream_fence()
-    default: rows.run(r0..<r1, CachedStore.self)
+    switch (a.pointee.wte_dtype, a.pointee.position_kind == Int32(GPTE_POSITIONS_TABLE) ? a.pointee.wpe_dtype : Int32(GPTE_DTYPE_F32)) {
+    case (Int32(GPTE_DTYPE_BF16), Int32(GPTE_DTYPE_BF16)): forwardRows(a, r0, r1, spill, BF16Elements.self, BF16Elements.self)
+    case (Int32(GPTE_DTYPE_BF16), _): forwardRows(a, r0, r1, spill, BF16Elements.self, F32Elements.self)
+    case (Int32(GPTE_DTYPE_F16), Int32(GPTE_DTYPE_F16)): forwardRows(a, r0, r1, spill, F16Elements.self, F16Elements.self)
+    case (Int32(GPTE_DTYPE_F16), _): forwardRows(a, r0, r1, spill, F16Elements.self, F32Elements.self)
+    default: forwardRows(a, r0, r1, spill, F32Elements.self, F32Elements.self)
     }
 }
 
-/// One worker's rows of ``forwardRows(_:_:_:_:)``.
+/// ``forwardRows(_:_:_:_:)`` for token rows of `W` and position rows of `P`: picks the store.
+@inline(__always)
+private func forwardRows<W: RowElement, P: RowElement>(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int,
+                                                        _ spill: UnsafeMutablePointer<Float>?, _ w: W.Type, _ p: P.Type) {
+    let rows = ForwardRows(a, spill: spill), range = r0..<r1
+    let streams = a.pointee.store_mode != Int32(GPTE_STORE_CACHED)
+    switch a.pointee.out_dtype {
+    case Int32(GPTE_DTYPE_BF16):
+        streams ? rows.run(range, w, p, BF16StreamStore.self) : rows.run(range, w, p, BF16Store.self)
+    case Int32(GPTE_DTYPE_F16):
+        streams ? rows.run(range, w, p, F16StreamStore.self) : rows.run(range, w, p, F16Store.self)
+    default:
+        switch Int(a.pointee.store_mode) {
+        case Int(GPTE_STORE_STREAM32): rows.run(range, w, p, Stream32Store.self)
+        case Int(GPTE_STORE_STREAM32_SHIFTED): rows.run(range, w, p, Stream32ShiftedStore.self)
+        case Int(GPTE_STORE_STREAM16): rows.run(range, w, p, Stream16Store.self)
+        default: rows.run(range, w, p, CachedStore.self)
+        }
+    }
+    if streams { gpte_stream_fence() }
+}
+
+/// One worker's rows.
 private struct ForwardRows {
     let t: Tables
     let tokens: Tokens
@@ -28,8 +51,8 @@ private struct ForwardRows {
     let mask: Dropout?
     let saveMean: UnsafeMutablePointer<Float>?
     let saveRstd: UnsafeMutablePointer<Float>?
-    let out: UnsafeMutablePointer<Float>
-    /// The worker's scratch row when streaming, else `nil` (rows are assembled in place).
+    let out: UnsafeMutableRawPointer
+    /// The worker's scratch row, or `nil` (float32 rows are then assembled in place).
     let spill: UnsafeMutablePointer<Float>?
 
     @inline(__always)
@@ -44,51 +67,54 @@ private struct ForwardRows {
         self.spill = spill
     }
 
-    /// Computes `rows`, writing the output with `S`.
+    /// Computes `rows` from token rows of `W` and position rows of `P`, storing with `S`.
     @inline(__always)
-    func run<S: RowStore>(_ rows: Range<Int>, _: S.Type) {
+    func run<W: RowElement, P: RowElement, S: RowStore>(_ rows: Range<Int>, _: W.Type, _: P.Type, _: S.Type) {
         let d = t.dim
+        let outRowBytes = d * S.elementBytes
         for r in rows.lowerBound..<min(rows.upperBound, rows.lowerBound + prefetchDistance) {
-            prefetchRow(t.tokenRow(tokens.ids[r]), d)
+            prefetchRow(t.tokenRow(tokens.ids[r]), t.wteRowBytes)
         }
+        // A line (64 bytes) of the row ahead per 16 columns of float32, 32 of 16-bit elements.
+        let aheadStep = W.bytes == 4 ? 15 : 31
         if !normalize && mask == nil {
             // Plain lookups: one row at a time, straight into the output.
             let sv = Vec(repeating: t.scale)
             for r in rows {
                 let ahead = t.tokenRow(tokens.ids[r + prefetchDistance < rows.upperBound ? r + prefetchDistance : r])
-                let x = out + r * d, w = t.tokenRow(tokens.ids[r])
+                let row = out + r * outRowBytes, w = t.tokenRow(tokens.ids[r])
+                var st = S(row: row)
                 var c = 0
-                var st = S()
-                if let p = t.positionRow(tokens.position(r), spill: spill ?? x) {
+                // A sinusoidal row past the cache goes to the scratch row, or (float32
+                // output in place) to the output row itself, which is then rewritten.
+                if let p = t.positionRow(tokens.position(r), spill: spill ?? row.assumingMemoryBound(to: Float.self)) {
                     while c + 8 <= d {
-                        if c & 15 == 0 { gpte_prefetch(ahead + c) }
-                        st.put(sv * load(w + c) + load(p + c), x + c)
+                        if c & aheadStep == 0 { gpte_prefetch(ahead + c * W.bytes) }
+                        st.put(sv * W.load8(w, c) + P.load8(p, c), column: c)
                         c &+= 8
                     }
-                    st.finish()
-                    while c < d { x[c] = t.scale * w[c] + p[c]; c += 1 }
+                    while c < d { st.put1(t.scale * W.load1(w, c) + P.load1(p, c), column: c); c += 1 }
                 } else {
                     while c + 8 <= d {
-                        if c & 15 == 0 { gpte_prefetch(ahead + c) }
-                        st.put(sv * load(w + c), x + c)
+                        if c & aheadStep == 0 { gpte_prefetch(ahead + c * W.bytes) }
+                        st.put(sv * W.load8(w, c), column: c)
                         c &+= 8
                     }
-                    st.finish()
-                    while c < d { x[c] = t.scale * w[c]; c += 1 }
+                    while c < d { st.put1(t.scale * W.load1(w, c), column: c); c += 1 }
                 }
+                st.finish()
             }
             return
         }
         for r in rows {
             let ahead = t.tokenRow(tokens.ids[r + prefetchDistance < rows.upperBound ? r + prefetchDistance : r])
-            let dst = out + r * d
-            let x = spill ?? dst
+            let row = out + r * outRowBytes
+            let x = spill ?? row.assumingMemoryBound(to: Float.self)
             // A sinusoidal row past the cache is computed into x itself, then added in place.
-            let sum = gather(x, t.tokenRow(tokens.ids[r]), t.positionRow(tokens.position(r), spill: x), t.scale, 0, d,
-                             ahead: ahead)
+            let sum = gather(x, t.tokenRow(tokens.ids[r]), t.positionRow(tokens.position(r), spill: x), t.scale, d,
+                             W.self, P.self, ahead: ahead)
+            var st = S(row: row)
             var c = 0
-            var st = S()
-            defer { st.finish() }
             if normalize, let gamma = t.gamma, let beta = t.beta {
                 let mean = sum / Float(d)
                 let variance = RowMath.sumSquaredDeviation(x, d, mean: mean) / Float(d)
@@ -101,30 +127,35 @@ private struct ForwardRows {
                     var stream = MaskStream(threshold: mask.threshold, rowKey: key, column: 0)
                     while c + 8 <= d {
                         let y = (load(x + c) - mv) * rv * load(gamma + c) + load(beta + c)
-                        st.put((y * k).replacing(with: 0, where: .!stream.next()), dst + c)
+                        st.put((y * k).replacing(with: 0, where: .!stream.next()), column: c)
                         c += 8
                     }
                     while c < d {
                         let y = (x[c] - mean) * rstd * gamma[c] + beta[c]
-                        dst[c] = mask.keep(rowKey: key, column: c) ? y * mask.keepScale : 0
+                        st.put1(mask.keep(rowKey: key, column: c) ? y * mask.keepScale : 0, column: c)
                         c += 1
                     }
                 } else {
                     while c + 8 <= d {
-                        st.put((load(x + c) - mv) * rv * load(gamma + c) + load(beta + c), dst + c)
+                        st.put((load(x + c) - mv) * rv * load(gamma + c) + load(beta + c), column: c)
                         c += 8
                     }
-                    while c < d { dst[c] = (x[c] - mean) * rstd * gamma[c] + beta[c]; c += 1 }
+                    while c < d { st.put1((x[c] - mean) * rstd * gamma[c] + beta[c], column: c); c += 1 }
                 }
             } else if let mask {
                 let key = mask.rowKey(r), k = Vec(repeating: mask.keepScale)
                 var stream = MaskStream(threshold: mask.threshold, rowKey: key, column: 0)
                 while c + 8 <= d {
-                    st.put((load(x + c) * k).replacing(with: 0, where: .!stream.next()), dst + c)
+                    st.put((load(x + c) * k).replacing(with: 0, where: .!stream.next()), column: c)
                     c += 8
                 }
-                while c < d { dst[c] = mask.keep(rowKey: key, column: c) ? x[c] * mask.keepScale : 0; c += 1 }
+                while c < d { st.put1(mask.keep(rowKey: key, column: c) ? x[c] * mask.keepScale : 0, column: c); c += 1 }
+            } else {
+                // Neither: a row assembled in scratch (streamed or 16-bit output) is stored.
+                while c + 8 <= d { st.put(load(x + c), column: c); c += 8 }
+                while c < d { st.put1(x[c], column: c); c += 1 }
             }
+            st.finish()
         }
     }
 }

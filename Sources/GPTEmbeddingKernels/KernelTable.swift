@@ -17,7 +17,10 @@ private func makeTable() -> gpte_kernel_table {
             layerNormBackwardRows(a!, Int(r0), Int(r1), dx!, sdx!, sdy!, xhat!, dy!)
         },
         add_columns: { dst, src, c0, c1 in addColumns(dst!, src!, Int(c0), Int(c1)) },
-        fill_normal: { out, begin, end, std, key in fillNormal(out!, from: Int(begin), to: Int(end), std: std, key: key) }
+        fill_normal: { out, dtype, begin, end, std, key in
+            fillNormal(out!, dtype: dtype, from: Int(begin), to: Int(end), std: std, key: key)
+        },
+        convert: { dst, dstType, src, srcType, count in convert(dst!, dstType, src!, srcType, Int(count)) }
     )
 }
 

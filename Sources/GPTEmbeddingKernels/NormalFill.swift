@@ -1,3 +1,4 @@
+import CKernelDispatch
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -22,5 +23,25 @@ func fillNormal(_ out: UnsafeMutablePointer<Float>, from begin: Int, to end: Int
         if 2 * k >= begin { out[2 * k - begin] = Float(s * r * cos(theta)) }
         if 2 * k + 1 < end { out[2 * k + 1 - begin] = Float(s * r * sin(theta)) }
         k += 1
+    }
+}
+
+/// ``fillNormal(_:from:to:std:key:)`` into a table of `dtype` (`GPTE_DTYPE_*`): 16-bit tables
+/// get the float32 samples rounded to nearest even, through a small buffer on the stack.
+func fillNormal(_ out: UnsafeMutableRawPointer, dtype: Int32, from begin: Int, to end: Int, std: Float, key: UInt64) {
+    guard dtype != Int32(GPTE_DTYPE_F32) else {
+        fillNormal(out.assumingMemoryBound(to: Float.self), from: begin, to: end, std: std, key: key)
+        return
+    }
+    let chunk = 1024
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: chunk) { buf in
+        guard let tmp = buf.baseAddress else { return }
+        var i = begin
+        while i < end {
+            let n = min(chunk, end - i)
+            fillNormal(tmp, from: i, to: i + n, std: std, key: key)
+            convert(out + 2 * (i - begin), dtype, UnsafeRawPointer(tmp), Int32(GPTE_DTYPE_F32), n)
+            i += n
+        }
     }
 }

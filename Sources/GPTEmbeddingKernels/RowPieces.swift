@@ -2,37 +2,40 @@ import CMemoryHints
 
 /// Pieces of a row that the forward and the backward share.
 
-/// `x[c0..<c1] = s * w + p` (or `s * w` without positions); returns the sum of the
-/// written values. `c0` is a multiple of 8.
+/// `x[0..<d] = s * w + p` (or `s * w` without positions), `w` a row of `W` elements and `p`
+/// of `P` elements widened to float32; returns the sum of the written values.
 @inline(__always)
-func gather(_ x: UnsafeMutablePointer<Float>, _ w: UnsafePointer<Float>, _ p: UnsafePointer<Float>?,
-            _ s: Float, _ c0: Int, _ c1: Int, ahead: UnsafePointer<Float>? = nil) -> Float {
+func gather<W: RowElement, P: RowElement>(_ x: UnsafeMutablePointer<Float>, _ w: UnsafeRawPointer, _ p: UnsafeRawPointer?,
+                                          _ s: Float, _ d: Int, _: W.Type, _: P.Type,
+                                          ahead: UnsafeRawPointer? = nil) -> Float {
     let sv = Vec(repeating: s)
     var a0 = Vec(), a1 = Vec()
-    var c = c0
+    var c = 0
+    // A line (64 bytes) of the row ahead per 16 columns of float32, 32 of 16-bit elements.
+    let aheadStep = W.bytes == 4 ? 15 : 31
     if let p {
-        while c + 16 <= c1 {
-            if let ahead { gpte_prefetch(ahead + c) }
-            let u = sv * load(w + c) + load(p + c), v = sv * load(w + c + 8) + load(p + c + 8)
+        while c + 16 <= d {
+            if let ahead, c & aheadStep == 0 { gpte_prefetch(ahead + c * W.bytes) }
+            let u = sv * W.load8(w, c) + P.load8(p, c), v = sv * W.load8(w, c + 8) + P.load8(p, c + 8)
             store(u, x + c); store(v, x + c + 8)
             a0 += u; a1 += v
             c += 16
         }
-        if c + 8 <= c1 { let u = sv * load(w + c) + load(p + c); store(u, x + c); a0 += u; c += 8 }
+        if c + 8 <= d { let u = sv * W.load8(w, c) + P.load8(p, c); store(u, x + c); a0 += u; c += 8 }
         var sum = hsum(a0 + a1)
-        while c < c1 { x[c] = s * w[c] + p[c]; sum += x[c]; c += 1 }
+        while c < d { x[c] = s * W.load1(w, c) + P.load1(p, c); sum += x[c]; c += 1 }
         return sum
     }
-    while c + 16 <= c1 {
-        if let ahead { gpte_prefetch(ahead + c) }
-        let u = sv * load(w + c), v = sv * load(w + c + 8)
+    while c + 16 <= d {
+        if let ahead, c & aheadStep == 0 { gpte_prefetch(ahead + c * W.bytes) }
+        let u = sv * W.load8(w, c), v = sv * W.load8(w, c + 8)
         store(u, x + c); store(v, x + c + 8)
         a0 += u; a1 += v
         c += 16
     }
-    if c + 8 <= c1 { let u = sv * load(w + c); store(u, x + c); a0 += u; c += 8 }
+    if c + 8 <= d { let u = sv * W.load8(w, c); store(u, x + c); a0 += u; c += 8 }
     var sum = hsum(a0 + a1)
-    while c < c1 { x[c] = s * w[c]; sum += x[c]; c += 1 }
+    while c < d { x[c] = s * W.load1(w, c); sum += x[c]; c += 1 }
     return sum
 }
 

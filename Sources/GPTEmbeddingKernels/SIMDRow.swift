@@ -61,69 +61,175 @@ struct MaskStream {
 /// for at once fills the core's miss buffers and stalls it (measured 10-20 % slower).
 let prefetchDistance = 4
 
-/// Asks for every cache line of `count` floats at `p`, to be read soon.
+/// Asks for every cache line of the `bytes` bytes at `p`, to be read soon.
 @inline(__always)
-func prefetchRow(_ p: UnsafePointer<Float>, _ count: Int) {
+func prefetchRow(_ p: UnsafeRawPointer, _ bytes: Int) {
     var c = 0
-    while c < count { gpte_prefetch(p + c); c &+= 16 }
+    while c < bytes { gpte_prefetch(p + c); c &+= 64 }
 }
 
-/// A way to store a row eight floats at a time (`GPTE_STORE_*`), as a type: a loop generic
-/// over it is compiled once per store kind, with no branch on the kind inside (a run-time
-/// switch per store kept the compiler from using whole 32-byte vectors in the loop). A row
-/// is written by one value: ``put(_:_:)`` for consecutive groups of eight, then ``finish()``.
+/// How a kernel writes one output row (`GPTE_STORE_*` and the output dtype), as a type: a
+/// loop generic over it is compiled once per kind, with no branch on the kind inside (a
+/// run-time switch per store kept the compiler from using whole 32-byte vectors in the
+/// loop). A row is written by one value: ``put(_:column:)`` for consecutive groups of eight
+/// columns from column 0, ``put1(_:column:)`` for the tail columns, then ``finish()``.
 protocol RowStore {
-    init()
-    mutating func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>)
+    /// Bytes of one output element.
+    static var elementBytes: Int { get }
+    init(row: UnsafeMutableRawPointer)
+    mutating func put(_ v: Vec, column c: Int)
+    mutating func put1(_ x: Float, column c: Int)
     mutating func finish()
 }
 
-/// `GPTE_STORE_CACHED`: normal stores; the rows stay in cache for whoever reads them next.
+extension RowStore {
+    @inline(__always) mutating func finish() {}
+}
+
+/// Float32 output, normal stores: the rows stay in cache for whoever reads them next.
 struct CachedStore: RowStore {
-    @inline(__always) init() {}
-    @inline(__always) mutating func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { store(v, p) }
-    @inline(__always) mutating func finish() {}
+    static var elementBytes: Int { 4 }
+    private let row: UnsafeMutablePointer<Float>
+    @inline(__always) init(row: UnsafeMutableRawPointer) { self.row = row.assumingMemoryBound(to: Float.self) }
+    @inline(__always) mutating func put(_ v: Vec, column c: Int) { store(v, row + c) }
+    @inline(__always) mutating func put1(_ x: Float, column c: Int) { row[c] = x }
 }
 
-/// `GPTE_STORE_STREAM16`: streaming stores of 16 bytes (rows 16-byte aligned).
+/// Float32 output, streaming stores of 16 bytes (rows 16-byte aligned).
 struct Stream16Store: RowStore {
-    @inline(__always) init() {}
-    @inline(__always) mutating func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
-        gpte_stream_store4(p, v.lowHalf)
-        gpte_stream_store4(p + 4, v.highHalf)
+    static var elementBytes: Int { 4 }
+    private let row: UnsafeMutablePointer<Float>
+    @inline(__always) init(row: UnsafeMutableRawPointer) { self.row = row.assumingMemoryBound(to: Float.self) }
+    @inline(__always) mutating func put(_ v: Vec, column c: Int) {
+        gpte_stream_store4(row + c, v.lowHalf)
+        gpte_stream_store4(row + c + 4, v.highHalf)
     }
-    @inline(__always) mutating func finish() {}
+    @inline(__always) mutating func put1(_ x: Float, column c: Int) { row[c] = x }
 }
 
-/// `GPTE_STORE_STREAM32`: streaming stores of 32 bytes (rows 32-byte aligned): measured
-/// faster than pairs of 16-byte ones on this project's machines.
+/// Float32 output, streaming stores of 32 bytes (rows 32-byte aligned): measured faster
+/// than pairs of 16-byte ones on this project's machines.
 struct Stream32Store: RowStore {
-    @inline(__always) init() {}
-    @inline(__always) mutating func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) { gpte_stream_store8(p, v) }
-    @inline(__always) mutating func finish() {}
+    static var elementBytes: Int { 4 }
+    private let row: UnsafeMutablePointer<Float>
+    @inline(__always) init(row: UnsafeMutableRawPointer) { self.row = row.assumingMemoryBound(to: Float.self) }
+    @inline(__always) mutating func put(_ v: Vec, column c: Int) { gpte_stream_store8(row + c, v) }
+    @inline(__always) mutating func put1(_ x: Float, column c: Int) { row[c] = x }
 }
 
-/// `GPTE_STORE_STREAM32_SHIFTED`: 32-byte streaming stores for rows that start 16 bytes
-/// past a 32-byte boundary (numpy's arrays are only 16-byte aligned): the row's first four
-/// floats go out in a 16-byte store, then each 32-byte store joins the previous group's
-/// high half to this group's low half, and ``finish()`` writes the last four floats.
+/// Float32 output, 32-byte streaming stores for rows that start 16 bytes past a 32-byte
+/// boundary (numpy's arrays are only 16-byte aligned): the row's first four floats go out
+/// in a 16-byte store, then each 32-byte store joins the previous group's high half to this
+/// group's low half, and ``finish()`` writes the last four floats.
 struct Stream32ShiftedStore: RowStore {
+    static var elementBytes: Int { 4 }
+    private let row: UnsafeMutablePointer<Float>
     private var carry = SIMD4<Float>()
-    private var tail: UnsafeMutablePointer<Float>? = nil
+    private var tail = -1
 
-    @inline(__always) init() {}
+    @inline(__always) init(row: UnsafeMutableRawPointer) { self.row = row.assumingMemoryBound(to: Float.self) }
 
-    @inline(__always) mutating func put(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
-        if tail == nil {
-            gpte_stream_store4(p, v.lowHalf)
+    @inline(__always) mutating func put(_ v: Vec, column c: Int) {
+        if tail < 0 {
+            gpte_stream_store4(row + c, v.lowHalf)
         } else {
-            gpte_stream_store8(p - 4, Vec(lowHalf: carry, highHalf: v.lowHalf))
+            gpte_stream_store8(row + c - 4, Vec(lowHalf: carry, highHalf: v.lowHalf))
         }
         carry = v.highHalf
-        tail = p + 4
+        tail = c + 4
     }
 
+    @inline(__always) mutating func put1(_ x: Float, column c: Int) { row[c] = x }
+
     @inline(__always) mutating func finish() {
-        if let tail { gpte_stream_store4(tail, carry) }
+        if tail >= 0 { gpte_stream_store4(row + tail, carry) }
+    }
+}
+
+/// Eight 16-bit values as the four floats' worth of bytes a 16-byte store takes.
+@inline(__always)
+func asFloat4(_ h: U16x8) -> SIMD4<Float> { unsafeBitCast(h, to: SIMD4<Float>.self) }
+
+/// Stores eight 16-bit values at `p`, any alignment.
+@inline(__always)
+func store16(_ h: U16x8, _ p: UnsafeMutableRawPointer) { p.storeBytes(of: h, as: U16x8.self) }
+
+/// bf16 output, normal stores, rounded to nearest even.
+struct BF16Store: RowStore {
+    static var elementBytes: Int { 2 }
+    private let row: UnsafeMutablePointer<UInt16>
+    @inline(__always) init(row: UnsafeMutableRawPointer) { self.row = row.assumingMemoryBound(to: UInt16.self) }
+    @inline(__always) mutating func put(_ v: Vec, column c: Int) { store16(narrowBF16(v), UnsafeMutableRawPointer(row + c)) }
+    @inline(__always) mutating func put1(_ x: Float, column c: Int) { row[c] = narrowBF16(x) }
+}
+
+/// bf16 output, 16-byte streaming stores (rows 16-byte aligned, dim % 8 == 0).
+struct BF16StreamStore: RowStore {
+    static var elementBytes: Int { 2 }
+    private let row: UnsafeMutablePointer<UInt16>
+    @inline(__always) init(row: UnsafeMutableRawPointer) { self.row = row.assumingMemoryBound(to: UInt16.self) }
+    @inline(__always) mutating func put(_ v: Vec, column c: Int) {
+        gpte_stream_store4(UnsafeMutableRawPointer(row + c).assumingMemoryBound(to: Float.self), asFloat4(narrowBF16(v)))
+    }
+    @inline(__always) mutating func put1(_ x: Float, column c: Int) { row[c] = narrowBF16(x) }
+}
+
+/// f16 output, normal stores, rounded to nearest even.
+struct F16Store: RowStore {
+    static var elementBytes: Int { 2 }
+    private let row: UnsafeMutablePointer<UInt16>
+    @inline(__always) init(row: UnsafeMutableRawPointer) { self.row = row.assumingMemoryBound(to: UInt16.self) }
+    @inline(__always) mutating func put(_ v: Vec, column c: Int) { store16(narrowF16(v), UnsafeMutableRawPointer(row + c)) }
+    @inline(__always) mutating func put1(_ x: Float, column c: Int) { row[c] = narrowF16(x) }
+}
+
+/// f16 output, 16-byte streaming stores (rows 16-byte aligned, dim % 8 == 0).
+struct F16StreamStore: RowStore {
+    static var elementBytes: Int { 2 }
+    private let row: UnsafeMutablePointer<UInt16>
+    @inline(__always) init(row: UnsafeMutableRawPointer) { self.row = row.assumingMemoryBound(to: UInt16.self) }
+    @inline(__always) mutating func put(_ v: Vec, column c: Int) {
+        gpte_stream_store4(UnsafeMutableRawPointer(row + c).assumingMemoryBound(to: Float.self), asFloat4(narrowF16(v)))
+    }
+    @inline(__always) mutating func put1(_ x: Float, column c: Int) { row[c] = narrowF16(x) }
+}
+
+// MARK: - Table elements
+
+/// The element type of a table the kernels read (`GPTE_DTYPE_*`), as a type: rows are
+/// widened to float32 eight elements at a time, exactly.
+protocol RowElement {
+    /// Bytes of one element.
+    static var bytes: Int { get }
+    static func load8(_ p: UnsafeRawPointer, _ c: Int) -> Vec
+    static func load1(_ p: UnsafeRawPointer, _ c: Int) -> Float
+}
+
+/// float32 rows.
+enum F32Elements: RowElement {
+    static var bytes: Int { 4 }
+    @inline(__always) static func load8(_ p: UnsafeRawPointer, _ c: Int) -> Vec { p.loadUnaligned(fromByteOffset: 4 * c, as: Vec.self) }
+    @inline(__always) static func load1(_ p: UnsafeRawPointer, _ c: Int) -> Float { p.loadUnaligned(fromByteOffset: 4 * c, as: Float.self) }
+}
+
+/// bf16 rows.
+enum BF16Elements: RowElement {
+    static var bytes: Int { 2 }
+    @inline(__always) static func load8(_ p: UnsafeRawPointer, _ c: Int) -> Vec {
+        widenBF16(p.loadUnaligned(fromByteOffset: 2 * c, as: U16x8.self))
+    }
+    @inline(__always) static func load1(_ p: UnsafeRawPointer, _ c: Int) -> Float {
+        widenBF16(p.loadUnaligned(fromByteOffset: 2 * c, as: UInt16.self))
+    }
+}
+
+/// f16 rows.
+enum F16Elements: RowElement {
+    static var bytes: Int { 2 }
+    @inline(__always) static func load8(_ p: UnsafeRawPointer, _ c: Int) -> Vec {
+        widenF16(p.loadUnaligned(fromByteOffset: 2 * c, as: U16x8.self))
+    }
+    @inline(__always) static func load1(_ p: UnsafeRawPointer, _ c: Int) -> Float {
+        widenF16(p.loadUnaligned(fromByteOffset: 2 * c, as: UInt16.self))
     }
 }

@@ -21,7 +21,15 @@ enum {
                                        wpe_rows, computed on the fly past it */
 };
 
-/* How the forward writes its output rows. */
+/* Element types of tables and outputs (the values of the public enum gpt_embedding_dtype). */
+enum {
+    GPTE_DTYPE_F32 = 0,
+    GPTE_DTYPE_BF16 = 1,
+    GPTE_DTYPE_F16 = 2,
+};
+
+/* How the forward writes its output rows (for bf16 and f16 outputs, STREAM16 means 16-byte
+ * streaming stores of eight 16-bit values; rows 16-byte aligned, dim % 8 == 0). */
 enum {
     GPTE_STORE_CACHED = 0,    /* normal stores */
     GPTE_STORE_STREAM16 = 1,  /* streaming stores; rows 16-byte aligned, dim % 4 == 0 */
@@ -35,11 +43,13 @@ enum {
 typedef struct gpte_kernel_args {
     int64_t dim;                 /* D */
     /* The tables. */
-    const float *wte;            /* [V, D] */
+    const void *wte;             /* [V, D] of wte_dtype */
+    int32_t wte_dtype;           /* GPTE_DTYPE_* */
     float scale;                 /* multiplier of token rows */
     int64_t padding_idx;         /* the row that gets no gradient, or -1 */
     int32_t position_kind;       /* GPTE_POSITIONS_* */
-    const float *wpe;            /* [wpe_rows, D] */
+    const void *wpe;             /* [wpe_rows, D] of wpe_dtype (F32 for sinusoidal rows) */
+    int32_t wpe_dtype;
     int64_t wpe_rows;
     const float *gamma;          /* [D] layer norm weight */
     const float *beta;           /* [D] layer norm bias */
@@ -59,7 +69,8 @@ typedef struct gpte_kernel_args {
     int32_t normalize;           /* apply the layer norm */
     float *save_mean;            /* [R] or NULL */
     float *save_rstd;            /* [R] or NULL */
-    float *out;                  /* [R, D] */
+    void *out;                   /* [R, D] of out_dtype */
+    int32_t out_dtype;           /* GPTE_DTYPE_* */
     int32_t store_mode;          /* GPTE_STORE_* */
     /* Backward. */
     const float *mean;           /* [R] kept by the training forward */
@@ -72,8 +83,9 @@ typedef struct gpte_kernel_args {
 /* One path's kernels. Each is called for one part of a call and is free of threads. */
 typedef struct gpte_kernel_table {
     /* out rows [r0, r1) of the forward; spill: D floats of the worker's own scratch (the
-     * row is assembled there and streamed out when store_mode streams; a sinusoidal row
-     * past the cache is computed there). */
+     * row is assembled there when store_mode streams or the output is not F32; a
+     * sinusoidal row past the cache is computed there). Required unless the output is F32
+     * with normal stores. */
     void (*forward_rows)(const gpte_kernel_args *a, int64_t r0, int64_t r1, float *spill);
     /* dwte[id] += scale * dy and dwpe[p] += dy over columns [c0, c1) for token rows
      * [r0, r1), dy = row r - first_row of dy_rows, through the dropout mask when masked. */
@@ -86,8 +98,12 @@ typedef struct gpte_kernel_table {
                                      float *sum_dy_xhat, float *sum_dy, float *xhat, float *dy);
     /* dst[c] += src[c] for c in [c0, c1). */
     void (*add_columns)(float *dst, const float *src, int64_t c0, int64_t c1);
-    /* Elements [begin, end) of the N(0, std) stream `key`, element i at out[i - begin]. */
-    void (*fill_normal)(float *out, int64_t begin, int64_t end, float std, uint64_t key);
+    /* Elements [begin, end) of the N(0, std) stream `key`, element i at out[i - begin],
+     * rounded to dtype (GPTE_DTYPE_*) to nearest even. */
+    void (*fill_normal)(void *out, int32_t dtype, int64_t begin, int64_t end, float std, uint64_t key);
+    /* dst[i] = src[i] for i in [0, count), converted from src_dtype to dst_dtype: widening
+     * is exact, narrowing rounds to nearest even. */
+    void (*convert)(void *dst, int32_t dst_dtype, const void *src, int32_t src_dtype, int64_t count);
 } gpte_kernel_table;
 
 /* The tables of each path, defined by the kernel modules. The x86-64-v3 one is a weak

@@ -1,3 +1,4 @@
+import CKernelDispatch
 import GPTEmbeddingKernels
 
 /// Counter-based random numbers (``CounterHash``): every value is a pure function of
@@ -16,7 +17,8 @@ enum CounterRandom {
         let o = SendablePointer(out)
         let fill = kernels.fillNormal
         pool.parallelFor(count: count, grain: 1 << 16) { _, range in
-            fill(o.pointer + range.lowerBound, Int64(range.lowerBound), Int64(range.upperBound), std, key)
+            fill(UnsafeMutableRawPointer(o.pointer + range.lowerBound), Int32(GPTE_DTYPE_F32), Int64(range.lowerBound),
+                 Int64(range.upperBound), std, key)
         }
     }
 }

@@ -34,7 +34,8 @@ struct EmbeddingTables: @unchecked Sendable {
     func arguments(_ tokens: TokenBatch, mask: DropoutMask?) -> gpte_kernel_args {
         var a = gpte_kernel_args()
         a.dim = Int64(dim)
-        a.wte = UnsafePointer(wte)
+        a.wte = UnsafeRawPointer(wte)
+        a.wte_dtype = Int32(GPTE_DTYPE_F32)
         a.scale = scale
         a.padding_idx = Int64(paddingIdx)
         switch positions {
@@ -42,10 +43,12 @@ struct EmbeddingTables: @unchecked Sendable {
             a.position_kind = Int32(GPTE_POSITIONS_NONE)
         case .learned(let wpe):
             a.position_kind = Int32(GPTE_POSITIONS_TABLE)
-            a.wpe = UnsafePointer(wpe)
+            a.wpe = UnsafeRawPointer(wpe)
+            a.wpe_dtype = Int32(GPTE_DTYPE_F32)
         case .sinusoidal(let table):
             a.position_kind = Int32(GPTE_POSITIONS_SINUSOIDAL)
-            a.wpe = UnsafePointer(table.table.base)
+            a.wpe = UnsafeRawPointer(table.table.base)
+            a.wpe_dtype = Int32(GPTE_DTYPE_F32)
             a.wpe_rows = Int64(table.maxSeqLen)
         }
         a.gamma = UnsafePointer(gamma)
@@ -112,7 +115,8 @@ func embeddingForward(
     a.normalize = normalize ? 1 : 0
     a.save_mean = saveMean
     a.save_rstd = saveRstd
-    a.out = out
+    a.out = UnsafeMutableRawPointer(out)
+    a.out_dtype = Int32(GPTE_DTYPE_F32)
     a.store_mode = rowScratch == nil ? Int32(GPTE_STORE_CACHED) : forwardStoreMode(out, count: tokens.count * d, dim: d)
     let scratch = rowScratch.map(SendablePointer.init)
     // Plain lookups move a token row in and an output row out; the layer norm and the

@@ -44,18 +44,20 @@ struct Kernels: @unchecked Sendable {
                                                UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?,
                                                UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void
     let addColumns: @convention(c) (UnsafeMutablePointer<Float>?, UnsafePointer<Float>?, Int64, Int64) -> Void
-    let fillNormal: @convention(c) (UnsafeMutablePointer<Float>?, Int64, Int64, Float, UInt64) -> Void
+    let fillNormal: @convention(c) (UnsafeMutableRawPointer?, Int32, Int64, Int64, Float, UInt64) -> Void
+    let convert: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafeRawPointer?, Int32, Int64) -> Void
 
     /// `nil` when the table lacks an entry (it never does).
     private init?(_ isa: InstructionSet, _ t: gpte_kernel_table) {
         guard let f = t.forward_rows, let s = t.scatter_rows, let l = t.layer_norm_backward_rows,
-              let a = t.add_columns, let n = t.fill_normal else { return nil }
+              let a = t.add_columns, let n = t.fill_normal, let c = t.convert else { return nil }
         self.isa = isa
         forwardRows = f
         scatterRows = s
         layerNormBackwardRows = l
         addColumns = a
         fillNormal = n
+        convert = c
     }
 
     /// The kernels of `isa`, or `nil` when this build lacks them or this CPU cannot run them.
