@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Counter-based random numbers: every value is a pure function of (seed, stream, index),
 /// so results do not depend on thread count or call order, and backward can regenerate the
 /// forward's dropout mask instead of storing it.
@@ -34,26 +28,21 @@ enum CounterRandom {
         mix64(mix64(seed) ^ (stream &* 0xD1B5_4A32_D192_ED03))
     }
 
-    /// Fills `out[0..<count]` with N(0, std) samples of stream `key`, where element `i` is
-    /// a function of `(key, i)` only. Box-Muller in double precision; elements `2k` and
-    /// `2k+1` share one pair of uniforms.
+    /// Fills `out[0..<count]` with N(0, std) samples of stream `key`, element `i` a function
+    /// of `(key, i)` only (``fillNormal(_:from:to:std:key:)``): the parts the pool splits
+    /// the count into give the same table for any thread count.
     static func fillNormal(_ out: UnsafeMutablePointer<Float>, count: Int, std: Float, key: UInt64, pool: WorkerPool) {
-        let pairs = (count + 1) / 2
-        let s = Double(std)
         let o = SendablePointer(out)
-        pool.parallelFor(count: pairs, grain: 4096) { _, range in
-            for k in range {
-                let a = mix64(key &+ UInt64(2 * k))
-                let b = mix64(key &+ UInt64(2 * k + 1))
-                let u1 = (Double(a >> 11) + 0.5) * 0x1p-53   // (0, 1): log is finite
-                let u2 = Double(b >> 11) * 0x1p-53
-                let r = (-2 * log(u1)).squareRoot()
-                let theta = 2 * Double.pi * u2
-                o.pointer[2 * k] = Float(s * r * cos(theta))
-                if 2 * k + 1 < count { o.pointer[2 * k + 1] = Float(s * r * sin(theta)) }
-            }
+        pool.parallelFor(count: count, grain: WorkerPool.minComputePerPart) { _, range in
+            fillNormalPart(o.pointer + range.lowerBound, range, std: std, key: key)
         }
     }
+}
+
+/// Elements `range` of stream `key` into `out` (element `range.lowerBound` first). At file
+/// scope because inside `CounterRandom` its own `fillNormal` hides the kernel's.
+private func fillNormalPart(_ out: UnsafeMutablePointer<Float>, _ range: Range<Int>, std: Float, key: UInt64) {
+    fillNormal(out, from: range.lowerBound, to: range.upperBound, std: std, key: key)
 }
 
 /// The dropout mask of one training step: element `c` of row `r` is kept when
