@@ -7,7 +7,9 @@ import Glibc
 /// The normal generator behind parameter initialisation (`Kernels/NormalFill.swift`):
 /// the distribution (moments, Kolmogorov-Smirnov, tails), its accuracy against a
 /// double-precision Box-Muller of the same random bits, independence, and that a value
-/// depends only on (key, index): not on how a range is split, nor on the thread count.
+/// depends only on (key, index): not on how a range is split, nor on the thread count,
+/// nor on the build (the SIMD code of optimised builds and the scalar code that debug
+/// builds, these tests included, run give the same bits).
 ///
 /// Bounds are five standard errors of the statistic for the sample size (a Kolmogorov-
 /// Smirnov level of 0.001): a correct generator fails one of them with probability of
@@ -192,6 +194,50 @@ import Glibc
                 Self.expectUncorrelated(Self.correlation(0..<(n - shift), { a[$0] }, { b[$0 + shift] }), "keys \(k1), \(k2) shifted")
             }
         }
+    }
+
+    /// Optimised builds run the SIMD code, debug builds (these tests) the scalar code: the
+    /// same bits, on random elements and on the edge cases of `ln` and of the angle.
+    @Test func vectorAndScalarCodeGiveTheSameBits() {
+        for (begin, end) in [(0, 1 << 16), (5, 1000), (17, 18), (1 << 40 | 3, 1 << 40 | 3003)] {
+            var v = [Float](repeating: .nan, count: end - begin), s = v
+            v.withUnsafeMutableBufferPointer { fillNormalEightPairs($0.baseAddress!, from: begin, to: end, std: 0.02, key: Self.key) }
+            s.withUnsafeMutableBufferPointer { fillNormalScalar($0.baseAddress!, from: begin, to: end, std: 0.02, key: Self.key) }
+            #expect(v.map(\.bitPattern) == s.map(\.bitPattern), "elements \(begin) ..< \(end)")
+        }
+        // u1 runs over [2^-32, 1]; the reduction switches exponent at sqrt(1/2).
+        var rng = TestRandom(5)
+        let half = Float(0.5).squareRoot()
+        var u: [Float] = [0x1p-32, 0x1p-31, 0.5, 1, Float(1).nextDown, half, half.nextUp, half.nextDown,
+                          2 * half, (2 * half).nextDown, 0.25, 0x1.6A09E6p-2]
+        u += (0..<(1 << 12)).map { _ in (Float(Int(rng.next() >> 33)) + 0.5) * 0x1p-31 }
+        // The angle: every octant's first and last values, and random ones.
+        var m: [UInt32] = (0..<8).flatMap { o -> [UInt32] in
+            let start = UInt32(o) << 29
+            return [start, start + 1, start + 0x0FFF_FFFF, start + 0x1000_0000, start + 0x1FFF_FFFF]
+        }
+        m += (0..<(1 << 12)).map { _ in UInt32(truncatingIfNeeded: rng.next()) }
+        while u.count % 8 != 0 { u.append(1) }
+        while m.count % 8 != 0 { m.append(0) }
+        for k in stride(from: 0, to: u.count, by: 8) {
+            let lanes = SIMD8<Float>(u[k..<(k + 8)])
+            let vector = lnNormal(lanes)
+            for j in 0..<8 {
+                #expect(vector[j].bitPattern == lnNormal(u[k + j]).bitPattern, "ln \(u[k + j])")
+                #expect(abs(Double(vector[j]) - log(Double(u[k + j]))) <= 2 * Double(vector[j].ulp), "ln \(u[k + j]) = \(vector[j])")
+            }
+        }
+        for k in stride(from: 0, to: m.count, by: 8) {
+            let (c, s) = cosSinTurns(SIMD8<UInt32>(m[k..<(k + 8)]))
+            for j in 0..<8 {
+                let (cs, ss) = cosSinTurns(m[k + j])
+                #expect(c[j].bitPattern == cs.bitPattern && s[j].bitPattern == ss.bitPattern, "angle \(m[k + j])")
+                let theta = 2 * Double.pi * Double(m[k + j]) / 0x1p32
+                #expect(abs(Double(c[j]) - cos(theta)) <= 0x1p-23 && abs(Double(s[j]) - sin(theta)) <= 0x1p-23,
+                        "angle \(m[k + j]): \(c[j]), \(s[j])")
+            }
+        }
+        #expect(cosSinTurns(UInt32(0)) == (1, 0))
     }
 
     /// Elements of `begin ..< end` filled in the given parts (cut points), `out` at `begin`.

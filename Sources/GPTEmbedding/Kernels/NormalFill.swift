@@ -28,9 +28,21 @@
 /// Writes elements `begin ..< end` of the stream `key`: element `i` goes to
 /// `out[i - begin]`, i.e. `out` points at element `begin`. Any split of a range into parts
 /// gives the same values, so threads can fill parts of one table independently.
+/// Optimised builds run the SIMD code, debug builds a scalar copy of it: the same bits.
 func fillNormal(_ out: UnsafeMutablePointer<Float>, from begin: Int, to end: Int, std: Float, key: UInt64) {
     guard begin < end else { return }
     precondition(begin >= 0, "fillNormal: negative element index")
+    #if DEBUG
+    fillNormalScalar(out, from: begin, to: end, std: std, key: key)
+    #else
+    fillNormalEightPairs(out, from: begin, to: end, std: std, key: key)
+    #endif
+}
+
+/// ``fillNormal(_:from:to:std:key:)`` eight pairs (16 elements) at a time in `SIMD8` lanes:
+/// what optimised builds run.
+func fillNormalEightPairs(_ out: UnsafeMutablePointer<Float>, from begin: Int, to end: Int, std: Float, key: UInt64) {
+    guard begin < end else { return }
     let scale = SIMD8<Float>(repeating: std)
     var i = begin
     // A block the range does not cover whole (at its start or end) goes through a copy.
@@ -97,6 +109,69 @@ enum NormalFillConstants {
     static let octantUnit: Float = Float(Double.pi / 4 / 536_870_912.0)
 }
 
+/// ``fillNormal(_:from:to:std:key:)`` in scalar code, a pair at a time: what debug builds
+/// run (SwiftPM defines `DEBUG`). Unoptimised, the SIMD types' operations are generic loops
+/// over their lanes: 0.8 µs a value, half a minute for a GPT-2 small table. The same
+/// operations in the same order as the vector code, lane by lane, so the same bits
+/// (`NormalFillTests` compares the two).
+func fillNormalScalar(_ out: UnsafeMutablePointer<Float>, from begin: Int, to end: Int, std: Float, key: UInt64) {
+    typealias K = NormalFillConstants
+    guard begin < end else { return }
+    for block in (begin >> 4)...((end - 1) >> 4) {
+        for lane in 0..<8 {
+            let cosIndex = block << 4 + lane, sinIndex = cosIndex + 8
+            let cosWanted = cosIndex >= begin && cosIndex < end, sinWanted = sinIndex >= begin && sinIndex < end
+            guard cosWanted || sinWanted else { continue }
+            let pair = UInt64(truncatingIfNeeded: block) &* 8 &+ UInt64(truncatingIfNeeded: lane)
+            var z = key &+ pair &* K.gamma &+ K.gamma
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            z ^= z >> 31
+            let u1 = (Float(Int(z >> 33)) + 0.5) * 0x1p-31
+            let r = abs(lnNormal(u1) * -2).squareRoot() * std
+            let (c, s) = cosSinTurns(UInt32(truncatingIfNeeded: z))
+            if cosWanted { out[cosIndex - begin] = r * c }
+            if sinWanted { out[sinIndex - begin] = r * s }
+        }
+    }
+}
+
+/// Scalar ``lnNormal(_:)-(SIMD8<Float>)``: the same steps.
+@inline(__always)
+func lnNormal(_ x: Float) -> Float {
+    typealias K = NormalFillConstants
+    let t = Int32(bitPattern: x.bitPattern) &- 0x3F35_04F3
+    let e = Float(Int(t >> 23))
+    let m = Float(bitPattern: UInt32(bitPattern: (t & 0x007F_FFFF) &+ 0x3F35_04F3))
+    let f = m - 1
+    let s = f / (f + 2)
+    let z = s * s
+    let lnm = s * 2 + s * z * (K.ln1 + z * (K.ln2 + z * (K.ln3 + z * K.ln4)))
+    return e * K.ln2High + (e * K.ln2Low + lnm)
+}
+
+/// Scalar ``cosSinTurns(_:)-(SIMD8<UInt32>)``: the same steps.
+@inline(__always)
+func cosSinTurns(_ m: UInt32) -> (Float, Float) {
+    typealias K = NormalFillConstants
+    let odd = m & 0x2000_0000 != 0
+    let within = Int32(truncatingIfNeeded: m & 0x1FFF_FFFF)
+    let a = Float(Int(odd ? 0x2000_0000 &- within : within)) * K.octantUnit
+    let z = a * a
+    let sinA = a + a * z * (K.sin1 + z * (K.sin2 + z * (K.sin3 + z * K.sin4)))
+    let cosA = 1 - z * 0.5 + z * z * (K.cos2 + z * (K.cos3 + z * (K.cos4 + z * K.cos5)))
+    let sinQ = odd ? cosA : sinA
+    let cosQ = odd ? sinA : cosA
+    let q = m >> 30
+    let swap = q & 1 != 0
+    let c = swap ? sinQ : cosQ
+    let s = swap ? cosQ : sinQ
+    let negC = (q &+ 1) & 2 != 0
+    let negS = q & 2 != 0
+    // 0 - x, not -x: the SIMD types negate that way, which gives +0 for a zero cos or sin.
+    return (negC ? 0 - c : c, negS ? 0 - s : s)
+}
+
 /// The 16 outputs of the eight pairs whose SplitMix64 states are `state`: cosines, sines.
 @inline(__always)
 private func normalBlock(_ state: SIMD8<UInt64>, std: SIMD8<Float>) -> (SIMD8<Float>, SIMD8<Float>) {
@@ -127,7 +202,7 @@ private func squareRootOfMagnitude(_ x: SIMD8<Float>) -> SIMD8<Float> {
 
 /// ln(x) for positive normal finite `x`, within about 2 ulp.
 @inline(__always)
-private func lnNormal(_ x: SIMD8<Float>) -> SIMD8<Float> {
+func lnNormal(_ x: SIMD8<Float>) -> SIMD8<Float> {
     typealias K = NormalFillConstants
     // x = 2^e * m with m in [sqrt(1/2), sqrt(2)): subtracting the bits of sqrt(1/2) carries
     // into the exponent exactly when the mantissa is below sqrt(2)'s.
@@ -143,7 +218,7 @@ private func lnNormal(_ x: SIMD8<Float>) -> SIMD8<Float> {
 
 /// cos and sin of the angle `2 pi m / 2^32`, within about 1 ulp (of 1).
 @inline(__always)
-private func cosSinTurns(_ m: SIMD8<UInt32>) -> (SIMD8<Float>, SIMD8<Float>) {
+func cosSinTurns(_ m: SIMD8<UInt32>) -> (SIMD8<Float>, SIMD8<Float>) {
     typealias K = NormalFillConstants
     // The top three bits are the octant, the other 29 the angle within it. In an odd
     // octant the angle is measured back from the octant's end, so a is in [0, pi/4].
@@ -167,5 +242,5 @@ private func cosSinTurns(_ m: SIMD8<UInt32>) -> (SIMD8<Float>, SIMD8<Float>) {
     let s = sinQ.replacing(with: cosQ, where: swap)
     let negC = (q &+ 1) & 2 .!= zero     // q = 1, 2
     let negS = q & 2 .!= zero            // q = 2, 3
-    return (c.replacing(with: -c, where: negC), s.replacing(with: -s, where: negS))
+    return (c.replacing(with: -c, where: negC), s.replacing(with: -s, where: negS))   // -x is 0 - x
 }
