@@ -51,6 +51,22 @@ static void versions_and_config(void) {
     CHECK(pos == 0, "sinusoidal positions have no parameters");
 }
 
+/* Tables large enough that two threads fill them in two parts (at least 2^18 elements a
+ * part): the same bits as one thread. */
+static void init_split_across_threads(void) {
+    gpt_embedding *one = make(10000, 64, 8192, 0, 1, 5), *two = make(10000, 64, 8192, 0, 2, 5);
+    for (int param = 0; param < 2; param++) {
+        float *a, *b;
+        int64_t na, nb;
+        gpt_embedding_parameter_data(one, param, &a, &na);
+        gpt_embedding_parameter_data(two, param, &b, &nb);
+        CHECK(na == nb && na >= 524288 && !memcmp(a, b, (size_t)na * sizeof(float)),
+              "parameter %d: the same bits at 1 and 2 threads", param);
+    }
+    gpt_embedding_free(one);
+    gpt_embedding_free(two);
+}
+
 static void init_and_parameters(void) {
     gpt_embedding_config c = gpt_embedding_default_config();
     c.vocab_size = 1000; c.embed_dim = 64; c.max_seq_len = 32; c.padding_idx = 3; c.seed = 7;
@@ -254,6 +270,7 @@ static void threads(void) {
 int main(void) {
     versions_and_config();
     init_and_parameters();
+    init_split_across_threads();
     dropout_and_accumulation();
     threads();
     return check_summary();

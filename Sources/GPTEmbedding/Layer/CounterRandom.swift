@@ -16,7 +16,7 @@ enum CounterRandom {
                            kernels: Kernels, pool: WorkerPool) {
         let o = SendablePointer(out)
         let fill = kernels.fillNormal
-        pool.parallelFor(count: count, grain: 1 << 16) { _, range in
+        pool.parallelFor(count: count, grain: WorkerPool.minComputePerPart) { _, range in
             fill(UnsafeMutableRawPointer(o.pointer + range.lowerBound), Int32(GPTE_DTYPE_F32), Int64(range.lowerBound),
                  Int64(range.upperBound), std, key)
         }

@@ -13,11 +13,14 @@ public final class ParameterTensor: @unchecked Sendable {
     let value: FloatBuffer
     private(set) var grad: FloatBuffer?
 
-    init(name: String, rows: Int, cols: Int) throws(GPTEmbeddingError) {
+    /// A `[rows, cols]` tensor whose values start at zero, or, with `zeroed: false`,
+    /// undefined: for a caller that writes every element next (an initialiser that fills
+    /// the table), which then pays for touching the memory once instead of twice.
+    init(name: String, rows: Int, cols: Int, zeroed: Bool = true) throws(GPTEmbeddingError) {
         self.name = name
         self.rows = rows
         self.cols = cols
-        value = try FloatBuffer(count: Checked.multiply(rows, cols, "\(name) size"), what: name)
+        value = try FloatBuffer(count: Checked.multiply(rows, cols, "\(name) size"), zeroed: zeroed, what: name)
     }
 
     /// `rows * cols`.

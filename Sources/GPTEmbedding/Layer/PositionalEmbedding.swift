@@ -22,7 +22,8 @@ public final class PositionalEmbedding: @unchecked Sendable {
     }
 
     init(config c: GPTEmbeddingConfig, pool: WorkerPool, kernels: Kernels) throws(GPTEmbeddingError) {
-        weight = try ParameterTensor(name: "position_embedding.weight", rows: c.maxSeqLen, cols: c.embedDim)
+        weight = try ParameterTensor(name: "position_embedding.weight", rows: c.maxSeqLen, cols: c.embedDim,
+                                     zeroed: false)  // the fill below writes every element
         CounterRandom.fillNormal(weight.value.base, count: weight.count, std: c.initStd,
                                  key: CounterRandom.streamKey(seed: c.seed, stream: 2), kernels: kernels, pool: pool)
     }

@@ -34,7 +34,8 @@ public final class TokenEmbedding: @unchecked Sendable {
     }
 
     init(config c: GPTEmbeddingConfig, pool: WorkerPool, kernels: Kernels) throws(GPTEmbeddingError) {
-        weight = try ParameterTensor(name: "token_embedding.weight", rows: c.vocabSize, cols: c.embedDim)
+        weight = try ParameterTensor(name: "token_embedding.weight", rows: c.vocabSize, cols: c.embedDim,
+                                     zeroed: false)  // the fill below writes every element
         scale = c.scaleEmbeddings ? Float(Double(c.embedDim).squareRoot()) : 1
         paddingIdx = c.paddingIdx
         self.pool = pool
