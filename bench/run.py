@@ -40,10 +40,10 @@ def build():
     return exe
 
 
-def build_isa(smoke):
+def build_isa(smoke, v3_only=None):
     """bench_isa and the libraries it compares: a copy of the shipped (dispatched) library
     that it tells to run the baseline, and (full runs) a v3-only build of the same sources,
-    compiled for x86-64-v3 as a whole in its own folder."""
+    compiled for x86-64-v3 as a whole in its own folder (or the library `v3_only` names)."""
     os.makedirs(OUT, exist_ok=True)
     exe = os.path.join(OUT, "bench_isa")
     subprocess.run(["cc", "-std=c11", "-O2", "-Wall", "-Wextra", "-I" + os.path.join(ROOT, "include"),
@@ -52,7 +52,9 @@ def build_isa(smoke):
     baseline = os.path.join(OUT, "libgpt_embedding-baseline-copy.so")
     subprocess.run(["cp", dispatched, baseline], check=True)
     libs = [dispatched, baseline]
-    if not smoke:
+    if v3_only:
+        libs.append(os.path.abspath(v3_only))
+    elif not smoke:
         scratch = os.path.join(ROOT, ".build-v3only")
         print("building the v3-only library (.build-v3only) ...", file=sys.stderr)
         subprocess.run(["swift", "build", "-c", "release", "--scratch-path", scratch, "-Xswiftc", "-target-cpu",
@@ -92,6 +94,7 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, checks the harness only")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--v3-only", help="a v3-only libgpt_embedding.so to compare (default: build one in .build-v3only)")
     args = ap.parse_args()
 
     exe = build()
@@ -99,9 +102,6 @@ def main():
     cmd = [exe, "--threads", args.threads] + (["--smoke"] if args.smoke else [])
     print(f"running {' '.join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)} ...", file=sys.stderr)
     rows = run_json(cmd, env)
-    isa_cmd = build_isa(args.smoke) + ["--threads", args.threads] + (["--smoke"] if args.smoke else [])
-    print("running bench_isa (CPU paths) ...", file=sys.stderr)
-    isa_rows = run_json(isa_cmd, env)
     torch_rows = []
     if not args.no_torch and have_torch():
         for t in args.threads.split(","):
@@ -109,7 +109,10 @@ def main():
             torch_rows += run_json([sys.executable, os.path.join(ROOT, "bench", "bench_torch.py"), "--threads", t]
                                    + (["--smoke"] if args.smoke else []))
     report(rows, torch_rows, args)
-    report_isa(isa_rows, torch_rows)
+    sys.stdout.flush()
+    isa_cmd = build_isa(args.smoke, args.v3_only) + ["--threads", args.threads] + (["--smoke"] if args.smoke else [])
+    print("running bench_isa (CPU paths) ...", file=sys.stderr)
+    report_isa(run_json(isa_cmd, env), torch_rows)
 
 
 ISA_OPS = {

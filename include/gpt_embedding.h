@@ -162,6 +162,18 @@ const char *gpt_embedding_isa_supported(void);
 /* Configuration                                                            */
 /* ------------------------------------------------------------------------ */
 
+/* Element types of tables, outputs and gradient inputs. Arithmetic is always
+ * float32: bf16 and f16 values are widened exactly (bf16: the bits shifted;
+ * f16: IEEE half with subnormals, infinities and NaN) and results are rounded
+ * once, to nearest even, when stored as bf16 or f16 (a NaN becomes 0x7FC0 in
+ * bf16 and a quiet NaN with its sign in f16, as PyTorch writes them).
+ * Gradients are always float32. */
+enum gpt_embedding_dtype {
+    GPT_EMBEDDING_DTYPE_F32 = 0,
+    GPT_EMBEDDING_DTYPE_BF16 = 1,
+    GPT_EMBEDDING_DTYPE_F16 = 2
+};
+
 /* config.position_encoding */
 enum gpt_embedding_position_encoding {
     GPT_EMBEDDING_POSITION_LEARNED = 0,    /* trainable wpe [max_seq_len, D] */
@@ -190,6 +202,12 @@ typedef struct gpt_embedding_config {
     int32_t scale_embeddings;  /* 1: multiply token rows by sqrt(D) (the seed's
                                   TokenEmbedding, default); 0: GPT-2 exactly */
     int32_t num_threads;       /* worker threads; 0 = all cores (default) */
+    /* Added in 0.2 (in what was the struct's tail padding, so sizeof and
+     * struct_size are unchanged and 0.1 programs, whose configs come from the
+     * functions below, keep working): */
+    int32_t weight_dtype;      /* enum gpt_embedding_dtype of the token table and the
+                                  learned position table; default F32. The layer
+                                  norm vectors and sinusoidal rows are F32. */
 } gpt_embedding_config;
 
 /* sizeof(gpt_embedding_config) as compiled into the library. FFI bindings
@@ -331,6 +349,28 @@ int gpt_embedding_forward_i64(gpt_embedding *layer, const int64_t *ids,
 int gpt_embedding_backward(gpt_embedding *layer, const float *grad_output,
                            int64_t batch, int64_t seq);
 
+/* gpt_embedding_forward with an output element type: out holds out_len
+ * elements of out_dtype (enum gpt_embedding_dtype), at least batch * seq * D;
+ * bf16 and f16 results are the float32 result rounded once to nearest even.
+ * The _i64 variant takes int64 ids and positions. Errors as for
+ * gpt_embedding_forward, plus _INVALID_ARGUMENT for an unknown out_dtype.
+ * Thread safety as gpt_embedding_forward. */
+int gpt_embedding_forward_typed(gpt_embedding *layer, const int32_t *ids,
+                                int64_t batch, int64_t seq, const int32_t *positions,
+                                int64_t start_position, uint32_t flags,
+                                int out_dtype, void *out, int64_t out_len);
+int gpt_embedding_forward_typed_i64(gpt_embedding *layer, const int64_t *ids,
+                                    int64_t batch, int64_t seq, const int64_t *positions,
+                                    int64_t start_position, uint32_t flags,
+                                    int out_dtype, void *out, int64_t out_len);
+
+/* gpt_embedding_backward with grad_output [batch, seq, D] of grad_dtype (F32,
+ * or BF16 / F16, widened exactly; typically the forward's output dtype).
+ * Gradients accumulate in float32 whatever the table dtype. Errors as for
+ * gpt_embedding_backward, plus _INVALID_ARGUMENT for an unknown grad_dtype. */
+int gpt_embedding_backward_typed(gpt_embedding *layer, int grad_dtype,
+                                 const void *grad_output, int64_t batch, int64_t seq);
+
 /* Sets every gradient to zero. Only the table rows backward wrote since the
  * last zero_grad are cleared, so the cost follows the batch, not the
  * vocabulary; once gpt_embedding_gradient_data has handed out a gradient's
@@ -364,13 +404,15 @@ int gpt_embedding_num_parameters(const gpt_embedding *layer, int64_t *out_count)
 int gpt_embedding_parameter_shape(const gpt_embedding *layer, int param,
                                   int64_t *out_rows, int64_t *out_cols);
 
-/* Copies a parameter into dst (dst_len >= rows * cols floats; exactly
- * rows * cols are written). Read-only. */
+/* Copies a parameter into dst as float32 (dst_len >= rows * cols floats;
+ * exactly rows * cols are written), whatever its stored dtype (bf16 and f16
+ * are widened exactly). Read-only. */
 int gpt_embedding_get_parameter(const gpt_embedding *layer, int param,
                                 float *dst, int64_t dst_len);
 
-/* Replaces a parameter with src (src_len must equal rows * cols). Gradients
- * are not touched. Needs exclusive access. */
+/* Replaces a parameter with src (src_len must equal rows * cols), rounded to
+ * the stored dtype to nearest even. Gradients are not touched. Needs
+ * exclusive access. */
 int gpt_embedding_set_parameter(gpt_embedding *layer, int param,
                                 const float *src, int64_t src_len);
 
@@ -384,9 +426,23 @@ int gpt_embedding_get_gradient(const gpt_embedding *layer, int param,
  * by the layer; it stays valid and at the same address until
  * gpt_embedding_free. Writing through it changes the parameter (tie the
  * token table to an output head, run an optimizer in place). Needs
- * exclusive access while used for writing. */
+ * exclusive access while used for writing. A table stored as bf16 or f16 is
+ * refused with _INVALID_ARGUMENT (use gpt_embedding_parameter_data_typed);
+ * *out_data is then NULL. */
 int gpt_embedding_parameter_data(gpt_embedding *layer, int param,
                                  float **out_data, int64_t *out_len);
+
+/* Zero-copy access for any dtype: *out_data receives the storage, *out_dtype
+ * its enum gpt_embedding_dtype and *out_rows, *out_cols its shape (elements,
+ * not bytes). Same lifetime and rules as gpt_embedding_parameter_data. For a
+ * mapped table (gpt_embedding_open with mmap) the pointer is inside the
+ * private mapping: writes make private copies of the pages and never reach
+ * the file. */
+int gpt_embedding_parameter_data_typed(gpt_embedding *layer, int param, void **out_data,
+                                       int *out_dtype, int64_t *out_rows, int64_t *out_cols);
+
+/* The stored dtype of a parameter (enum gpt_embedding_dtype). Read-only. */
+int gpt_embedding_parameter_dtype(const gpt_embedding *layer, int param, int *out_dtype);
 
 /* The same for a gradient; allocates the gradients (zeroed) if no backward
  * ran yet, so it can fail with _OUT_OF_MEMORY. Backward adds into this
@@ -422,7 +478,8 @@ int gpt_embedding_sinusoidal_table(int64_t start_position, int64_t num_positions
  * Face GPT-2's (wte.weight, wpe.weight, with or without "transformer.");
  * other tensors are ignored. The token table is required, the position table
  * too when positions are learned; the layer norm vectors are optional. F32,
- * F16 and BF16 are converted to float32. The file is validated completely
+ * F16 and BF16 are converted to the layer's dtypes (exactly when widening, to
+ * nearest even when narrowing). The file is validated completely
  * before anything is written (header length cap, JSON, dtypes, shapes
  * against the configuration, offsets contiguous and inside the file):
  * after an error the layer is unchanged. Gradients are not touched.
@@ -436,12 +493,85 @@ int gpt_embedding_load_safetensors(gpt_embedding *layer, const char *path);
 int gpt_embedding_load_safetensors_buffer(gpt_embedding *layer, const void *data,
                                           int64_t size);
 
-/* Saves every parameter as F32 safetensors to path (written to a temporary
- * file, then renamed, so a failure leaves no partial file). flags: 0 or
+/* Saves every parameter as safetensors to path, each in its stored dtype (a
+ * bf16 table stays BF16; the layer norm vectors are F32), loadable by the
+ * official safetensors package and torch (written to a temporary file, then
+ * renamed, so a failure leaves no partial file). flags: 0 or
  * GPT_EMBEDDING_SAVE_GPT2_NAMES. Errors: _NULL_POINTER, _INVALID_HANDLE,
  * _INVALID_ARGUMENT (unknown flags), _IO. Read-only. */
 int gpt_embedding_save_safetensors(const gpt_embedding *layer, const char *path,
                                    uint32_t flags);
+
+/* ------------------------------------------------------------------------ */
+/* Opening a checkpoint (no random initialisation)                          */
+/* ------------------------------------------------------------------------ */
+
+/* gpt_embedding_open_options.dtype: keep each table's dtype from the file. */
+#define GPT_EMBEDDING_DTYPE_KEEP (-1)
+/* gpt_embedding_open_options.position_encoding: from the file (learned when it
+ * has a position table, else none). */
+#define GPT_EMBEDDING_POSITION_FROM_FILE (-1)
+
+/* How gpt_embedding_open builds a layer. Fill it with
+ * gpt_embedding_open_options_init (never by hand: struct_size must be right).
+ * Fields are only ever appended; scalars only. */
+typedef struct gpt_embedding_open_options {
+    uint32_t struct_size;      /* sizeof(gpt_embedding_open_options) */
+    int32_t dtype;             /* GPT_EMBEDDING_DTYPE_KEEP (default) or an enum
+                                  gpt_embedding_dtype to convert the tables to */
+    int32_t mmap;              /* 0 (default): read the tables into the layer's
+                                  memory; 1: map the file privately (below) */
+    int32_t num_threads;       /* worker threads; 0 = all cores (default) */
+    uint64_t seed;             /* dropout masks; default 0 */
+    float dropout;             /* default 0 (a checkpoint says nothing about it) */
+    float layer_norm_eps;      /* default 1e-5 */
+    int32_t scale_embeddings;  /* 1: multiply token rows by sqrt(D); default 0 */
+    int32_t position_encoding; /* GPT_EMBEDDING_POSITION_FROM_FILE (default), or
+                                  GPT_EMBEDDING_POSITION_SINUSOIDAL / _NONE */
+    int64_t max_seq_len;       /* rows of the cached sinusoidal table when
+                                  position_encoding is SINUSOIDAL; default 1024 */
+    int64_t padding_idx;       /* -1 (default) or a token row without gradient */
+} gpt_embedding_open_options;
+
+/* Fills *options (size = sizeof *options as the caller was compiled) with the
+ * defaults; a library with a longer struct writes only the caller's part.
+ * Returns _NULL_POINTER or _VERSION_MISMATCH (size too small). Thread-safe. */
+int gpt_embedding_open_options_init(gpt_embedding_open_options *options, size_t size);
+
+/* Opens a checkpoint as a layer, with no random initialisation. path is a
+ * .safetensors file, or a folder holding model.safetensors or a sharded
+ * checkpoint (model.safetensors.index.json: "weight_map" from tensor name to
+ * shard file in the folder). Tensor names as for gpt_embedding_load_safetensors.
+ * The configuration comes from the tensors: vocab_size and embed_dim from the
+ * token table; learned positions and max_seq_len from the position table when
+ * there is one, else no positions; the layer norm vectors from the file when
+ * present, else weight 1 and bias 0; the rest from options (NULL: defaults).
+ * The file's dtype (F32, BF16, F16) is kept unless options->dtype converts.
+ *
+ * Read mode (mmap 0, the default) reads the tables with plain I/O straight
+ * into the layer's memory: no second copy. Mapped mode (mmap 1) points the
+ * tables into a private copy-on-write mapping of the file (MAP_PRIVATE):
+ * pages are shared with the page cache and other processes until written;
+ * writes (training, set_parameter, zero-copy pointers) stay in this process
+ * and never reach the file. Only a table whose dtype is kept and whose data
+ * is aligned for it is mapped; the others are read (see
+ * gpt_embedding_parameter_mapped). The hazard no library can catch: if
+ * another process truncates the file while it is mapped, touching a page
+ * past the new end raises SIGBUS. That is why reading is the default.
+ *
+ * On success *out receives the handle (release it with gpt_embedding_free).
+ * On failure *out is NULL and nothing survives. Errors: _NULL_POINTER,
+ * _VERSION_MISMATCH (options->struct_size), _INVALID_ARGUMENT (an option),
+ * _IO, _BAD_FILE (the message names the file, the tensor and the problem:
+ * unknown or non-float dtypes, shapes that disagree between tables, an index
+ * naming a missing shard or a shard outside the folder, a tensor listed in two
+ * shards, a truncated shard), _OUT_OF_MEMORY. Thread-safe. */
+int gpt_embedding_open(const char *path, const gpt_embedding_open_options *options,
+                       gpt_embedding **out);
+
+/* Whether a parameter's values live in a mapping of the checkpoint file
+ * (*out_mapped 1) or in the layer's memory (0). Read-only. */
+int gpt_embedding_parameter_mapped(const gpt_embedding *layer, int param, int *out_mapped);
 
 #ifdef __cplusplus
 } /* extern "C" */

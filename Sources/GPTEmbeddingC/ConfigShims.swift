@@ -19,6 +19,7 @@ extension gpt_embedding_config {
         init_std = c.initStd
         scale_embeddings = c.scaleEmbeddings ? 1 : 0
         num_threads = Int32(clamping: c.numThreads)
+        weight_dtype = c.weightDType.rawValue
     }
 
     /// The Swift configuration; rejects the fields only C can get wrong (struct size,
@@ -33,6 +34,9 @@ extension gpt_embedding_config {
         }
         guard scale_embeddings == 0 || scale_embeddings == 1 else {
             throw GPTEmbeddingError(.invalidConfig, "invalid config: scale_embeddings = \(scale_embeddings): must be 0 or 1")
+        }
+        guard let weightType = TensorDType(rawValue: weight_dtype) else {
+            throw GPTEmbeddingError(.invalidConfig, "invalid config: weight_dtype = \(weight_dtype): must be 0 (F32), 1 (BF16) or 2 (F16)")
         }
         guard padding_idx >= -1 else {
             throw GPTEmbeddingError(.invalidConfig, "invalid config: padding_idx = \(padding_idx): must be in [0, \(vocab_size)) or -1 (none)")
@@ -49,6 +53,7 @@ extension gpt_embedding_config {
         c.positionEncoding = encoding
         c.scaleEmbeddings = scale_embeddings == 1
         c.numThreads = Int(num_threads)
+        c.weightDType = weightType
         try c.validate()
         return c
     }

@@ -37,22 +37,32 @@ public func gpt_embedding_sizeof(_ layer: OpaquePointer?, _ outBytes: UnsafeMuta
 /// The flags a forward call accepts.
 private let knownFlags = UInt32(GPT_EMBEDDING_TRAINING) | UInt32(GPT_EMBEDDING_LAYER_NORM)
 
-/// The shared body of the int32 and int64 forward shims.
+/// The C `enum gpt_embedding_dtype` value `value`, or an error naming the argument.
+func dtype(_ value: Int32, _ name: StaticString) throws(GPTEmbeddingError) -> TensorDType {
+    guard let t = TensorDType(rawValue: value) else {
+        throw GPTEmbeddingError(.invalidArgument, "\(name) = \(value) is not a dtype: expected 0 (F32), 1 (BF16) or 2 (F16)")
+    }
+    return t
+}
+
+/// The shared body of the forward shims (int32 and int64 ids, float or typed output).
 private func forward<I: EmbeddingIndex>(
     _ function: StaticString, _ layer: OpaquePointer?, _ ids: UnsafePointer<I>?, _ batch: Int64, _ seq: Int64,
-    _ positions: UnsafePointer<I>?, _ start: Int64, _ flags: UInt32, _ out: UnsafeMutablePointer<Float>?, _ outLen: Int64
+    _ positions: UnsafePointer<I>?, _ start: Int64, _ flags: UInt32, _ outDType: Int32, _ out: UnsafeMutableRawPointer?,
+    _ outLen: Int64
 ) -> Int32 {
     api(function) { () throws(GPTEmbeddingError) in
         let layer = try HandleRegistry.layer(layer)
         let ids = try required(ids, "ids")
         let out = try required(out, "out")
+        let outType = try dtype(outDType, "out_dtype")
         guard flags & ~knownFlags == 0 else {
             throw GPTEmbeddingError(.invalidArgument, "unknown flags 0x\(String(flags & ~knownFlags, radix: 16)): expected GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM")
         }
         try layer.forward(ids: ids, batch: Int(batch), seq: Int(seq), positions: positions,
                           startPosition: Int(start), training: flags & UInt32(GPT_EMBEDDING_TRAINING) != 0,
                           useLayerNorm: flags & UInt32(GPT_EMBEDDING_LAYER_NORM) != 0,
-                          into: out, capacity: Int(outLen))
+                          into: out, dtype: outType, capacity: Int(outLen))
     }
 }
 
@@ -62,7 +72,8 @@ public func gpt_embedding_forward(
     _ positions: UnsafePointer<Int32>?, _ startPosition: Int64, _ flags: UInt32,
     _ out: UnsafeMutablePointer<Float>?, _ outLen: Int64
 ) -> Int32 {
-    forward("gpt_embedding_forward", layer, ids, batch, seq, positions, startPosition, flags, out, outLen)
+    forward("gpt_embedding_forward", layer, ids, batch, seq, positions, startPosition, flags, 0,
+            out.map(UnsafeMutableRawPointer.init), outLen)
 }
 
 @c @implementation
@@ -71,7 +82,36 @@ public func gpt_embedding_forward_i64(
     _ positions: UnsafePointer<Int64>?, _ startPosition: Int64, _ flags: UInt32,
     _ out: UnsafeMutablePointer<Float>?, _ outLen: Int64
 ) -> Int32 {
-    forward("gpt_embedding_forward_i64", layer, ids, batch, seq, positions, startPosition, flags, out, outLen)
+    forward("gpt_embedding_forward_i64", layer, ids, batch, seq, positions, startPosition, flags, 0,
+            out.map(UnsafeMutableRawPointer.init), outLen)
+}
+
+@c @implementation
+public func gpt_embedding_forward_typed(
+    _ layer: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ batch: Int64, _ seq: Int64,
+    _ positions: UnsafePointer<Int32>?, _ startPosition: Int64, _ flags: UInt32,
+    _ outDType: Int32, _ out: UnsafeMutableRawPointer?, _ outLen: Int64
+) -> Int32 {
+    forward("gpt_embedding_forward_typed", layer, ids, batch, seq, positions, startPosition, flags, outDType, out, outLen)
+}
+
+@c @implementation
+public func gpt_embedding_forward_typed_i64(
+    _ layer: OpaquePointer?, _ ids: UnsafePointer<Int64>?, _ batch: Int64, _ seq: Int64,
+    _ positions: UnsafePointer<Int64>?, _ startPosition: Int64, _ flags: UInt32,
+    _ outDType: Int32, _ out: UnsafeMutableRawPointer?, _ outLen: Int64
+) -> Int32 {
+    forward("gpt_embedding_forward_typed_i64", layer, ids, batch, seq, positions, startPosition, flags, outDType, out, outLen)
+}
+
+@c @implementation
+public func gpt_embedding_backward_typed(_ layer: OpaquePointer?, _ gradDType: Int32, _ gradOutput: UnsafeRawPointer?,
+                                         _ batch: Int64, _ seq: Int64) -> Int32 {
+    api("gpt_embedding_backward_typed") { () throws(GPTEmbeddingError) in
+        let layer = try HandleRegistry.layer(layer)
+        let type = try dtype(gradDType, "grad_dtype")
+        try layer.backward(gradOutput: try required(gradOutput, "grad_output"), dtype: type, batch: Int(batch), seq: Int(seq))
+    }
 }
 
 @c @implementation

@@ -63,11 +63,39 @@ public func gpt_embedding_get_gradient(_ layer: OpaquePointer?, _ param: Int32, 
 
 @c @implementation
 public func gpt_embedding_parameter_data(_ layer: OpaquePointer?, _ param: Int32, _ outData: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, _ outLen: UnsafeMutablePointer<Int64>?) -> Int32 {
-    api("gpt_embedding_parameter_data") { () throws(GPTEmbeddingError) in
+    outData?.pointee = nil
+    return api("gpt_embedding_parameter_data") { () throws(GPTEmbeddingError) in
         let t = try tensor(HandleRegistry.layer(layer), param)
         let data = try required(outData, "out_data"), len = try required(outLen, "out_len")
+        guard t.dtype == .float32 else {
+            throw GPTEmbeddingError(.invalidArgument, "\(t.name) is stored as \(t.dtype), not float32: use gpt_embedding_parameter_data_typed")
+        }
         data.pointee = t.data.baseAddress
         len.pointee = Int64(t.count)
+    }
+}
+
+@c @implementation
+public func gpt_embedding_parameter_data_typed(_ layer: OpaquePointer?, _ param: Int32, _ outData: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+                                               _ outDType: UnsafeMutablePointer<Int32>?, _ outRows: UnsafeMutablePointer<Int64>?,
+                                               _ outCols: UnsafeMutablePointer<Int64>?) -> Int32 {
+    api("gpt_embedding_parameter_data_typed") { () throws(GPTEmbeddingError) in
+        let t = try tensor(HandleRegistry.layer(layer), param)
+        let data = try required(outData, "out_data"), type = try required(outDType, "out_dtype")
+        let rows = try required(outRows, "out_rows"), cols = try required(outCols, "out_cols")
+        let raw = t.rawData
+        data.pointee = raw.pointer
+        type.pointee = raw.dtype.rawValue
+        rows.pointee = Int64(t.rows)
+        cols.pointee = Int64(t.cols)
+    }
+}
+
+@c @implementation
+public func gpt_embedding_parameter_dtype(_ layer: OpaquePointer?, _ param: Int32, _ outDType: UnsafeMutablePointer<Int32>?) -> Int32 {
+    api("gpt_embedding_parameter_dtype") { () throws(GPTEmbeddingError) in
+        let t = try tensor(HandleRegistry.layer(layer), param)
+        try required(outDType, "out_dtype").pointee = t.dtype.rawValue
     }
 }
 

@@ -19,8 +19,14 @@ struct Demo: ParsableCommand {
     @Option(help: "Tokens per sequence.")
     var seq = 10
 
-    @Option(help: "A safetensors checkpoint to load first (the library's names or Hugging Face GPT-2's).")
+    @Option(help: "Open this checkpoint instead of a random layer: a .safetensors file or a folder (model.safetensors, or a sharded model.safetensors.index.json). No random initialisation.")
     var checkpoint: String?
+
+    @Flag(help: "With --checkpoint: map the tables from the file (copy-on-write) instead of reading them.")
+    var mmap = false
+
+    @Option(help: "With --checkpoint: convert the tables to float32, bfloat16 or float16 (default: keep the file's dtype).")
+    var dtype: String?
 
     func run() throws {
         let config = try options.config()
@@ -29,8 +35,29 @@ struct Demo: ParsableCommand {
         }
     }
 
-    private func demonstrate(_ config: GPTEmbeddingConfig) throws {
+    private func demonstrate(_ requested: GPTEmbeddingConfig) throws {
         print("gpt-embedding demo")
+        var clock = Stopwatch()
+        let layer: GPTEmbedding
+        if let checkpoint {
+            var o = OpenOptions()
+            o.mmap = mmap
+            if let dtype {
+                guard let t = TensorDType.allCases.first(where: { $0.description == dtype }) else {
+                    throw ValidationError("--dtype \(dtype): expected float32, bfloat16 or float16")
+                }
+                o.dtype = t
+            }
+            o.dropout = requested.dropout
+            o.numThreads = requested.numThreads
+            o.seed = requested.seed
+            o.layerNormEps = requested.layerNormEps
+            layer = try GPTEmbedding(contentsOf: checkpoint, options: o)
+        } else {
+            layer = try GPTEmbedding(config: requested)
+        }
+        let created = clock.lap()
+        let config = layer.config
         print(Report.configuration(config))
         print(Report.kernelPath())
 
@@ -44,16 +71,15 @@ struct Demo: ParsableCommand {
         print(Report.table(header: ["model", "vocab", "embed dim", "embedding params", "with layer norm"], rows: rows))
         print("(the seed's README lists ~65.1M and ~81.2M for large and xl; the tables hold 65,639,680 and 82,049,600)")
 
-        section("Create the layer")
-        var clock = Stopwatch()
-        let layer = try GPTEmbedding(config: config)
+        section(checkpoint == nil ? "Create the layer" : "Open the checkpoint")
         if let checkpoint {
-            try layer.loadSafetensors(path: checkpoint)
-            print("loaded \(checkpoint)")
+            print("opened \(checkpoint) in \(Report.fixed(created * 1000, 1)) ms (no random initialisation, tables \(mmap ? "mapped where possible" : "read"))")
+        } else {
+            print("initialised in \(Report.fixed(created * 1000, 1)) ms")
         }
-        print("initialised in \(Report.fixed(clock.lap() * 1000, 1)) ms; \(Report.grouped(layer.numParameters)) parameters, \(Report.mib(layer.memoryBytes)) MiB")
+        print("\(Report.grouped(layer.numParameters)) parameters, \(Report.mib(layer.memoryBytes)) MiB in the layer's memory")
         for p in layer.parameters {
-            print("  \(p.name) [\(p.rows), \(p.cols)]: \(Report.describe(p.values))")
+            print("  \(p.name) [\(p.rows), \(p.cols)] \(p.dtype)\(p.isMapped ? " (mapped)" : ""): \(Report.describe(p.values))")
         }
 
         section("Forward (eval)")

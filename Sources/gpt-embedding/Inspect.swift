@@ -1,35 +1,40 @@
 import ArgumentParser
 import GPTEmbedding
 
-/// `gpt-embedding inspect FILE`: a safetensors checkpoint's tensors and what the layer
-/// would load from it.
+/// `gpt-embedding inspect PATH`: a checkpoint's files, tensors and dtypes, and whether and
+/// how the layer opens it.
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List a safetensors checkpoint's tensors and what the layer would load from it.")
+        abstract: "List a checkpoint's files and tensors and show whether and how the layer opens it.")
 
-    @Argument(help: "A .safetensors file (the library's names or Hugging Face GPT-2's).")
-    var file: String
-
-    @OptionGroup var options: ConfigOptions
+    @Argument(help: "A .safetensors file, or a folder holding model.safetensors or a sharded checkpoint (model.safetensors.index.json).")
+    var path: String
 
     func run() throws {
-        let header: SafetensorsHeader
-        do { header = try GPTEmbedding.safetensorsHeader(path: file) } catch { throw ValidationError(error.message) }
-        let aliases = ["token_embedding.weight", "wte.weight", "transformer.wte.weight", "position_embedding.weight",
-                       "wpe.weight", "transformer.wpe.weight", "layer_norm.weight", "layer_norm.bias"]
-        print("\(file): \(header.tensors.count) tensors, data at byte \(header.dataOffset)")
-        for (k, v) in header.metadata.sorted(by: { $0.key < $1.key }) { print("  metadata \(k) = \(v)") }
-        print(Report.table(header: ["tensor", "dtype", "shape", "bytes", "used by the layer"],
-                           rows: header.tensors.map { t in
-                               [t.name, t.dtype, "\(t.shape)", Report.grouped(t.end - t.begin), aliases.contains(t.name) ? "yes" : ""]
-                           }))
-        let config = try options.config()
+        let files: [(path: String, header: SafetensorsHeader)]
+        do { files = try GPTEmbedding.checkpointFiles(path: path) } catch { throw ValidationError(error.message) }
+        let used = Set(GPTEmbedding.recognisedTensorNames)
+        print("\(path): \(files.count) file\(files.count == 1 ? "" : "s")")
+        for (file, header) in files {
+            print("\n\(file): \(header.tensors.count) tensors, data at byte \(header.dataOffset)")
+            for (k, v) in header.metadata.sorted(by: { $0.key < $1.key }) { print("  metadata \(k) = \(v)") }
+            print(Report.table(header: ["tensor", "dtype", "shape", "bytes", "used by the layer"],
+                               rows: header.tensors.map { t in
+                                   [t.name, t.dtype, "\(t.shape)", Report.grouped(t.end - t.begin), used.contains(t.name) ? "yes" : ""]
+                               }))
+        }
+        // Mapped mode reads no tensor data, so this costs a few page-table entries.
+        var options = OpenOptions()
+        options.mmap = true
         do {
-            let layer = try GPTEmbedding(config: config)
-            try layer.loadSafetensors(path: file)
-            print("loads into a layer with \(Report.configuration(config))")
+            let layer = try GPTEmbedding(contentsOf: path, options: options)
+            print("\nopens as a layer: \(Report.configuration(layer.config))")
+            for p in layer.parameters {
+                let how = p.isMapped ? "mapped (mmap) or read" : "read (not aligned for mapping, or not in the file)"
+                print("  \(p.name) [\(p.rows), \(p.cols)] \(p.dtype): \(how)")
+            }
         } catch {
-            print("would not load with \(Report.configuration(config)):\n  \(error)")
+            print("\ndoes not open: \(error)")
             throw ExitCode.failure
         }
     }

@@ -56,7 +56,7 @@ enum Report {
 
     /// One line describing a configuration.
     static func configuration(_ c: GPTEmbeddingConfig) -> String {
-        "config: vocab_size \(c.vocabSize), embed_dim \(c.embedDim), max_seq_len \(c.maxSeqLen), dropout \(c.dropout), "
+        "config: vocab_size \(c.vocabSize), embed_dim \(c.embedDim), weight_dtype \(c.weightDType), max_seq_len \(c.maxSeqLen), dropout \(c.dropout), "
             + "positions \(c.positionEncoding), scale_embeddings \(c.scaleEmbeddings), layer_norm_eps \(c.layerNormEps), "
             + "init_std \(c.initStd), padding_idx \(c.paddingIdx.map(String.init) ?? "none"), seed \(c.seed), threads \(c.numThreads == 0 ? "all cores" : String(c.numThreads))"
     }

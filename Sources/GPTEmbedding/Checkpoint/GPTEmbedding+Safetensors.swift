@@ -19,8 +19,9 @@ extension GPTEmbedding {
     /// The token table is required; the learned position table too when positions are
     /// learned (a position table is ignored otherwise); the layer norm vectors are optional
     /// (a GPT-2 checkpoint has none, so the layer keeps its own). Other tensors are ignored.
-    /// F32, F16 and BF16 are converted to float32 exactly. Everything is validated before
-    /// anything is written: after an error the layer is unchanged. Gradients are not touched.
+    /// F32, F16 and BF16 tensors are converted to the layer's dtypes (exactly when widening,
+    /// to nearest even when narrowing). Everything is validated before anything is written:
+    /// after an error the layer is unchanged. Gradients are not touched.
     public func loadSafetensors(bytes file: UnsafeRawBufferPointer) throws(GPTEmbeddingError) {
         let header = try SafetensorsHeader(file: file)
         var plan: [(ParameterTensor, SafetensorsHeader.Tensor)] = []
@@ -46,15 +47,13 @@ extension GPTEmbedding {
             }
             plan.append((target, t))
         }
-        // Validated: nothing below can fail.
+        // Validated: nothing below can fail. (safetensors is little-endian, as is every
+        // platform this library builds for.)
+        guard let base = file.baseAddress else { return }
         for (target, t) in plan {
-            let src = file.baseAddress! + header.dataOffset + t.begin
-            let dst = target.value.base
-            switch t.dtype {
-            case "F32": for i in 0..<t.count { dst[i] = Float(bitPattern: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) }
-            case "F16": for i in 0..<t.count { dst[i] = Float(Float16(bitPattern: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian)) }
-            default: for i in 0..<t.count { dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian) << 16) }
-            }
+            guard let dtype = TensorDType(safetensorsName: t.dtype) else { continue }  // checked above
+            target.storage.convert(from: base + header.dataOffset + t.begin, dtype: dtype, count: t.count,
+                                   kernels: kernels, pool: pool)
         }
     }
 
@@ -85,7 +84,8 @@ extension GPTEmbedding {
         return try body(UnsafeRawBufferPointer(start: map, count: size))
     }
 
-    /// Saves the parameters as F32 safetensors: the library's names, or with `gpt2Names`
+    /// Saves the parameters as safetensors in their stored dtypes (a bf16 table stays bf16;
+    /// the layer norm vectors are F32): the library's names, or with `gpt2Names`
     /// `wte.weight` / `wpe.weight` for the tables. Written to a temporary file that is
     /// renamed over `path`, so a failure never leaves a partial file.
     public func saveSafetensors(path: String, gpt2Names: Bool = false) throws(GPTEmbeddingError) {
@@ -97,8 +97,9 @@ extension GPTEmbedding {
             if gpt2Names && t === tokenEmbedding.weight { name = "wte.weight" }
             if gpt2Names && t === positionalEmbedding?.weight { name = "wpe.weight" }
             let shape = t.name.hasPrefix("layer_norm") ? "[\(t.cols)]" : "[\(t.rows),\(t.cols)]"
-            header += (k > 0 ? "," : "") + "\"\(name)\":{\"dtype\":\"F32\",\"shape\":\(shape),\"data_offsets\":[\(offset),\(offset + 4 * t.count)]}"
-            offset += 4 * t.count
+            let bytes = t.storage.byteCount
+            header += (k > 0 ? "," : "") + "\"\(name)\":{\"dtype\":\"\(t.dtype.safetensorsName)\",\"shape\":\(shape),\"data_offsets\":[\(offset),\(offset + bytes)]}"
+            offset += bytes
         }
         header += "}"
         while header.utf8.count % 8 != 0 { header += " " }  // aligns the data, as the reference writer does
@@ -117,7 +118,7 @@ extension GPTEmbedding {
         var length = UInt64(header.utf8.count).littleEndian
         var ok = withUnsafeBytes(of: &length) { writeAll($0.baseAddress!, 8) }
         ok = ok && header.utf8CString.withUnsafeBytes { writeAll($0.baseAddress!, header.utf8.count) }
-        for t in tensors where ok { ok = writeAll(t.value.base, 4 * t.count) }
+        for t in tensors where ok { ok = writeAll(t.storage.base, t.storage.byteCount) }
         ok = close(fd) == 0 && ok
         guard ok, rename(tmp, path) == 0 else {
             unlink(tmp)

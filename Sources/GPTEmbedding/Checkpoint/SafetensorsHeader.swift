@@ -38,15 +38,31 @@ public struct SafetensorsHeader: Sendable {
 
     /// Parses and validates the header of a whole file held in `file`.
     public init(file: UnsafeRawBufferPointer) throws(GPTEmbeddingError) {
+        try self.init(prefix: file, fileSize: file.count)
+    }
+
+    /// The header length a file starts with (its first 8 bytes, little-endian), checked
+    /// against the cap and the file size: the header occupies bytes `8 ..< 8 + length`.
+    static func headerLength(_ first8: UnsafeRawBufferPointer, fileSize: Int) throws(GPTEmbeddingError) -> Int {
         func bad(_ s: String) -> GPTEmbeddingError { GPTEmbeddingError(.badFile, s) }
-        guard file.count >= 8 else { throw bad("file is \(file.count) bytes, shorter than the 8-byte header length") }
+        guard fileSize >= 8, first8.count >= 8 else { throw bad("file is \(fileSize) bytes, shorter than the 8-byte header length") }
         var n64: UInt64 = 0
-        for k in 0..<8 { n64 |= UInt64(file[k]) << (8 * UInt64(k)) }
+        for k in 0..<8 { n64 |= UInt64(first8[k]) << (8 * UInt64(k)) }
         guard n64 <= UInt64(Self.maxHeaderLength) else {
             throw bad("header length \(n64) exceeds the limit of \(Self.maxHeaderLength) bytes")
         }
         let n = Int(n64)
-        guard n <= file.count - 8 else { throw bad("header length \(n) goes past the end of the file (\(file.count) bytes)") }
+        guard n <= fileSize - 8 else { throw bad("header length \(n) goes past the end of the file (\(fileSize) bytes)") }
+        return n
+    }
+
+    /// Parses and validates the header of a file of `fileSize` bytes whose first bytes
+    /// (at least the 8-byte length and the header itself) are `prefix`: for reading a
+    /// checkpoint without mapping or reading the whole file.
+    init(prefix file: UnsafeRawBufferPointer, fileSize: Int) throws(GPTEmbeddingError) {
+        func bad(_ s: String) -> GPTEmbeddingError { GPTEmbeddingError(.badFile, s) }
+        let n = try Self.headerLength(file, fileSize: fileSize)
+        guard 8 + n <= file.count else { throw bad("header length \(n) goes past the bytes read (\(file.count))") }
         guard n > 0, file[8] == UInt8(ascii: "{") else { throw bad("header does not start with '{'") }
         let headerBytes = UnsafeRawBufferPointer(rebasing: file[8..<(8 + n)])
         guard String(validating: headerBytes, as: UTF8.self) != nil else { throw bad("header is not valid UTF-8") }
@@ -97,8 +113,9 @@ public struct SafetensorsHeader: Sendable {
             }
             position = t.end
         }
-        guard position == file.count - 8 - n else {
-            throw bad("the tensors cover \(position) bytes but the file has \(file.count - 8 - n) bytes after the header")
+        guard position == fileSize - 8 - n else {
+            throw bad((position > fileSize - 8 - n ? "truncated: " : "")
+                + "the tensors cover \(position) bytes but the file has \(fileSize - 8 - n) bytes after the header")
         }
         self.tensors = tensors
         self.metadata = metadata

@@ -10,14 +10,13 @@ enum CounterRandom {
         CounterHash.mix64(CounterHash.mix64(seed) ^ (stream &* 0xD1B5_4A32_D192_ED03))
     }
 
-    /// Fills `out[0..<count]` with N(0, std) samples of stream `key` (element `i` is a
-    /// function of `(key, i)` only), in parallel parts.
-    static func fillNormal(_ out: UnsafeMutablePointer<Float>, count: Int, std: Float, key: UInt64,
-                           kernels: Kernels, pool: WorkerPool) {
-        let o = SendablePointer(out)
-        let fill = kernels.fillNormal
-        pool.parallelFor(count: count, grain: WorkerPool.minComputePerPart) { _, range in
-            fill(UnsafeMutableRawPointer(o.pointer + range.lowerBound), Int32(GPTE_DTYPE_F32), Int64(range.lowerBound),
+    /// Fills every element of `table` with N(0, std) samples of stream `key` (element `i` is
+    /// a function of `(key, i)` only, rounded to the table's dtype), in parallel parts.
+    static func fillNormal(_ table: TableStorage, std: Float, key: UInt64, kernels: Kernels, pool: WorkerPool) {
+        let o = SendablePointer(table.base.assumingMemoryBound(to: UInt8.self))
+        let fill = kernels.fillNormal, dtype = table.dtype, bytes = table.dtype.byteCount
+        pool.parallelFor(count: table.count, grain: WorkerPool.minComputePerPart) { _, range in
+            fill(UnsafeMutableRawPointer(o.pointer + range.lowerBound * bytes), dtype.rawValue, Int64(range.lowerBound),
                  Int64(range.upperBound), std, key)
         }
     }

@@ -13,14 +13,14 @@ import CKernelDispatch
 /// Where position rows come from.
 enum PositionSource: @unchecked Sendable {
     case none
-    case learned(UnsafeMutablePointer<Float>)
+    case learned(TableStorage)
     case sinusoidal(SinusoidalPositionalEmbedding)
 }
 
 /// The layer's parameters, for the kernels.
 struct EmbeddingTables: @unchecked Sendable {
     let dim: Int
-    let wte: UnsafeMutablePointer<Float>
+    let wte: TableStorage
     /// `sqrt(D)` or 1.
     let scale: Float
     /// The padding row, or -1.
@@ -34,8 +34,8 @@ struct EmbeddingTables: @unchecked Sendable {
     func arguments(_ tokens: TokenBatch, mask: DropoutMask?) -> gpte_kernel_args {
         var a = gpte_kernel_args()
         a.dim = Int64(dim)
-        a.wte = UnsafeRawPointer(wte)
-        a.wte_dtype = Int32(GPTE_DTYPE_F32)
+        a.wte = UnsafeRawPointer(wte.base)
+        a.wte_dtype = wte.dtype.rawValue
         a.scale = scale
         a.padding_idx = Int64(paddingIdx)
         switch positions {
@@ -43,8 +43,8 @@ struct EmbeddingTables: @unchecked Sendable {
             a.position_kind = Int32(GPTE_POSITIONS_NONE)
         case .learned(let wpe):
             a.position_kind = Int32(GPTE_POSITIONS_TABLE)
-            a.wpe = UnsafeRawPointer(wpe)
-            a.wpe_dtype = Int32(GPTE_DTYPE_F32)
+            a.wpe = UnsafeRawPointer(wpe.base)
+            a.wpe_dtype = wpe.dtype.rawValue
         case .sinusoidal(let table):
             a.position_kind = Int32(GPTE_POSITIONS_SINUSOIDAL)
             a.wpe = UnsafeRawPointer(table.table.base)
@@ -85,11 +85,15 @@ struct SavedStatistics: @unchecked Sendable {
 /// written normally and stay in cache for the next layer.
 let streamingOutputFloats = 2 << 20
 
-/// How the forward writes `count` floats of output to `out` (`GPTE_STORE_*`): streaming
-/// when the output is large and its rows are aligned for it.
-func forwardStoreMode(_ out: UnsafeMutablePointer<Float>, count: Int, dim: Int) -> Int32 {
-    guard count >= streamingOutputFloats else { return Int32(GPTE_STORE_CACHED) }
+/// How the forward writes `count` elements of `dtype` to `out` (`GPTE_STORE_*`): streaming
+/// when the output is large (in bytes) and its rows are aligned for it.
+func forwardStoreMode(_ out: UnsafeMutableRawPointer, count: Int, dim: Int, dtype: TensorDType = .float32) -> Int32 {
+    guard count * dtype.byteCount >= streamingOutputFloats * 4 else { return Int32(GPTE_STORE_CACHED) }
     let address = Int(bitPattern: out)
+    if dtype != .float32 {
+        // Eight 16-bit values make one 16-byte streaming store.
+        return address % 16 == 0 && dim % 8 == 0 ? Int32(GPTE_STORE_STREAM16) : Int32(GPTE_STORE_CACHED)
+    }
     if address % 32 == 0 && dim % 8 == 0 { return Int32(GPTE_STORE_STREAM32) }
     if address % 16 == 0 && dim % 8 == 0 { return Int32(GPTE_STORE_STREAM32_SHIFTED) }
     if address % 16 == 0 && dim % 4 == 0 { return Int32(GPTE_STORE_STREAM16) }
@@ -103,21 +107,23 @@ func forwardScratchCount(dim: Int, pool: WorkerPool) throws(GPTEmbeddingError) -
 }
 
 /// `out[r] = dropout(layerNorm?(s * wte[ids[r]] + P[pos[r]]))` for every token row r, each
-/// worker a contiguous range of rows. `rowScratch` (``forwardScratchCount(dim:pool:)``
-/// floats) is given when ``forwardStoreMode(_:count:dim:)`` streams.
+/// worker a contiguous range of rows, stored as `dtype` with `storeMode`
+/// (``forwardStoreMode(_:count:dim:dtype:)``). `rowScratch` (``forwardScratchCount(dim:pool:)``
+/// floats) is required when the output streams or is not float32.
 func embeddingForward(
     kernels: Kernels, tables t: EmbeddingTables, tokens: TokenBatch, normalize: Bool, mask: DropoutMask?,
     saveMean: UnsafeMutablePointer<Float>?, saveRstd: UnsafeMutablePointer<Float>?,
-    out: UnsafeMutablePointer<Float>, rowScratch: UnsafeMutablePointer<Float>?, pool: WorkerPool
+    out: UnsafeMutableRawPointer, dtype: TensorDType, storeMode: Int32, rowScratch: UnsafeMutablePointer<Float>?,
+    pool: WorkerPool
 ) {
     let d = t.dim
     var a = t.arguments(tokens, mask: mask)
     a.normalize = normalize ? 1 : 0
     a.save_mean = saveMean
     a.save_rstd = saveRstd
-    a.out = UnsafeMutableRawPointer(out)
-    a.out_dtype = Int32(GPTE_DTYPE_F32)
-    a.store_mode = rowScratch == nil ? Int32(GPTE_STORE_CACHED) : forwardStoreMode(out, count: tokens.count * d, dim: d)
+    a.out = out
+    a.out_dtype = dtype.rawValue
+    a.store_mode = rowScratch == nil ? Int32(GPTE_STORE_CACHED) : storeMode
     let scratch = rowScratch.map(SendablePointer.init)
     // Plain lookups move a token row in and an output row out; the layer norm and the
     // dropout hash make a row compute-heavy.

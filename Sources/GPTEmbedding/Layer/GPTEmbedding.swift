@@ -77,9 +77,38 @@ public final class GPTEmbedding: @unchecked Sendable {
         }
         touchedTokens = RowTracker(rows: config.vocabSize)
         touchedPositions = RowTracker(rows: config.positionEncoding == .learned ? config.maxSeqLen : 0)
-        layerNormWeight = try ParameterTensor(name: "layer_norm.weight", rows: 1, cols: config.embedDim)
-        layerNormBias = try ParameterTensor(name: "layer_norm.bias", rows: 1, cols: config.embedDim)
-        layerNormWeight.value.base.update(repeating: 1, count: config.embedDim)
+        (layerNormWeight, layerNormBias) = try Self.defaultLayerNorm(config, kernels)
+    }
+
+    /// A layer over tables read or mapped from a checkpoint: no random initialisation.
+    /// `config` must describe them (vocabulary, width, dtype, positions); the layer norm
+    /// vectors are weight 1 and bias 0 unless given.
+    init(config: GPTEmbeddingConfig, kernels: Kernels, tokenTable: ParameterTensor, positionTable: ParameterTensor?,
+         layerNorm: (weight: ParameterTensor, bias: ParameterTensor)?) throws(GPTEmbeddingError) {
+        try config.validate()
+        self.config = config
+        self.kernels = kernels
+        pool = WorkerPool(threads: config.resolvedThreads)
+        tokenEmbedding = TokenEmbedding(weight: tokenTable, config: config, pool: pool)
+        positionalEmbedding = positionTable.map { PositionalEmbedding(weight: $0) }
+        sinusoidalEmbedding = config.positionEncoding == .sinusoidal
+            ? try SinusoidalPositionalEmbedding(maxSeqLen: config.maxSeqLen, embedDim: config.embedDim) : nil
+        touchedTokens = RowTracker(rows: config.vocabSize)
+        touchedPositions = RowTracker(rows: config.positionEncoding == .learned ? config.maxSeqLen : 0)
+        if let layerNorm {
+            (layerNormWeight, layerNormBias) = layerNorm
+        } else {
+            (layerNormWeight, layerNormBias) = try Self.defaultLayerNorm(config, kernels)
+        }
+    }
+
+    /// Layer norm weight 1 and bias 0 (float32).
+    private static func defaultLayerNorm(_ config: GPTEmbeddingConfig, _ kernels: Kernels)
+        throws(GPTEmbeddingError) -> (ParameterTensor, ParameterTensor) {
+        let weight = try ParameterTensor(name: "layer_norm.weight", rows: 1, cols: config.embedDim, kernels: kernels)
+        let bias = try ParameterTensor(name: "layer_norm.bias", rows: 1, cols: config.embedDim, kernels: kernels)
+        weight.data.update(repeating: 1)
+        return (weight, bias)
     }
 
     /// Creates a layer with the seed's keyword arguments.
@@ -112,16 +141,35 @@ public final class GPTEmbedding: @unchecked Sendable {
         startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool = false,
         into out: UnsafeMutablePointer<Float>, capacity: Int
     ) throws(GPTEmbeddingError) {
+        try forward(ids: ids, batch: batch, seq: seq, positions: positions, startPosition: startPosition,
+                    training: training, useLayerNorm: useLayerNorm, into: UnsafeMutableRawPointer(out),
+                    dtype: .float32, capacity: capacity)
+    }
+
+    /// The forward pass into a caller's buffer of `dtype` elements: float32, or bfloat16 /
+    /// float16 rounded once, to nearest even, from the float32 result.
+    ///
+    /// - Parameters:
+    ///   - out: at least `batch * seq * embedDim` elements of `dtype` (`capacity` counts
+    ///     elements, not bytes); exactly that many are written.
+    /// - Throws: on any invalid argument, before anything is written.
+    public func forward<I: EmbeddingIndex>(
+        ids: UnsafePointer<I>, batch: Int, seq: Int, positions: UnsafePointer<I>? = nil,
+        startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool = false,
+        into out: UnsafeMutableRawPointer, dtype: TensorDType, capacity: Int
+    ) throws(GPTEmbeddingError) {
         // Sizes first: a batch * seq that disagrees with out_len must be reported before
         // the ids (batch * seq of them, by contract) are read.
         let need = try Checked.multiply(TokenBatch.count(batch: batch, seq: seq), embedDim, "batch * seq * embed_dim")
-        try ParameterTensor.checkCapacity(capacity, need, "the output")
+        try ParameterTensor.checkCapacity(capacity, need, "the output", unit: dtype == .float32 ? "floats" : "\(dtype) elements")
         let tokens = try TokenBatch.make(
             ids: ids, batch: batch, seq: seq, positions: positions, start: startPosition,
             vocabSize: config.vocabSize, positionLimit: positionLimit, positionRule: positionRule, copy: training)
 
-        // Allocate everything first, so that a failure leaves the output untouched.
-        let rowScratch = forwardStoreMode(out, count: need, dim: embedDim) != Int32(GPTE_STORE_CACHED)
+        // Allocate everything first, so that a failure leaves the output untouched. A
+        // streamed or 16-bit output row is assembled in a scratch row per worker.
+        let storeMode = forwardStoreMode(out, count: need, dim: embedDim, dtype: dtype)
+        let rowScratch = storeMode != Int32(GPTE_STORE_CACHED) || dtype != .float32
             ? try FloatBuffer(count: forwardScratchCount(dim: embedDim, pool: pool), zeroed: false, what: "forward scratch")
             : nil
         var stats = SavedStatistics(mean: nil, rstd: nil)
@@ -136,10 +184,10 @@ public final class GPTEmbedding: @unchecked Sendable {
             }
         }
         embeddingForward(kernels: kernels, tables: tables, tokens: tokens, normalize: useLayerNorm, mask: mask,
-                         saveMean: stats.mean?.base, saveRstd: stats.rstd?.base, out: out,
-                         rowScratch: rowScratch?.base, pool: pool)
-        // Dropout 1 keeps nothing, not even inf * 0 = nan.
-        if mask?.dropAll == true { out.update(repeating: 0, count: need) }
+                         saveMean: stats.mean?.base, saveRstd: stats.rstd?.base, out: out, dtype: dtype,
+                         storeMode: storeMode, rowScratch: rowScratch?.base, pool: pool)
+        // Dropout 1 keeps nothing, not even inf * 0 = nan (0 has all bits zero in every dtype).
+        if mask?.dropAll == true { out.initializeMemory(as: UInt8.self, repeating: 0, count: need * dtype.byteCount) }
         if training {
             saved = TrainingState(tokens: tokens, stats: stats, mask: mask)
             trainingStep &+= 1
@@ -210,6 +258,12 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// into the gradients of the tables and the layer norm. `batch` and `seq` must equal the
     /// forward's. Bit-identical for any thread count.
     public func backward(gradOutput: UnsafePointer<Float>, batch: Int, seq: Int) throws(GPTEmbeddingError) {
+        try backward(gradOutput: UnsafeRawPointer(gradOutput), dtype: .float32, batch: batch, seq: seq)
+    }
+
+    /// Backward from a `grad_output [batch, seq, embedDim]` of `dtype` (float32, or bfloat16 /
+    /// float16 widened exactly). Gradients accumulate in float32 whatever the table dtype.
+    public func backward(gradOutput: UnsafeRawPointer, dtype: TensorDType, batch: Int, seq: Int) throws(GPTEmbeddingError) {
         guard let saved else {
             throw GPTEmbeddingError(.badState, "no training forward to differentiate: call forward with training first (an eval forward keeps nothing)")
         }
@@ -226,6 +280,9 @@ public final class GPTEmbedding: @unchecked Sendable {
             scratch = try FloatBuffer(count: need, zeroed: false, what: "backward scratch")
             self.scratch = scratch
         }
+        // A 16-bit grad_output is widened into float32 scratch first (exact), in parallel.
+        let widened = dtype == .float32 ? nil
+            : try FloatBuffer(count: saved.tokens.count * embedDim, zeroed: false, what: "grad_output as float32")
         let dwte = try tokenEmbedding.weight.gradientBuffer()
         let dwpe = try positionalEmbedding?.weight.gradientBuffer()
         let dgamma = normalize ? try layerNormWeight.gradientBuffer() : nil
@@ -241,9 +298,21 @@ public final class GPTEmbedding: @unchecked Sendable {
         if dwpe != nil {
             for r in 0..<tokens.count { touchedPositions.record(Int32(truncatingIfNeeded: tokens.position(r))) }
         }
+        let dout: UnsafePointer<Float>
+        if let widened {
+            let src = SendableConstPointer(gradOutput.assumingMemoryBound(to: UInt8.self)), dst = SendablePointer(widened.base)
+            let convert = kernels.convert, bytes = dtype.byteCount
+            pool.parallelFor(count: widened.count, grain: WorkerPool.memoryGrain(bytesPerItem: 6)) { _, range in
+                convert(UnsafeMutableRawPointer(dst.pointer + range.lowerBound), TensorDType.float32.rawValue,
+                        UnsafeRawPointer(src.pointer + range.lowerBound * bytes), dtype.rawValue, Int64(range.count))
+            }
+            dout = UnsafePointer(widened.base)
+        } else {
+            dout = gradOutput.assumingMemoryBound(to: Float.self)
+        }
         let grads = EmbeddingGradients(dwte: dwte.base, dwpe: dwpe?.base, dgamma: dgamma?.base, dbeta: dbeta?.base)
         embeddingBackward(kernels: kernels, tables: tables, tokens: saved.tokens, saved: saved.stats, mask: saved.mask,
-                          dout: gradOutput, grads: grads, scratch: scratch, pool: pool)
+                          dout: dout, grads: grads, scratch: scratch, pool: pool)
     }
 
     /// Backward from a buffer; `gradOutput.count` must be `batch * seq * embedDim`.
@@ -352,15 +421,16 @@ public final class GPTEmbedding: @unchecked Sendable {
 
     private var tables: EmbeddingTables {
         let positions: PositionSource = if let positionalEmbedding {
-            .learned(positionalEmbedding.weight.value.base)
+            .learned(positionalEmbedding.weight.storage)
         } else if let sinusoidalEmbedding {
             .sinusoidal(sinusoidalEmbedding)
         } else {
             .none
         }
         return EmbeddingTables(
-            dim: embedDim, wte: tokenEmbedding.weight.value.base, scale: tokenEmbedding.scale,
+            dim: embedDim, wte: tokenEmbedding.weight.storage, scale: tokenEmbedding.scale,
             paddingIdx: config.paddingIdx ?? -1, positions: positions,
-            gamma: layerNormWeight.value.base, beta: layerNormBias.value.base, eps: config.layerNormEps)
+            gamma: layerNormWeight.storage.base.assumingMemoryBound(to: Float.self),
+            beta: layerNormBias.storage.base.assumingMemoryBound(to: Float.self), eps: config.layerNormEps)
     }
 }

@@ -45,6 +45,9 @@ public struct GPTEmbeddingConfig: Sendable, Equatable {
     public var seed: UInt64 = 0
     /// Worker threads; 0 means one per core.
     public var numThreads: Int = 0
+    /// The element type of the token table and the learned position table (the layer norm
+    /// vectors and sinusoidal rows are always float32; arithmetic is float32).
+    public var weightDType: TensorDType = .float32
 
     /// The seed's defaults.
     public init() {}
@@ -169,4 +172,7 @@ public struct GPTEmbeddingConfig: Sendable, Equatable {
 
     /// The number of worker threads a layer with this configuration uses.
     var resolvedThreads: Int { numThreads > 0 ? numThreads : WorkerPool.coreCount }
+
+    /// The multiplier of token rows: `sqrt(embedDim)` (rounded to float) or 1.
+    var tokenScale: Float { scaleEmbeddings ? Float(Double(embedDim).squareRoot()) : 1 }
 }

@@ -1,8 +1,14 @@
-/// A trainable `[rows, cols]` float table and its gradient.
+import CKernelDispatch
+
+/// A trainable `[rows, cols]` table and its gradient.
 ///
-/// The gradient is allocated (zeroed) on first use, so inference never pays for it.
-/// Both buffers keep their address for the life of the tensor, which is what makes
-/// zero-copy access (`data`, `gradientData()`) safe to hand out.
+/// The values are stored as float32, bfloat16 or float16 (``dtype``), in the layer's memory
+/// or in a private mapping of a checkpoint; the gradient is always float32 (the
+/// master-gradient rule of mixed-precision training) and is allocated (zeroed) on first
+/// use, so inference never pays for it. The float32 accessors (``values``,
+/// ``setValues(_:)-3rlrn``, ``copyValues(into:)``) work for every dtype: reads widen exactly,
+/// writes round to nearest even. Both buffers keep their address for the life of the
+/// tensor, which is what makes zero-copy access safe to hand out.
 public final class ParameterTensor: @unchecked Sendable {
     /// Number of rows.
     public let rows: Int
@@ -10,24 +16,53 @@ public final class ParameterTensor: @unchecked Sendable {
     public let cols: Int
     /// The name used in state dicts, e.g. `token_embedding.weight`.
     public let name: String
-    let value: FloatBuffer
+    /// Where the values live.
+    let storage: TableStorage
     private(set) var grad: FloatBuffer?
+    /// Converts between the storage's dtype and float32.
+    let kernels: Kernels
 
-    /// A `[rows, cols]` tensor whose values start at zero, or, with `zeroed: false`,
-    /// undefined: for a caller that writes every element next (an initialiser that fills
-    /// the table), which then pays for touching the memory once instead of twice.
-    init(name: String, rows: Int, cols: Int, zeroed: Bool = true) throws(GPTEmbeddingError) {
+    /// A `[rows, cols]` tensor of `dtype` whose values start at zero, or, with
+    /// `zeroed: false`, undefined: for a caller that writes every element next (an
+    /// initialiser that fills the table), which then pays for touching the memory once.
+    init(name: String, rows: Int, cols: Int, dtype: TensorDType = .float32, zeroed: Bool = true,
+         kernels: Kernels) throws(GPTEmbeddingError) {
         self.name = name
         self.rows = rows
         self.cols = cols
-        value = try FloatBuffer(count: Checked.multiply(rows, cols, "\(name) size"), zeroed: zeroed, what: name)
+        self.kernels = kernels
+        storage = try TableStorage(count: Checked.multiply(rows, cols, "\(name) size"), dtype: dtype, zeroed: zeroed, what: name)
+    }
+
+    /// A `[rows, cols]` tensor over prepared values (a checkpoint read or mapped).
+    init(name: String, rows: Int, cols: Int, storage: TableStorage, kernels: Kernels) {
+        self.name = name
+        self.rows = rows
+        self.cols = cols
+        self.storage = storage
+        self.kernels = kernels
     }
 
     /// `rows * cols`.
-    public var count: Int { value.count }
+    public var count: Int { storage.count }
 
-    /// The values, row-major. Valid while this tensor is alive; writing changes the parameter.
-    public var data: UnsafeMutableBufferPointer<Float> { value.buffer }
+    /// The element type of the values.
+    public var dtype: TensorDType { storage.dtype }
+
+    /// Whether the values live in a private mapping of a checkpoint file (pages shared with
+    /// the page cache until written; writes never reach the file).
+    public var isMapped: Bool { storage.mapping != nil }
+
+    /// The values as float32, row-major, when ``dtype`` is `.float32`; empty otherwise (use
+    /// ``rawData``). Valid while this tensor is alive; writing changes the parameter.
+    public var data: UnsafeMutableBufferPointer<Float> {
+        UnsafeMutableBufferPointer(start: storage.floats, count: storage.floats == nil ? 0 : count)
+    }
+
+    /// The values in their own dtype: `count` elements of ``dtype`` at the pointer. Valid
+    /// while this tensor is alive; writing changes the parameter (a mapped table's pages
+    /// become private copies; the file never changes).
+    public var rawData: (pointer: UnsafeMutableRawPointer, dtype: TensorDType) { (storage.base, storage.dtype) }
 
     /// The gradient, allocated and zeroed on first use. Valid while this tensor is alive.
     /// Writing through it is allowed (a tied output head adds its gradient here); from then
@@ -50,38 +85,45 @@ public final class ParameterTensor: @unchecked Sendable {
 
     func gradientBuffer() throws(GPTEmbeddingError) -> FloatBuffer {
         if let grad { return grad }
-        let g = try FloatBuffer(count: value.count, what: "\(name) gradient")
+        let g = try FloatBuffer(count: count, what: "\(name) gradient")
         grad = g
         return g
     }
 
-    /// A copy of the values.
-    public var values: [Float] { Array(value.buffer) }
+    /// A copy of the values as float32 (widened exactly).
+    public var values: [Float] {
+        [Float](unsafeUninitializedCapacity: count) { buf, n in
+            if let b = buf.baseAddress { widen(into: b, from: 0, count: count) }
+            n = count
+        }
+    }
 
     /// A copy of the gradient (zeros before the first backward).
     public var gradient: [Float] { grad.map { Array($0.buffer) } ?? [Float](repeating: 0, count: count) }
 
-    /// Copies the values into `dst`, which must hold at least `count` floats.
+    /// Copies the values, as float32, into `dst`, which must hold at least `count` floats.
     public func copyValues(into dst: UnsafeMutableBufferPointer<Float>) throws(GPTEmbeddingError) {
-        try Self.copy(value.base, count: count, into: dst, what: name)
+        try Self.checkCapacity(dst.count, count, name)
+        if let d = dst.baseAddress { widen(into: d, from: 0, count: count) }
     }
 
     /// Copies the gradient into `dst` (zeros before the first backward).
     public func copyGradient(into dst: UnsafeMutableBufferPointer<Float>) throws(GPTEmbeddingError) {
+        try Self.checkCapacity(dst.count, count, name)
         guard let grad else {
-            try Self.checkCapacity(dst.count, count, name)
             dst.baseAddress?.update(repeating: 0, count: count)
             return
         }
-        try Self.copy(grad.base, count: count, into: dst, what: name)
+        dst.baseAddress?.update(from: grad.base, count: count)
     }
 
-    /// Replaces the values with `src`, which must hold exactly `count` floats.
+    /// Replaces the values with `src`, which must hold exactly `count` floats; rounded to
+    /// ``dtype`` to nearest even.
     public func setValues(_ src: UnsafeBufferPointer<Float>) throws(GPTEmbeddingError) {
         guard src.count == count, let s = src.baseAddress else {
             throw GPTEmbeddingError(.invalidArgument, "\(name) has \(count) elements [\(rows), \(cols)], got \(src.count)")
         }
-        value.base.update(from: s, count: count)
+        kernels.convert(storage.base, dtype.rawValue, UnsafeRawPointer(s), TensorDType.float32.rawValue, Int64(count))
     }
 
     /// Replaces the values with `src`.
@@ -89,20 +131,21 @@ public final class ParameterTensor: @unchecked Sendable {
         try src.withUnsafeBufferPointer { (b) throws(GPTEmbeddingError) in try setValues(b) }
     }
 
+    /// Elements `[start, start + count)` widened to float32 into `dst`.
+    func widen(into dst: UnsafeMutablePointer<Float>, from start: Int, count n: Int) {
+        kernels.convert(UnsafeMutableRawPointer(dst), TensorDType.float32.rawValue,
+                        UnsafeRawPointer(storage.base + start * dtype.byteCount), dtype.rawValue, Int64(n))
+    }
+
     /// Sets the gradient to zero (no allocation if there is none).
     public func zeroGradient() { grad?.zero() }
 
-    /// Bytes owned (values and gradient).
-    var byteCount: Int { value.byteCount + (grad?.byteCount ?? 0) }
+    /// Bytes owned (values in the layer's memory and gradient).
+    var byteCount: Int { storage.ownedByteCount + (grad?.byteCount ?? 0) }
 
-    static func checkCapacity(_ have: Int, _ need: Int, _ what: String) throws(GPTEmbeddingError) {
+    static func checkCapacity(_ have: Int, _ need: Int, _ what: String, unit: String = "floats") throws(GPTEmbeddingError) {
         guard have >= need else {
-            throw GPTEmbeddingError(.bufferTooSmall, "buffer for \(what) holds \(have) floats, needs \(need)")
+            throw GPTEmbeddingError(.bufferTooSmall, "buffer for \(what) holds \(have) \(unit), needs \(need)")
         }
-    }
-
-    private static func copy(_ src: UnsafePointer<Float>, count: Int, into dst: UnsafeMutableBufferPointer<Float>, what: String) throws(GPTEmbeddingError) {
-        try checkCapacity(dst.count, count, what)
-        dst.baseAddress?.update(from: src, count: count)
     }
 }

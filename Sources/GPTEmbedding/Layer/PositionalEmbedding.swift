@@ -23,15 +23,25 @@ public final class PositionalEmbedding: @unchecked Sendable {
 
     init(config c: GPTEmbeddingConfig, pool: WorkerPool, kernels: Kernels) throws(GPTEmbeddingError) {
         weight = try ParameterTensor(name: "position_embedding.weight", rows: c.maxSeqLen, cols: c.embedDim,
-                                     zeroed: false)  // the fill below writes every element
-        CounterRandom.fillNormal(weight.value.base, count: weight.count, std: c.initStd,
-                                 key: CounterRandom.streamKey(seed: c.seed, stream: 2), kernels: kernels, pool: pool)
+                                     dtype: c.weightDType, zeroed: false,  // the fill below writes every element
+                                     kernels: kernels)
+        CounterRandom.fillNormal(weight.storage, std: c.initStd, key: CounterRandom.streamKey(seed: c.seed, stream: 2),
+                                 kernels: kernels, pool: pool)
+    }
+
+    /// A position table over values read or mapped from a checkpoint (no initialisation).
+    init(weight: ParameterTensor) {
+        self.weight = weight
     }
 
     /// Rows `startPosition ..< startPosition + seqLen`, `[seqLen, embedDim]`.
     public func forward(seqLen: Int, startPosition: Int = 0) throws(GPTEmbeddingError) -> [Float] {
         try check(seqLen: seqLen, start: startPosition)
-        return Array(UnsafeBufferPointer(start: weight.value.base + startPosition * embedDim, count: seqLen * embedDim))
+        let n = seqLen * embedDim
+        return [Float](unsafeUninitializedCapacity: n) { buf, count in
+            if let b = buf.baseAddress { weight.widen(into: b, from: startPosition * embedDim, count: n) }
+            count = n
+        }
     }
 
     /// Adds `gradOutput [seqLen, embedDim]` into the gradient rows of those positions.

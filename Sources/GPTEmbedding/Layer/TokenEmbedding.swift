@@ -35,13 +35,25 @@ public final class TokenEmbedding: @unchecked Sendable {
 
     init(config c: GPTEmbeddingConfig, pool: WorkerPool, kernels: Kernels) throws(GPTEmbeddingError) {
         weight = try ParameterTensor(name: "token_embedding.weight", rows: c.vocabSize, cols: c.embedDim,
-                                     zeroed: false)  // the fill below writes every element
-        scale = c.scaleEmbeddings ? Float(Double(c.embedDim).squareRoot()) : 1
+                                     dtype: c.weightDType, zeroed: false,  // the fill below writes every element
+                                     kernels: kernels)
+        scale = c.tokenScale
         paddingIdx = c.paddingIdx
         self.pool = pool
-        CounterRandom.fillNormal(weight.value.base, count: weight.count, std: c.initStd,
-                                 key: CounterRandom.streamKey(seed: c.seed, stream: 1), kernels: kernels, pool: pool)
-        if let p = paddingIdx { (weight.value.base + p * c.embedDim).update(repeating: 0, count: c.embedDim) }
+        CounterRandom.fillNormal(weight.storage, std: c.initStd, key: CounterRandom.streamKey(seed: c.seed, stream: 1),
+                                 kernels: kernels, pool: pool)
+        if let p = paddingIdx {
+            let rowBytes = c.embedDim * weight.dtype.byteCount
+            (weight.storage.base + p * rowBytes).initializeMemory(as: UInt8.self, repeating: 0, count: rowBytes)
+        }
+    }
+
+    /// A token table over values read or mapped from a checkpoint (no initialisation).
+    init(weight: ParameterTensor, config c: GPTEmbeddingConfig, pool: WorkerPool) {
+        self.weight = weight
+        scale = c.tokenScale
+        paddingIdx = c.paddingIdx
+        self.pool = pool
     }
 
     /// `[ids.count, embedDim]` rows `s * weight[id]`.
@@ -50,9 +62,11 @@ public final class TokenEmbedding: @unchecked Sendable {
         try checkIDs(ids)
         var out = [Float](repeating: 0, count: try Checked.multiply(ids.count, d, "output size"))
         out.withUnsafeMutableBufferPointer { o in
+            guard let base = o.baseAddress else { return }
             for (i, id) in ids.enumerated() {
-                let w = weight.value.base + Int(id) * d
-                for c in 0..<d { o[i * d + c] = scale * w[c] }
+                let row = base + i * d
+                weight.widen(into: row, from: Int(id) * d, count: d)
+                for c in 0..<d { row[c] *= scale }
             }
         }
         return out

@@ -100,6 +100,24 @@ class Config(ctypes.Structure):
         ("init_std", ctypes.c_float),
         ("scale_embeddings", ctypes.c_int32),
         ("num_threads", ctypes.c_int32),
+        ("weight_dtype", ctypes.c_int32),  # 0.2: in what was tail padding; the size is unchanged
+    ]
+
+
+class OpenOptions(ctypes.Structure):
+    """``gpt_embedding_open_options``; fill it with ``gpt_embedding_open_options_init``."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("dtype", ctypes.c_int32),
+        ("mmap", ctypes.c_int32),
+        ("num_threads", ctypes.c_int32),
+        ("seed", ctypes.c_uint64),
+        ("dropout", ctypes.c_float),
+        ("layer_norm_eps", ctypes.c_float),
+        ("scale_embeddings", ctypes.c_int32),
+        ("position_encoding", ctypes.c_int32),
+        ("max_seq_len", ctypes.c_int64),
+        ("padding_idx", ctypes.c_int64),
     ]
 
 
@@ -136,6 +154,9 @@ SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
     "gpt_embedding_forward": ([handle_t, c_int32_p, _i64, _i64, c_int32_p, _i64, ctypes.c_uint32, c_float_p, _i64], _I),
     "gpt_embedding_forward_i64": ([handle_t, c_int64_p, _i64, _i64, c_int64_p, _i64, ctypes.c_uint32, c_float_p, _i64], _I),
     "gpt_embedding_backward": ([handle_t, c_float_p, _i64, _i64], _I),
+    "gpt_embedding_forward_typed": ([handle_t, c_int32_p, _i64, _i64, c_int32_p, _i64, ctypes.c_uint32, _I, ctypes.c_void_p, _i64], _I),
+    "gpt_embedding_forward_typed_i64": ([handle_t, c_int64_p, _i64, _i64, c_int64_p, _i64, ctypes.c_uint32, _I, ctypes.c_void_p, _i64], _I),
+    "gpt_embedding_backward_typed": ([handle_t, _I, ctypes.c_void_p, _i64, _i64], _I),
     "gpt_embedding_zero_grad": ([handle_t], _I),
     "gpt_embedding_touched_rows": ([handle_t, c_int32_p, _i64, c_int64_p], _I),
     "gpt_embedding_num_parameters": ([handle_t, c_int64_p], _I),
@@ -144,11 +165,16 @@ SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
     "gpt_embedding_set_parameter": ([handle_t, _I, c_float_p, _i64], _I),
     "gpt_embedding_get_gradient": ([handle_t, _I, c_float_p, _i64], _I),
     "gpt_embedding_parameter_data": ([handle_t, _I, ctypes.POINTER(c_float_p), c_int64_p], _I),
+    "gpt_embedding_parameter_data_typed": ([handle_t, _I, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(_I), c_int64_p, c_int64_p], _I),
+    "gpt_embedding_parameter_dtype": ([handle_t, _I, ctypes.POINTER(_I)], _I),
     "gpt_embedding_gradient_data": ([handle_t, _I, ctypes.POINTER(c_float_p), c_int64_p], _I),
     "gpt_embedding_sinusoidal_table": ([_i64, _i64, _i64, c_float_p, _i64], _I),
     "gpt_embedding_load_safetensors": ([handle_t, ctypes.c_char_p], _I),
     "gpt_embedding_load_safetensors_buffer": ([handle_t, ctypes.c_void_p, _i64], _I),
     "gpt_embedding_save_safetensors": ([handle_t, ctypes.c_char_p, ctypes.c_uint32], _I),
+    "gpt_embedding_open_options_init": ([ctypes.POINTER(OpenOptions), ctypes.c_size_t], _I),
+    "gpt_embedding_open": ([ctypes.c_char_p, ctypes.POINTER(OpenOptions), ctypes.POINTER(handle_t)], _I),
+    "gpt_embedding_parameter_mapped": ([handle_t, _I, ctypes.POINTER(_I)], _I),
 }
 
 #: Functions a later library may export that this header does not declare; they are

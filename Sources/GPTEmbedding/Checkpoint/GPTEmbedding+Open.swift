@@ -1,0 +1,215 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Opening a checkpoint as a layer, with no random initialisation.
+extension GPTEmbedding {
+    /// Opens the checkpoint at `path`: a `.safetensors` file, or a folder holding
+    /// `model.safetensors` or a sharded checkpoint (`model.safetensors.index.json`).
+    ///
+    /// The configuration comes from the tensors (names as ``loadSafetensors(path:)``
+    /// accepts): vocabulary and width from the token table; learned positions and
+    /// `maxSeqLen` from the position table when there is one, else none; the layer norm
+    /// vectors from the file when present (else weight 1, bias 0); everything else from
+    /// `options`. The file's dtype is kept unless `options.dtype` converts.
+    ///
+    /// Read mode (the default) reads the tables with plain I/O straight into the layer's
+    /// memory, in parallel parts: no second copy. Mapped mode (`options.mmap`) points each
+    /// table whose dtype is kept and whose data is aligned for it into a private
+    /// copy-on-write mapping of its file (``ParameterTensor/isMapped``): pages are shared
+    /// with the page cache and other processes until written, and writes never reach the
+    /// file. If another process truncates a mapped file, touching a page past its new end
+    /// raises SIGBUS, which no library can catch: that is why reading is the default.
+    ///
+    /// - Throws: `io`, `badFile` (naming the file, the tensor and the problem),
+    ///   `invalidArgument` / `invalidConfig` (an option), `outOfMemory`; nothing survives.
+    public convenience init(contentsOf path: String, options: OpenOptions = OpenOptions()) throws(GPTEmbeddingError) {
+        let kernels = try Kernels.active()
+        let files = try CheckpointFiles(path: path)
+        let plan = try CheckpointPlan(files: files, options: options)
+        let pool = WorkerPool(threads: plan.config.resolvedThreads)
+        let token = try plan.load(plan.token, name: "token_embedding.weight", files: files, options: options,
+                                  kernels: kernels, pool: pool)
+        let position = try plan.position.map { (p) throws(GPTEmbeddingError) in
+            try plan.load(p, name: "position_embedding.weight", files: files, options: options, kernels: kernels, pool: pool)
+        }
+        var layerNorm: (ParameterTensor, ParameterTensor)? = nil
+        if let (w, b) = plan.layerNorm {
+            layerNorm = (try plan.load(w, name: "layer_norm.weight", files: files, options: options, kernels: kernels, pool: pool),
+                         try plan.load(b, name: "layer_norm.bias", files: files, options: options, kernels: kernels, pool: pool))
+        }
+        try self.init(config: plan.config, kernels: kernels, tokenTable: token, positionTable: position, layerNorm: layerNorm)
+    }
+}
+
+/// What a checkpoint holds for the layer, checked: which tensor fills which parameter, in
+/// which dtype, and the configuration that follows.
+struct CheckpointPlan {
+    /// A tensor to load: where it is, its shape as the layer sees it, and the dtype to hold.
+    struct Entry {
+        let location: CheckpointFiles.Location
+        let rows: Int
+        let cols: Int
+        let dtype: TensorDType
+        /// The dtype in the file.
+        let fileDType: TensorDType
+    }
+
+    let config: GPTEmbeddingConfig
+    let token: Entry
+    let position: Entry?
+    let layerNorm: (Entry, Entry)?
+
+    init(files: CheckpointFiles, options o: OpenOptions) throws(GPTEmbeddingError) {
+        func find(_ p: GPTEmbedding.Parameter) throws(GPTEmbeddingError) -> CheckpointFiles.Location? {
+            let names = GPTEmbedding.tensorAliases.first { $0.0 == p }?.1 ?? []
+            let found = names.compactMap { files.location($0) }
+            if found.count > 1 {
+                throw GPTEmbeddingError(.badFile, "\(files.description): \(found.map { "\"\($0.tensor.name)\"" }.joined(separator: " and ")) are two names for one parameter")
+            }
+            return found.first
+        }
+        func floatType(_ l: CheckpointFiles.Location) throws(GPTEmbeddingError) -> TensorDType {
+            guard let t = TensorDType(safetensorsName: l.tensor.dtype) else {
+                throw GPTEmbeddingError(.badFile, "\(files.file(of: l)): tensor \"\(l.tensor.name)\" has dtype \(l.tensor.dtype): tables must be F32, BF16 or F16")
+            }
+            return t
+        }
+        guard let tokenAt = try find(.tokenEmbedding) else {
+            let names = GPTEmbedding.tensorAliases.first { $0.0 == .tokenEmbedding }?.1 ?? []
+            throw GPTEmbeddingError(.badFile, "\(files.description): no token table (looked for \(names.joined(separator: ", ")))")
+        }
+        let shape = tokenAt.tensor.shape
+        guard shape.count == 2, shape[0] >= 1, shape[1] >= 1 else {
+            throw GPTEmbeddingError(.badFile, "\(files.file(of: tokenAt)): token table \"\(tokenAt.tensor.name)\" has shape \(shape), expected [vocab_size, embed_dim]")
+        }
+        let (vocab, dim) = (shape[0], shape[1])
+        let fileType = try floatType(tokenAt)
+        let dtype = o.dtype ?? fileType
+
+        var c = GPTEmbeddingConfig()
+        c.vocabSize = vocab
+        c.embedDim = dim
+        c.weightDType = dtype
+        c.dropout = o.dropout
+        c.seed = o.seed
+        c.numThreads = o.numThreads
+        c.layerNormEps = o.layerNormEps
+        c.scaleEmbeddings = o.scaleEmbeddings
+        c.paddingIdx = o.paddingIdx
+        token = Entry(location: tokenAt, rows: vocab, cols: dim, dtype: dtype, fileDType: fileType)
+
+        let positionAt = try find(.positionEmbedding)
+        switch o.positionEncoding ?? (positionAt == nil ? PositionEncoding.none : .learned) {
+        case .learned:
+            guard let p = positionAt else {
+                throw GPTEmbeddingError(.badFile, "\(files.description): learned positions asked for, but there is no position table")
+            }
+            let ps = p.tensor.shape
+            guard ps.count == 2, ps[0] >= 1, ps[1] == dim else {
+                throw GPTEmbeddingError(.badFile, "\(files.file(of: p)): position table \"\(p.tensor.name)\" has shape \(ps), but the token table's width is \(dim): expected [max_seq_len, \(dim)]")
+            }
+            // The layer holds both tables in one dtype: the token table's.
+            position = Entry(location: p, rows: ps[0], cols: dim, dtype: dtype, fileDType: try floatType(p))
+            c.positionEncoding = .learned
+            c.maxSeqLen = ps[0]
+        case .sinusoidal:
+            position = nil
+            c.positionEncoding = .sinusoidal
+            c.maxSeqLen = o.maxSeqLen
+        case .none:
+            position = nil
+            c.positionEncoding = .none
+            c.maxSeqLen = 0
+        }
+
+        let weightAt = try find(.layerNormWeight), biasAt = try find(.layerNormBias)
+        if let w = weightAt, let b = biasAt {
+            for l in [w, b] where l.tensor.shape != [dim] {
+                throw GPTEmbeddingError(.badFile, "\(files.file(of: l)): \"\(l.tensor.name)\" has shape \(l.tensor.shape), expected [\(dim)]")
+            }
+            layerNorm = (Entry(location: w, rows: 1, cols: dim, dtype: .float32, fileDType: try floatType(w)),
+                         Entry(location: b, rows: 1, cols: dim, dtype: .float32, fileDType: try floatType(b)))
+        } else if let one = weightAt ?? biasAt {
+            throw GPTEmbeddingError(.badFile, "\(files.file(of: one)): \"\(one.tensor.name)\" without its layer norm partner (weight and bias come together)")
+        } else {
+            layerNorm = nil
+        }
+        try c.validate()
+        config = c
+    }
+
+    /// Bytes read per part when tables are read in parallel.
+    static let readPart = 64 << 20
+
+    /// The parameter for `entry`: mapped when asked for and possible, else read (and
+    /// converted when its dtype changes).
+    func load(_ entry: Entry, name: String, files: CheckpointFiles, options: OpenOptions,
+              kernels: Kernels, pool: WorkerPool) throws(GPTEmbeddingError) -> ParameterTensor {
+        let shard = files.shards[entry.location.shard]
+        let count = entry.rows * entry.cols
+        let offset = entry.location.offset
+        if options.mmap && entry.dtype == entry.fileDType && offset % entry.dtype.byteCount == 0 {
+            let mapping = try files.mapping(of: entry.location.shard)
+            return ParameterTensor(name: name, rows: entry.rows, cols: entry.cols,
+                                   storage: TableStorage(mapping: mapping, offset: offset, count: count, dtype: entry.dtype),
+                                   kernels: kernels)
+        }
+        let storage = try TableStorage(count: count, dtype: entry.dtype, zeroed: false, what: name)
+        let ok: Bool
+        if entry.dtype == entry.fileDType {
+            ok = Self.read(shard.fd, into: storage.base, bytes: count * entry.dtype.byteCount, at: offset, pool: pool)
+        } else {
+            // Read a part at a time into scratch and convert it into the table.
+            let part = Self.readPart / entry.fileDType.byteCount
+            let scratch = try FloatBuffer(count: min(count, part) * entry.fileDType.byteCount / 4 + 1, zeroed: false,
+                                          what: "\(name) conversion buffer")
+            var done = 0, good = true
+            while good && done < count {
+                let n = min(part, count - done)
+                good = CheckpointFiles.readFully(shard.fd, scratch.base, n * entry.fileDType.byteCount,
+                                                 at: offset + done * entry.fileDType.byteCount)
+                if good {
+                    kernels.convert(storage.base + done * entry.dtype.byteCount, entry.dtype.rawValue,
+                                    UnsafeRawPointer(scratch.base), entry.fileDType.rawValue, Int64(n))
+                }
+                done += n
+            }
+            ok = good
+        }
+        guard ok else {
+            throw GPTEmbeddingError(.io, "\(shard.path): cannot read tensor \"\(entry.location.tensor.name)\" (\(count * entry.fileDType.byteCount) bytes at offset \(offset)): \(String(cString: strerror(errno)))")
+        }
+        return ParameterTensor(name: name, rows: entry.rows, cols: entry.cols, storage: storage, kernels: kernels)
+    }
+
+    /// Reads `bytes` at `offset` into `dst`, in parallel parts of ``readPart`` bytes.
+    static func read(_ fd: Int32, into dst: UnsafeMutableRawPointer, bytes: Int, at offset: Int, pool: WorkerPool) -> Bool {
+        let parts = max(1, (bytes + readPart - 1) / readPart)
+        let d = SendablePointer(dst.assumingMemoryBound(to: UInt8.self))
+        let failed = SendablePointer(UnsafeMutablePointer<Int32>.allocate(capacity: parts))
+        defer { failed.pointer.deallocate() }
+        failed.pointer.initialize(repeating: 0, count: parts)
+        pool.parallelFor(count: parts, grain: 1) { _, range in
+            for k in range {
+                let lo = k * readPart, n = min(readPart, bytes - lo)
+                if !CheckpointFiles.readFully(fd, d.pointer + lo, n, at: offset + lo) { failed.pointer[k] = 1 }
+            }
+        }
+        return (0..<parts).allSatisfy { failed.pointer[$0] == 0 }
+    }
+}
+
+extension GPTEmbedding {
+    /// The safetensors files of the checkpoint at `path` (a file, or a folder with
+    /// `model.safetensors` or a sharded index) with their validated headers, in order: for
+    /// inspecting a checkpoint without reading its tensors.
+    public static func checkpointFiles(path: String) throws(GPTEmbeddingError) -> [(path: String, header: SafetensorsHeader)] {
+        try CheckpointFiles(path: path).shards.map { ($0.path, $0.header) }
+    }
+
+    /// Every tensor name the layer reads (the library's names and Hugging Face GPT-2's).
+    public static var recognisedTensorNames: [String] { tensorAliases.flatMap(\.1) }
+}

@@ -1,0 +1,30 @@
+/// How ``GPTEmbedding/init(contentsOf:options:)`` builds a layer from a checkpoint: what the
+/// file cannot tell (dropout, threads, seed, scaling, epsilon) and how to hold its tables.
+public struct OpenOptions: Sendable, Equatable {
+    /// Convert the tables to this dtype while loading; `nil` (the default) keeps the file's.
+    public var dtype: TensorDType? = nil
+    /// Point the tables into a private copy-on-write mapping of the file instead of reading
+    /// them (see ``GPTEmbedding/init(contentsOf:options:)``). Default `false`.
+    public var mmap: Bool = false
+    /// Worker threads; 0 means one per core.
+    public var numThreads: Int = 0
+    /// Seed of the dropout masks.
+    public var seed: UInt64 = 0
+    /// Dropout probability of training forwards (a checkpoint does not say).
+    public var dropout: Float = 0
+    /// The layer norm's epsilon.
+    public var layerNormEps: Float = 1e-5
+    /// Multiply token rows by `sqrt(embedDim)`.
+    public var scaleEmbeddings: Bool = false
+    /// `nil` (the default): learned positions when the file has a position table, else
+    /// none. `.sinusoidal` or `.none` override it (a position table in the file is then
+    /// ignored); `.learned` requires one.
+    public var positionEncoding: PositionEncoding? = nil
+    /// Rows of the cached sinusoidal table when ``positionEncoding`` is `.sinusoidal`.
+    public var maxSeqLen: Int = 1024
+    /// A token row that receives no gradient, or `nil`.
+    public var paddingIdx: Int? = nil
+
+    /// The defaults.
+    public init() {}
+}
