@@ -117,6 +117,7 @@ struct Demo: ParsableCommand {
     private func gradientCheck(_ base: GPTEmbeddingConfig, ids: [Int32], rng: inout SplitMix) throws {
         var c = base
         c.dropout = 0
+        c.weightDType = .float32  // finite differences need float32 steps
         let layer = try GPTEmbedding(config: c)
         let g = (0..<(ids.count * c.embedDim)).map { _ in Float(rng.normal()) }
         _ = try layer.forward(ids: ids, batch: batch, seq: seq, training: true, useLayerNorm: true)
