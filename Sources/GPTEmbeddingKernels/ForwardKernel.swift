@@ -80,10 +80,11 @@ private struct ForwardRows {
         if !normalize && mask == nil {
             // Plain lookups: one row at a time, straight into the output.
             let sv = Vec(repeating: t.scale)
+            var st = S(row: out + rows.lowerBound * outRowBytes)
             for r in rows {
                 let ahead = t.tokenRow(tokens.ids[r + prefetchDistance < rows.upperBound ? r + prefetchDistance : r])
                 let row = out + r * outRowBytes, w = t.tokenRow(tokens.ids[r])
-                var st = S(row: row)
+                if r != rows.lowerBound { st.next(row: row) }
                 var c = 0
                 // A sinusoidal row past the cache goes to the scratch row, or (float32
                 // output in place) to the output row itself, which is then rewritten.
@@ -102,10 +103,12 @@ private struct ForwardRows {
                     }
                     while c < d { st.put1(t.scale * W.load1(w, c), column: c); c += 1 }
                 }
-                st.finish()
+                st.endRow()
             }
+            st.finish()
             return
         }
+        var st = S(row: out + rows.lowerBound * outRowBytes)
         for r in rows {
             let ahead = t.tokenRow(tokens.ids[r + prefetchDistance < rows.upperBound ? r + prefetchDistance : r])
             let row = out + r * outRowBytes
@@ -113,7 +116,7 @@ private struct ForwardRows {
             // A sinusoidal row past the cache is computed into x itself, then added in place.
             let sum = gather(x, t.tokenRow(tokens.ids[r]), t.positionRow(tokens.position(r), spill: x), t.scale, d,
                              W.self, P.self, ahead: ahead)
-            var st = S(row: row)
+            if r != rows.lowerBound { st.next(row: row) }
             var c = 0
             if normalize, let gamma = t.gamma, let beta = t.beta {
                 let mean = sum / Float(d)
@@ -155,7 +158,8 @@ private struct ForwardRows {
                 while c + 8 <= d { st.put(load(x + c), column: c); c += 8 }
                 while c < d { st.put1(x[c], column: c); c += 1 }
             }
-            st.finish()
+            st.endRow()
         }
+        st.finish()
     }
 }

@@ -71,18 +71,26 @@ func prefetchRow(_ p: UnsafeRawPointer, _ bytes: Int) {
 /// How a kernel writes one output row (`GPTE_STORE_*` and the output dtype), as a type: a
 /// loop generic over it is compiled once per kind, with no branch on the kind inside (a
 /// run-time switch per store kept the compiler from using whole 32-byte vectors in the
-/// loop). A row is written by one value: ``put(_:column:)`` for consecutive groups of eight
-/// columns from column 0, ``put1(_:column:)`` for the tail columns, then ``finish()``.
+/// loop). One value writes a worker's rows in order: for each row ``next(row:)`` (the first
+/// row comes with `init`), ``put(_:column:)`` for consecutive groups of eight columns from
+/// column 0, ``put1(_:column:)`` for the tail columns, ``endRow()``; at the end ``finish()``.
 protocol RowStore {
     /// Bytes of one output element.
     static var elementBytes: Int { get }
     init(row: UnsafeMutableRawPointer)
+    /// Moves on to the next row of a worker's range (the row after the previous one).
+    mutating func next(row: UnsafeMutableRawPointer)
     mutating func put(_ v: Vec, column c: Int)
     mutating func put1(_ x: Float, column c: Int)
+    /// The end of a row.
+    mutating func endRow()
+    /// The end of the worker's range.
     mutating func finish()
 }
 
 extension RowStore {
+    @inline(__always) mutating func next(row: UnsafeMutableRawPointer) { self = Self(row: row) }
+    @inline(__always) mutating func endRow() {}
     @inline(__always) mutating func finish() {}
 }
 
@@ -118,31 +126,40 @@ struct Stream32Store: RowStore {
 }
 
 /// Float32 output, 32-byte streaming stores for rows that start 16 bytes past a 32-byte
-/// boundary (numpy's arrays are only 16-byte aligned): the row's first four floats go out
-/// in a 16-byte store, then each 32-byte store joins the previous group's high half to this
-/// group's low half, and ``finish()`` writes the last four floats.
+/// boundary (numpy's arrays are only 16-byte aligned): each 32-byte store joins the previous
+/// group's high half to this group's low half. The carry runs on across the worker's
+/// consecutive rows, which are contiguous in the output, so only the first and the last four
+/// floats of the worker's whole range go out in 16-byte stores (``finish()``): no cache line
+/// in between is written in part.
 struct Stream32ShiftedStore: RowStore {
     static var elementBytes: Int { 4 }
-    private let row: UnsafeMutablePointer<Float>
+    private var row: UnsafeMutablePointer<Float>
     private var carry = SIMD4<Float>()
-    private var tail = -1
+    /// Where the carried four floats go, or `nil` before the first store.
+    private var tail: UnsafeMutablePointer<Float>? = nil
 
     @inline(__always) init(row: UnsafeMutableRawPointer) { self.row = row.assumingMemoryBound(to: Float.self) }
 
+    @inline(__always) mutating func next(row: UnsafeMutableRawPointer) { self.row = row.assumingMemoryBound(to: Float.self) }
+
     @inline(__always) mutating func put(_ v: Vec, column c: Int) {
-        if tail < 0 {
-            gpte_stream_store4(row + c, v.lowHalf)
+        if let tail {
+            gpte_stream_store8(tail, Vec(lowHalf: carry, highHalf: v.lowHalf))
         } else {
-            gpte_stream_store8(row + c - 4, Vec(lowHalf: carry, highHalf: v.lowHalf))
+            gpte_stream_store4(row + c, v.lowHalf)
         }
         carry = v.highHalf
-        tail = c + 4
+        tail = row + c + 4
     }
 
     @inline(__always) mutating func put1(_ x: Float, column c: Int) { row[c] = x }
 
+    /// Rows end on a whole group (dim % 8 == 0): the carry waits for the next row.
+    @inline(__always) mutating func endRow() {}
+
     @inline(__always) mutating func finish() {
-        if tail >= 0 { gpte_stream_store4(row + tail, carry) }
+        if let tail { gpte_stream_store4(tail, carry) }
+        tail = nil
     }
 }
 
