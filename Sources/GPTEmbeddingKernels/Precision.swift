@@ -13,35 +13,68 @@
 typealias U32x8 = SIMD8<UInt32>
 typealias U16x8 = SIMD8<UInt16>
 
+// Lane-by-lane forms of three standard-library operations (`init(truncatingIfNeeded:)`
+// between vector types, `any(_:)`, `clamped`): the library's are generic specialisations
+// that the compiler emits as shared (linkonce) functions, which the linker would merge
+// between the baseline and the x86-64-v3 copies of this module (Tests/isa/check_isa.py
+// fails on any such symbol). Written per lane, LLVM still makes one vector instruction.
+
+/// Each lane zero-extended.
+@inline(__always)
+func widen(_ h: U16x8) -> U32x8 {
+    U32x8(UInt32(h[0]), UInt32(h[1]), UInt32(h[2]), UInt32(h[3]), UInt32(h[4]), UInt32(h[5]), UInt32(h[6]), UInt32(h[7]))
+}
+
+/// Each lane's low 16 bits.
+@inline(__always)
+func narrow(_ u: U32x8) -> U16x8 {
+    U16x8(UInt16(truncatingIfNeeded: u[0]), UInt16(truncatingIfNeeded: u[1]), UInt16(truncatingIfNeeded: u[2]),
+          UInt16(truncatingIfNeeded: u[3]), UInt16(truncatingIfNeeded: u[4]), UInt16(truncatingIfNeeded: u[5]),
+          UInt16(truncatingIfNeeded: u[6]), UInt16(truncatingIfNeeded: u[7]))
+}
+
+/// Whether any lane is set.
+@inline(__always)
+func anyLane(_ m: SIMDMask<SIMD8<Int32>>) -> Bool {
+    let v = unsafeBitCast(m, to: SIMD8<Int32>.self)
+    return (v[0] | v[1] | v[2] | v[3] | v[4] | v[5] | v[6] | v[7]) != 0
+}
+
+/// A vector of `x` in every lane. Comparisons and replacements below always take vectors:
+/// the standard library's vector-with-scalar forms compile to a loop over the lanes.
+@inline(__always)
+func splat(_ x: UInt32) -> U32x8 { U32x8(repeating: x) }
+
 /// Eight bf16 values (their bits) as floats.
 @inline(__always)
 func widenBF16(_ h: U16x8) -> Vec {
-    unsafeBitCast(U32x8(truncatingIfNeeded: h) &<< 16, to: Vec.self)
+    unsafeBitCast(widen(h) &<< 16, to: Vec.self)
 }
 
 /// Eight f16 values (their bits) as floats.
 @inline(__always)
 func widenF16(_ h16: U16x8) -> Vec {
-    let h = U32x8(truncatingIfNeeded: h16)
-    let sign = (h & 0x8000) &<< 16
-    let e = (h &>> 10) & 0x1F
-    let m = h & 0x3FF
+    let h = widen(h16)
+    let sign = (h & splat(0x8000)) &<< 16
+    let e = (h &>> 10) & splat(0x1F)
+    let m = h & splat(0x3FF)
     // Normal: rebias the exponent (15 -> 127). Inf/NaN: exponent all ones, payload kept.
-    var bits = ((e &+ 112) &<< 23) | (m &<< 13)
-    bits.replace(with: 0x7F80_0000 | (m &<< 13), where: e .== 0x1F)
-    // Subnormal (e == 0, m != 0): m * 2^-24 = 2^(p-24) * (m / 2^p) with p the top bit of m;
-    // normalise by counting the shift in integers.
-    let sub = (e .== 0) .& (m .!= 0)
-    if any(sub) {
-        var mm = m, exp = U32x8(repeating: 113)  // the exponent field of 2^-14
+    var bits = ((e &+ splat(112)) &<< 23) | (m &<< 13)
+    bits.replace(with: splat(0x7F80_0000) | (m &<< 13), where: e .== splat(0x1F))
+    // Zero and subnormal (e == 0): m * 2^-24 = 2^(p-24) * (m / 2^p) with p the top bit of
+    // m; normalised by counting the shift in integers. Rare, so behind a branch.
+    let low = e .== splat(0)
+    if anyLane(low) {
+        let sub = low .& (m .!= splat(0))
+        var mm = m, exp = splat(113)  // the exponent field of 2^-14
         for _ in 0..<10 {
-            let small = sub .& ((mm & 0x400) .== 0)
+            let small = sub .& ((mm & splat(0x400)) .== splat(0))
             mm.replace(with: mm &<< 1, where: small)
-            exp.replace(with: exp &- 1, where: small)
+            exp.replace(with: exp &- splat(1), where: small)
         }
-        bits.replace(with: (exp &<< 23) | ((mm & 0x3FF) &<< 13), where: sub)
+        bits.replace(with: (exp &<< 23) | ((mm & splat(0x3FF)) &<< 13), where: sub)
+        bits.replace(with: splat(0), where: low .& (m .== splat(0)))
     }
-    bits.replace(with: 0, where: (e .== 0) .& (m .== 0))
     return unsafeBitCast(bits | sign, to: Vec.self)
 }
 
@@ -49,38 +82,40 @@ func widenF16(_ h16: U16x8) -> Vec {
 @inline(__always)
 func narrowBF16(_ v: Vec) -> U16x8 {
     let u = unsafeBitCast(v, to: U32x8.self)
-    var r = (u &+ 0x7FFF &+ ((u &>> 16) & 1)) &>> 16
-    r.replace(with: 0x7FC0, where: (u & 0x7FFF_FFFF) .> 0x7F80_0000)
-    return U16x8(truncatingIfNeeded: r)
+    var r = (u &+ splat(0x7FFF) &+ ((u &>> 16) & splat(1))) &>> 16
+    r.replace(with: splat(0x7FC0), where: (u & splat(0x7FFF_FFFF)) .> splat(0x7F80_0000))
+    return narrow(r)
 }
 
 /// Eight floats rounded to f16 bits.
 @inline(__always)
 func narrowF16(_ v: Vec) -> U16x8 {
     let u = unsafeBitCast(v, to: U32x8.self)
-    let sign = (u &>> 16) & 0x8000
-    let a = u & 0x7FFF_FFFF
+    let sign = (u &>> 16) & splat(0x8000)
+    let a = u & splat(0x7FFF_FFFF)
     // Normal results (|v| >= 2^-14): drop 13 mantissa bits with round-to-nearest-even, then
     // rebias the exponent; a carry out of the mantissa rounds up into the exponent.
-    var r = (a &+ 0xFFF &+ ((a &>> 13) & 1)) &>> 13 &- (112 &<< 10)
-    // Subnormal results (2^-25 < |v| < 2^-14): the mantissa with its implicit bit, shifted
-    // right by 126 - exponent (14 ... 24 places), rounded to nearest-even.
-    let sub = a .< 0x3880_0000
-    if any(sub) {
+    var r = ((a &+ splat(0xFFF) &+ ((a &>> 13) & splat(1))) &>> 13) &- splat(112 << 10)
+    // Subnormal results (|v| < 2^-14): the mantissa with its implicit bit, shifted right by
+    // 126 - exponent (14 ... 25 places), rounded to nearest-even. Rare: behind a branch.
+    let sub = a .< splat(0x3880_0000)
+    if anyLane(sub) {
         let e = a &>> 23
-        let m = (a & 0x7F_FFFF) | 0x80_0000
-        let shift = (U32x8(repeating: 126) &- e).clamped(lowerBound: U32x8(repeating: 14), upperBound: U32x8(repeating: 25))
+        let m = (a & splat(0x7F_FFFF)) | splat(0x80_0000)
+        var shift = splat(126) &- e  // wraps for large exponents: those lanes clamp to 25
+        shift.replace(with: splat(25), where: shift .> splat(25))
+        shift.replace(with: splat(14), where: shift .< splat(14))
         let kept = m &>> shift
-        let rest = m & ((U32x8(repeating: 1) &<< shift) &- 1)
-        let half = U32x8(repeating: 1) &<< (shift &- 1)
-        let up = (rest .> half) .| ((rest .== half) .& ((kept & 1) .== 1))
+        let rest = m & ((splat(1) &<< shift) &- splat(1))
+        let half = splat(1) &<< (shift &- splat(1))
+        let up = (rest .> half) .| ((rest .== half) .& ((kept & splat(1)) .== splat(1)))
         var s = kept
-        s.replace(with: kept &+ 1, where: up)
+        s.replace(with: kept &+ splat(1), where: up)
         r.replace(with: s, where: sub)
     }
-    r.replace(with: 0x7C00, where: a .>= 0x477F_F000)   // 65520 and beyond round to infinity
-    r.replace(with: 0x7E00, where: a .> 0x7F80_0000)    // NaN
-    return U16x8(truncatingIfNeeded: r | sign)
+    r.replace(with: splat(0x7C00), where: a .>= splat(0x477F_F000))   // 65520 and beyond round to infinity
+    r.replace(with: splat(0x7E00), where: a .> splat(0x7F80_0000))    // NaN
+    return narrow(r | sign)
 }
 
 /// Scalar forms, for tail elements: the same code on one lane.

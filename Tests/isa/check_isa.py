@@ -26,8 +26,16 @@ jump and address reference in the file, so a copy the linker shared with baselin
 
 It also fails when it finds no v3 kernel at all (a library built without dispatch) unless
 --no-v3 is given, and it prints a summary: functions and instructions on each side.
+
+    python3 Tests/isa/check_isa.py --shared BASELINE_OBJECT_DIR V3_OBJECT_DIR
+
+fails when the two kernel modules' object files define the same mergeable (weak or
+linkonce) function: the linker keeps one copy of such a symbol for both paths, so the v3
+copy could run on the baseline path. Generic specialisations of the standard library are
+the usual source. This catches the trap whichever copy a particular link happens to keep.
 """
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -111,7 +119,34 @@ def analyse(path):
     return names, beyond, referrers, total
 
 
+def mergeable_functions(folder):
+    """Weak and unique-global symbols defined in the text of the object files in `folder`."""
+    import glob
+    names = set()
+    for obj in glob.glob(os.path.join(folder, "*.o")):
+        out = subprocess.run(["nm", "--defined-only", obj], check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] in ("W", "u"):
+                names.add(parts[2])
+    return names
+
+
+def check_shared(baseline_dir, v3_dir):
+    a, b = mergeable_functions(baseline_dir), mergeable_functions(v3_dir)
+    shared = sorted(a & b)
+    print(f"{len(a)} mergeable functions in {baseline_dir}, {len(b)} in {v3_dir}, {len(shared)} in both")
+    for name in shared:
+        print(f"  FAIL defined in both kernel modules (the linker keeps one copy for both paths): {name}")
+    if shared:
+        sys.exit(1)
+    print("ok: no function the linker could merge between the two kernel paths")
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--shared":
+        check_shared(sys.argv[2], sys.argv[3])
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("files", nargs="+")
     ap.add_argument("--no-v3", action="store_true", help="the file has no v3 kernels (do not require them)")

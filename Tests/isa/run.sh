@@ -2,8 +2,9 @@
 # One binary for every x86-64 CPU (issue 10): checks the built library's instructions, then
 # runs it on emulated CPUs with qemu-user and compares the kernel paths bit for bit.
 #   1. Tests/isa/check_isa.py: no instruction beyond the x86-64 baseline outside the
-#      x86-64-v3 kernels, in the library and the tool; and the check itself fails on a
-#      library compiled with -mavx2 (so it can fail).
+#      x86-64-v3 kernels, in the library and the tool; the check itself fails on a library
+#      compiled with -mavx2 (so it can fail); and the two kernel modules define no
+#      function the linker could merge between them (whichever copy a link keeps).
 #   2. Tests/isa/digest.c (init, forward, backward, every option, 1 and 2 threads) prints
 #      the same hash natively on each path, under qemu -cpu Nehalem (no AVX: the baseline
 #      path must be chosen) and under qemu -cpu Haswell (the v3 path must be chosen).
@@ -32,6 +33,10 @@ for f in "$bin/libgpt_embedding.so" "$bin/gpt-embedding"; do
     if out=$(python3 Tests/isa/check_isa.py "$f"); then ok "$(basename "$f"): $(tail -1 <<<"$out")"
     else fail "$(basename "$f")"; echo "$out" | head -20; fi
 done
+objects="$root/.build/release"
+if out=$(python3 Tests/isa/check_isa.py --shared "$objects/GPTEmbeddingKernels.build" "$objects/GPTEmbeddingKernelsV3.build"); then
+    ok "$(tail -1 <<<"$out")"
+else fail "kernel modules share mergeable functions"; echo "$out" | head -20; fi
 printf 'void add(float *a, const float *b) { for (int i = 0; i < 64; i++) a[i] += b[i]; }\n' > "$work/avx2.c"
 cc -O3 -mavx2 -shared -fPIC "$work/avx2.c" -o "$work/libavx2.so"
 if python3 Tests/isa/check_isa.py --no-v3 "$work/libavx2.so" >/dev/null; then fail "the check accepts AVX2 code outside the kernels"
