@@ -412,6 +412,18 @@ struct OpenMode: CustomStringConvertible, Sendable {
         #expect(out == [7, 0, 3].enumerated().flatMap { t, id in (0..<4).map { Self.wte(id, $0) + Self.wpe(t, $0) } })
     }
 
+    /// A valid sharded folder of F16 shards: both tables mapped, each from its own shard.
+    @Test(arguments: [false, true])
+    func validShardedFolderOpens(mmap: Bool) throws {
+        var o = OpenOptions()
+        o.mmap = mmap
+        let layer = try GPTEmbedding(contentsOf: Self.folder.appendingPathComponent("sharded_ok").path, options: o)
+        let wte = layer.tokenEmbedding.weight, wpe = layer.positionalEmbedding!.weight
+        #expect(layer.config.weightDType == .float16 && wte.isMapped == mmap && wpe.isMapped == mmap)
+        #expect(wte.values == (0..<8).flatMap { r in (0..<4).map { Self.wte(r, $0) } })
+        #expect(wpe.values == (0..<4).flatMap { r in (0..<4).map { Self.wpe(r, $0) } })
+    }
+
     /// Training a mapped layer writes private pages only: the file keeps its bytes.
     @Test func trainingAMappedLayerLeavesTheFileUnchanged() throws {
         let file = try #require(PrecisionGoldenFile.named("bf16_learned"))

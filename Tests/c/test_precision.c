@@ -777,9 +777,10 @@ static void bad_checkpoints(void) {
     CHECK(gpt_embedding_open(BAD_DIR "/outside.safetensors", NULL, &h) == 0 && h, "outside.safetensors opens: %s", last());
     gpt_embedding_free(h);
 
-    /* Misaligned tables: mapped mode reads them (not an error), values right. */
-    const char *files[] = {"misaligned_bf16.safetensors", "misaligned_f32.safetensors"};
-    for (int k = 0; k < 2; k++) {
+    /* Misaligned tables: mapped mode reads them (not an error), values right; and a valid
+     * sharded folder (F16), mapped from its two shards. */
+    const char *files[] = {"misaligned_bf16.safetensors", "misaligned_f32.safetensors", "sharded_ok"};
+    for (int k = 0; k < 3; k++) {
         for (int mmap = 0; mmap <= 1; mmap++) {
             char path[256];
             snprintf(path, sizeof path, BAD_DIR "/%s", files[k]);
@@ -793,9 +794,10 @@ static void bad_checkpoints(void) {
             gpt_embedding_parameter_mapped(h, 0, &m0);
             gpt_embedding_parameter_mapped(h, 1, &m1);
             gpt_embedding_parameter_dtype(h, 0, &dt);
-            CHECK(m0 == 0, "%s (mmap %d): the misaligned token table is read, not mapped", files[k], mmap);
-            CHECK(m1 == (mmap && k == 1), "%s (mmap %d): position table mapped %d", files[k], mmap, m1);
-            CHECK(dt == (k == 0 ? GPT_EMBEDDING_DTYPE_BF16 : GPT_EMBEDDING_DTYPE_F32), "%s: dtype kept", files[k]);
+            CHECK(m0 == (mmap && k == 2), "%s (mmap %d): token table mapped %d (a misaligned one is read)", files[k], mmap, m0);
+            CHECK(m1 == (mmap && k >= 1), "%s (mmap %d): position table mapped %d", files[k], mmap, m1);
+            CHECK(dt == (k == 0 ? GPT_EMBEDDING_DTYPE_BF16 : k == 1 ? GPT_EMBEDDING_DTYPE_F32 : GPT_EMBEDDING_DTYPE_F16),
+                  "%s: dtype kept", files[k]);
             float wte[32], wpe[16], out[3 * 4];
             gpt_embedding_get_parameter(h, 0, wte, 32);
             gpt_embedding_get_parameter(h, 1, wpe, 16);
