@@ -557,6 +557,18 @@ static void open_arguments(void) {
           && contains(gpt_embedding_last_error(), "unknown parameter selector 9"), "parameter_mapped(9): %s", last());
     CHECK(gpt_embedding_parameter_mapped(h, 0, NULL) == GPT_EMBEDDING_ERROR_NULL_POINTER, "parameter_mapped(NULL)");
     gpt_embedding_free(h);
+    /* A mapped layer does not own its tables' bytes (the page cache does, until written). */
+    gpt_embedding *read_layer = NULL, *mapped_layer = NULL;
+    int64_t read_bytes = 0, mapped_bytes = 0;
+    gpt_embedding_open_options_init(&o, sizeof o);
+    gpt_embedding_open(file, &o, &read_layer);
+    o.mmap = 1;
+    gpt_embedding_open(file, &o, &mapped_layer);
+    CHECK(gpt_embedding_sizeof(read_layer, &read_bytes) == 0 && gpt_embedding_sizeof(mapped_layer, &mapped_bytes) == 0
+          && read_bytes - mapped_bytes == (97 + 32) * 24 * 2, "sizeof: read %lld, mapped %lld bytes", (long long)read_bytes,
+          (long long)mapped_bytes);
+    gpt_embedding_free(read_layer);
+    gpt_embedding_free(mapped_layer);
     /* Converting on open: never mapped. */
     gpt_embedding_open_options_init(&o, sizeof o);
     o.mmap = 1;
