@@ -3,7 +3,7 @@
 #   make demo     build the command-line tool and run the built-in demonstration
 #   make test     build everything and run every test suite (Swift, C, Python)
 #   make lib      build .build/release/libgpt_embedding.so (+ its SONAME link)
-#   make reliability  sanitizers, valgrind, 100k create/free, fuzzing (FUZZ_SECONDS=300 per target)
+#   make reliability  sanitizers, valgrind, 100k create/free, 10k open/free, fuzzing (FUZZ_SECONDS=300 per target)
 #   make bench    the benchmark tables (bench/run.py, bench/bench_checkpoint.py); make bench-smoke: a quick check
 #   make golden   regenerate Tests/golden from PyTorch (needs torch; CI does not)
 
@@ -49,6 +49,7 @@ test: test-swift test-c test-python test-examples test-isa test-install test-fuz
 # Reliability (issue 6). `make reliability` runs the long versions; `make test` the short ones.
 FUZZ_SECONDS ?= 300
 LAYERS       ?= 100000
+OPENS        ?= 10000
 LSAN         := LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/reliability/lsan.supp
 
 reliability: FUZZ_SECONDS_RUN = $(FUZZ_SECONDS)
@@ -64,6 +65,8 @@ reliability-checks: lib
 	VALGRIND=1 Tests/c/run.sh
 	cc -std=c11 -O2 -Wall -Werror -Iinclude Tests/reliability/create_free.c -L$(BIN) -lgpt_embedding \
 	   -Wl,-rpath,$(CURDIR)/$(BIN) -o .build/create_free && .build/create_free $(LAYERS)
+	cc -std=c11 -O2 -Wall -Wextra -Werror -Iinclude Tests/reliability/open_free.c -L$(BIN) -lgpt_embedding \
+	   -Wl,-rpath,$(CURDIR)/$(BIN) -o .build/open_free && .build/open_free $(OPENS)
 	Tests/fuzz/run.sh -t $(FUZZ_SECONDS_RUN)
 
 test-fuzz-replay:

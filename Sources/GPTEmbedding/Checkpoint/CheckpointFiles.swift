@@ -132,7 +132,7 @@ final class CheckpointFiles {
             let why = String(cString: strerror(errno))
             throw GPTEmbeddingError(expected == nil ? .io : .badFile,
                                     expected == nil ? "cannot open \(path): \(why)"
-                                        : "\(description) names the shard \(path), which cannot be opened: \(why)")
+                                        : "\(description) names the shard \(path) (for \(expected!.map { "\"\($0)\"" }.joined(separator: ", "))), which cannot be opened: \(why)")
         }
         var keep = false
         defer { if !keep { close(fd) } }

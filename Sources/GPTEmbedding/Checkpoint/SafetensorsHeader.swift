@@ -114,8 +114,12 @@ public struct SafetensorsHeader: Sendable {
             position = t.end
         }
         guard position == fileSize - 8 - n else {
-            throw bad((position > fileSize - 8 - n ? "truncated: " : "")
-                + "the tensors cover \(position) bytes but the file has \(fileSize - 8 - n) bytes after the header")
+            let available = fileSize - 8 - n
+            // The first tensor the end of the file cuts, named for the message.
+            let cut = tensors.filter { $0.end > available }.min { $0.begin < $1.begin }
+            throw bad((position > available ? "truncated: " : "")
+                + "the tensors cover \(position) bytes but the file has \(available) bytes after the header"
+                + (cut.map { ": tensor \"\($0.name)\" (bytes \($0.begin) to \($0.end)) is cut short" } ?? ""))
         }
         self.tensors = tensors
         self.metadata = metadata
