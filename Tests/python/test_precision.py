@@ -62,7 +62,8 @@ def test_forward_matches_torch(name, mmap):
         assert layer.parameter_dtype(n) == np.dtype(ml_dtypes.bfloat16 if dt == "bfloat16" else dt)
         assert layer.is_mapped(n) == mmap, n
     # The layer norm vectors are mapped when the file has them (F32, kept), else made (1, 0).
-    assert layer.is_mapped("layer_norm.weight") == layer.is_mapped("layer_norm.bias") == (mmap and bool(s["layer_norm"]))
+    file_has_norm = bool(s["layer_norm"])
+    assert layer.is_mapped("layer_norm.weight") == layer.is_mapped("layer_norm.bias") == (mmap and file_has_norm)
 
     ids = t["ids"].reshape(B, T)
     ln = bool(s["layer_norm"])
