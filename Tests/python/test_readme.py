@@ -26,3 +26,22 @@ def test_quick_start_runs_as_written(tmp_path):
     assert lines[3] == "GPT-2 small embedding parameters: 39,385,344"
     assert lines[4] == "gpt_embedding_forward_i64: token id 50300 at [0, 1] is out of range [0, 50257)"
     assert r.stderr == ""
+
+
+def test_precision_block_runs_as_written(tmp_path):
+    """The second Python block: bf16 tables, a checkpoint saved and opened mapped, typed
+    outputs and a bf16 backward."""
+    blocks = re.findall(r"```python\n(.*?)```", open(README).read(), re.S)
+    assert len(blocks) >= 2, "no second ```python block (checkpoints at their own precision)"
+    script = tmp_path / "precision.py"
+    script.write_text(blocks[1])
+    env = {k: v for k, v in os.environ.items() if k != "GPT_EMBEDDING_LIB"}
+    env["PYTHONPATH"] = os.path.join(ROOT, "bindings", "python")
+    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["bfloat16", "bfloat16 True", "bfloat16 (1, 3, 64)", "float32"]
+    assert r.stderr == ""
+    # The main README carries the same block in its Python quick start.
+    main = re.findall(r"```python\n(.*?)```", open(os.path.join(ROOT, "README.md")).read(), re.S)
+    assert blocks[1] in main

@@ -7,6 +7,10 @@ and out.
     >>> layer([[1, 2, 3]]).shape
     (1, 3, 64)
 
+Tables may be float32, bfloat16 or float16 (``weight_dtype=``), outputs too (``out_dtype=``);
+``GPTEmbedding.from_pretrained`` opens a safetensors checkpoint at its own precision.
+bfloat16 arrays are ``ml_dtypes.bfloat16``, imported on first use.
+
 The package has no maths of its own: every number comes from the library. Calls release
 the GIL (ctypes), so layers run in parallel from Python threads. The library is found as
 described in :mod:`gpt_embedding._lib` (``$GPT_EMBEDDING_LIB`` overrides the search).

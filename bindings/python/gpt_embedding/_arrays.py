@@ -8,6 +8,81 @@ import numpy as np
 
 from . import _lib
 
+# ---------------------------------------------------------------------------------------
+# Element types (enum gpt_embedding_dtype)
+# ---------------------------------------------------------------------------------------
+
+#: The dtype names the package accepts and reports -> ``enum gpt_embedding_dtype``.
+DTYPES = {"float32": _lib.DTYPE_F32, "bfloat16": _lib.DTYPE_BF16, "float16": _lib.DTYPE_F16}
+DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+_ACCEPTED = ('"float32", "bfloat16" or "float16" (or np.float32, ml_dtypes.bfloat16, np.float16 '
+             'and their np.dtype)')
+
+
+def bfloat16() -> Any:
+    """``ml_dtypes.bfloat16``, the numpy bfloat16 of JAX and ONNX, imported on first use (a
+    float32-only program never needs it)."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError("bfloat16 arrays need the ml_dtypes package (the numpy bfloat16 of JAX and ONNX): "
+                          "pip install ml_dtypes") from None
+    return ml_dtypes.bfloat16
+
+
+def _code_of_numpy(dt: np.dtype) -> Optional[int]:
+    """The enum value of a numpy dtype, or None when it is not one of the three (native byte
+    order only: a big-endian float32 is not what the library reads)."""
+    if dt == np.float32:
+        return _lib.DTYPE_F32
+    if dt == np.float16:
+        return _lib.DTYPE_F16
+    if dt.name == "bfloat16" and dt == np.dtype(bfloat16()):
+        return _lib.DTYPE_BF16
+    return None
+
+
+def dtype_code(value: Any, name: str) -> int:
+    """``enum gpt_embedding_dtype`` of a dtype argument: one of the names of :data:`DTYPES`
+    or a numpy dtype (or type) of those. Anything else raises ValueError naming the value
+    and the accepted ones (``TypeError`` is kept for non-dtype objects numpy rejects too)."""
+    if isinstance(value, str):
+        if value in DTYPES:
+            return DTYPES[value]
+        raise ValueError(f"{name} = {value!r} is not a supported dtype: expected {_ACCEPTED}")
+    code = None
+    if value is not None and not isinstance(value, (bool, int, float)):
+        try:
+            dt = np.dtype(value)
+        except TypeError:
+            dt = None
+        if dt is not None:
+            code = _code_of_numpy(dt)
+    if code is None:
+        raise ValueError(f"{name} = {value!r} is not a supported dtype: expected {_ACCEPTED}")
+    return code
+
+
+def dtype_name(value: Any, name: str) -> str:
+    """The canonical name (``"float32"``, ``"bfloat16"``, ``"float16"``) of a dtype argument."""
+    return DTYPE_NAMES[dtype_code(value, name)]
+
+
+def numpy_dtype(code: int) -> np.dtype:
+    """The numpy dtype of an ``enum gpt_embedding_dtype`` value."""
+    if code == _lib.DTYPE_F32:
+        return np.dtype(np.float32)
+    if code == _lib.DTYPE_F16:
+        return np.dtype(np.float16)
+    if code == _lib.DTYPE_BF16:
+        return np.dtype(bfloat16())
+    raise ValueError(f"the library reports dtype {code}, which this package does not know")
+
+
+def array_dtype_code(a: np.ndarray) -> Optional[int]:
+    """The enum value of an array's dtype, or None when the library cannot take it."""
+    return _code_of_numpy(a.dtype)
+
 
 def ids_array(value: Any, name: str) -> np.ndarray:
     """int32 or int64, C-contiguous, 1-D or 2-D. C-contiguous int32 and int64 arrays pass
@@ -72,12 +147,35 @@ def float_array(value: Any, name: str, shape: Optional[Tuple[int, ...]] = None) 
     return value
 
 
-def out_array(out: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
-    """A caller's output array: float32, C-contiguous, writeable, exactly `shape`."""
+def typed_array(value: Any, name: str, shape: Optional[Tuple[int, ...]] = None) -> Tuple[np.ndarray, int]:
+    """An input the library reads in its own dtype: a float32, bfloat16 (ml_dtypes) or
+    float16 numpy array (strided ones are copied, keeping the dtype), or nested lists (made
+    float32). Returns the C-contiguous array and its ``enum gpt_embedding_dtype``. Other
+    dtypes raise ValueError: nothing changes precision silently."""
+    if isinstance(value, np.ndarray):
+        code = array_dtype_code(value)
+        if code is None:
+            raise ValueError(f"{name} must be float32, bfloat16 or float16, got {value.dtype}; "
+                             "use .astype(np.float32)")
+        if not value.flags.c_contiguous:
+            value = np.ascontiguousarray(value)
+    else:
+        value, code = np.ascontiguousarray(value, dtype=np.float32), _lib.DTYPE_F32
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {list(shape)}, got {list(value.shape)}")
+    return value, code
+
+
+def out_array(out: np.ndarray, shape: Tuple[int, ...], code: int = _lib.DTYPE_F32) -> np.ndarray:
+    """A caller's output array: of the dtype ``code``, C-contiguous, writeable, exactly
+    `shape`."""
     if not isinstance(out, np.ndarray):
         raise ValueError("out must be a numpy array")
-    if out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError("out must be a writeable, C-contiguous float32 array")
+    want = DTYPE_NAMES[code]
+    if array_dtype_code(out) != code or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"out must be a writeable, C-contiguous {want} array, got a"
+                         f"{'' if out.flags.writeable else ' read-only'}"
+                         f"{'' if out.flags.c_contiguous else ' strided'} {out.dtype} array")
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"out must have shape {list(shape)}, got {list(out.shape)}")
     return out
@@ -93,20 +191,35 @@ def iptr(a: np.ndarray) -> "ctypes._Pointer[Any]":
 
 class _View:
     """Exposes library memory to numpy. numpy keeps this object as the array's base, and it
-    keeps the owning layer alive, so a view can never outlive the memory it shows."""
+    keeps the owning layer alive, so a view can never outlive the memory it shows.
+    ``typestr`` is numpy's for float32 and float16; bfloat16, which the array interface
+    cannot name, is exposed as uint16 and re-viewed (the re-view's base chain still ends
+    here)."""
 
-    def __init__(self, owner: object, address: int, shape: Tuple[int, ...]) -> None:
+    def __init__(self, owner: object, address: int, shape: Tuple[int, ...], typestr: str = "<f4") -> None:
         self.owner = owner
-        self.__array_interface__ = {"data": (address, False), "shape": shape, "typestr": np.dtype(np.float32).str, "version": 3}
+        self.__array_interface__ = {"data": (address, False), "shape": shape, "typestr": typestr, "version": 3}
 
 
-def aligned_empty(shape: Tuple[int, ...], alignment: int = 64) -> np.ndarray:
-    """An uninitialised C-contiguous float32 array whose data starts on an `alignment`-byte
-    boundary. numpy only guarantees 16 bytes; the library writes large outputs with 32-byte
-    streaming stores when the buffer allows it, and falls back to slower ones otherwise."""
+def view_array(owner: object, address: int, shape: Tuple[int, ...], code: int) -> Tuple[np.ndarray, _View]:
+    """A numpy array of dtype ``code`` over library memory at ``address``, and its holder."""
+    typestr = {_lib.DTYPE_F32: np.dtype(np.float32).str, _lib.DTYPE_F16: np.dtype(np.float16).str,
+               _lib.DTYPE_BF16: np.dtype(np.uint16).str}[code]
+    holder = _View(owner, address, shape, typestr)
+    a = np.asarray(holder)
+    return (a.view(bfloat16()) if code == _lib.DTYPE_BF16 else a), holder
+
+
+def aligned_empty(shape: Tuple[int, ...], alignment: int = 64, dtype: Any = np.float32) -> np.ndarray:
+    """An uninitialised C-contiguous array of `dtype` (float32 by default) whose data starts
+    on an `alignment`-byte boundary. numpy only guarantees 16 bytes; the library writes large
+    outputs with 32-byte streaming stores when the buffer allows it, and falls back to
+    slower ones otherwise."""
+    dtype = np.dtype(dtype)
     count = 1
     for n in shape:
         count *= n
-    raw = np.empty(count * 4 + alignment, dtype=np.uint8)
+    nbytes = count * dtype.itemsize
+    raw = np.empty(nbytes + alignment, dtype=np.uint8)
     start = -raw.ctypes.data % alignment
-    return raw[start:start + count * 4].view(np.float32).reshape(shape)
+    return raw[start:start + nbytes].view(dtype).reshape(shape)

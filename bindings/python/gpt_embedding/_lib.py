@@ -126,6 +126,10 @@ TRAINING = 1  # GPT_EMBEDDING_TRAINING
 LAYER_NORM = 2  # GPT_EMBEDDING_LAYER_NORM
 # enum gpt_embedding_position_encoding
 POSITION_LEARNED, POSITION_SINUSOIDAL, POSITION_NONE = 0, 1, 2
+# enum gpt_embedding_dtype; GPT_EMBEDDING_DTYPE_KEEP (gpt_embedding_open_options.dtype)
+DTYPE_F32, DTYPE_BF16, DTYPE_F16, DTYPE_KEEP = 0, 1, 2, -1
+# gpt_embedding_open_options.position_encoding: GPT_EMBEDDING_POSITION_FROM_FILE
+POSITION_FROM_FILE = -1
 # enum gpt_embedding_param
 PARAM_ALL, PARAM_TOKEN, PARAM_POSITION, PARAM_LN_WEIGHT, PARAM_LN_BIAS = -1, 0, 1, 2, 3
 SAVE_GPT2_NAMES = 1

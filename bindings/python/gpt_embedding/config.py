@@ -9,12 +9,13 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from . import _lib
+from ._arrays import DTYPE_NAMES, dtype_code, dtype_name
 
 _ENCODINGS = {"learned": _lib.POSITION_LEARNED, "sinusoidal": _lib.POSITION_SINUSOIDAL, "none": _lib.POSITION_NONE}
 _NAMES = {v: k for k, v in _ENCODINGS.items()}
 PRESETS = ("gpt2", "gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl")
 _FIELDS = ("vocab_size", "embed_dim", "max_seq_len", "dropout", "position_encoding", "scale_embeddings",
-           "layer_norm_eps", "init_std", "padding_idx", "seed", "num_threads")
+           "layer_norm_eps", "init_std", "padding_idx", "seed", "num_threads", "weight_dtype")
 _INT_RANGES = {"vocab_size": 63, "embed_dim": 63, "max_seq_len": 63, "padding_idx": 63, "num_threads": 31}
 
 
@@ -68,6 +69,13 @@ class GPTEmbeddingConfig:
         initialisation and dropout, in [0, 2**64).
     ``num_threads``
         worker threads of the layer; 0 = all cores.
+    ``weight_dtype``
+        the element type of the token table and the learned position table:
+        ``"float32"`` (default), ``"bfloat16"`` or ``"float16"`` (numpy dtypes --
+        ``np.float32``, ``ml_dtypes.bfloat16``, ``np.float16`` -- are accepted and stored
+        as these names). Arithmetic is float32 whatever it is; values written to a
+        16-bit table are rounded to nearest even by the library. The layer norm vectors
+        stay float32.
 
     The object is a plain mutable record: a layer copies it when it is created. Invalid
     values raise ``ValueError`` with the library's message naming the field and the value
@@ -85,12 +93,13 @@ class GPTEmbeddingConfig:
     padding_idx: Optional[int]
     seed: int
     num_threads: int
+    weight_dtype: str
 
     def __init__(self, vocab_size: int = 50257, embed_dim: int = 768, max_seq_len: int = 1024,
                  dropout: float = 0.1, use_sinusoidal: bool = False, *,
                  position_encoding: Optional[str] = None, scale_embeddings: bool = True,
                  layer_norm_eps: float = 1e-5, init_std: float = 0.02, padding_idx: Optional[int] = None,
-                 seed: int = 0, num_threads: int = 0) -> None:
+                 seed: int = 0, num_threads: int = 0, weight_dtype: Any = "float32") -> None:
         if position_encoding is None:
             position_encoding = "sinusoidal" if use_sinusoidal else "learned"
         elif use_sinusoidal and position_encoding != "sinusoidal":
@@ -109,6 +118,7 @@ class GPTEmbeddingConfig:
         self.padding_idx = padding_idx
         self.seed = seed
         self.num_threads = num_threads
+        self.weight_dtype = dtype_name(weight_dtype, "invalid config: weight_dtype")
         self.validate()
 
     @property
@@ -194,6 +204,7 @@ class GPTEmbeddingConfig:
         c.padding_idx = -1 if self.padding_idx is None else _int("padding_idx", self.padding_idx)
         c.seed = _int("seed", self.seed)
         c.num_threads = _int("num_threads", self.num_threads)
+        c.weight_dtype = dtype_code(self.weight_dtype, "invalid config: weight_dtype")
         return c
 
     @classmethod
@@ -202,7 +213,8 @@ class GPTEmbeddingConfig:
                    position_encoding=_NAMES.get(c.position_encoding, str(c.position_encoding)),
                    scale_embeddings=bool(c.scale_embeddings), layer_norm_eps=_from_float32(c.layer_norm_eps),
                    init_std=_from_float32(c.init_std), padding_idx=None if c.padding_idx < 0 else c.padding_idx,
-                   seed=c.seed, num_threads=c.num_threads)
+                   seed=c.seed, num_threads=c.num_threads,
+                   weight_dtype=DTYPE_NAMES.get(c.weight_dtype, c.weight_dtype))
 
     def validate(self) -> None:
         """Raises ``ValueError`` (the library's message, from

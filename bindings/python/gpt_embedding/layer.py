@@ -11,8 +11,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from . import _lib
-from ._arrays import _View, aligned_empty, float_array, fptr, ids_array, iptr, out_array
-from .config import GPTEmbeddingConfig
+from ._arrays import (DTYPE_NAMES, _View, aligned_empty, array_dtype_code, dtype_code, float_array, fptr, ids_array,
+                      iptr, numpy_dtype, out_array, typed_array, view_array)
+from .config import _ENCODINGS, GPTEmbeddingConfig, _float, _int
 from .errors import GPTEmbeddingStateError
 
 #: state-dict key -> ``enum gpt_embedding_param``
@@ -24,6 +25,11 @@ _PARAMS = {
 }
 _SEED_DEFAULTS = (50257, 768, 1024, 0.1, False)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+#: The keyword overrides of :meth:`GPTEmbedding.from_pretrained` (fields of
+#: ``gpt_embedding_open_options``; ``use_sinusoidal`` is the seed's spelling of
+#: ``position_encoding="sinusoidal"``).
+OPEN_OVERRIDES = ("num_threads", "seed", "dropout", "layer_norm_eps", "scale_embeddings", "position_encoding",
+                  "use_sinusoidal", "max_seq_len", "padding_idx")
 
 ArrayLike = Any  # numpy arrays or nested lists of ints
 
@@ -72,12 +78,29 @@ class _Access:
                 self._cond.notify_all()
 
 
+def _path(path: Union[str, "os.PathLike[str]", bytes]) -> bytes:
+    """A file system path for a ``const char *`` argument. An embedded NUL would silently
+    cut the path short in C, so it raises ValueError, as Python's ``open`` does."""
+    encoded = os.fsencode(os.fspath(path))
+    if b"\0" in encoded:
+        raise ValueError(f"path {path!r} contains a NUL byte")
+    return encoded
+
+
 class _Handle:
     """Owns one C layer and frees it exactly once."""
 
     def __init__(self, config: _lib.Config) -> None:
         self.value = ctypes.c_void_p()
         _lib.call(_lib.lib.gpt_embedding_create, ctypes.byref(config), ctypes.byref(self.value))
+
+    @classmethod
+    def open(cls, path: bytes, options: _lib.OpenOptions) -> "_Handle":
+        """A layer opened from a checkpoint (``gpt_embedding_open``)."""
+        handle = cls.__new__(cls)
+        handle.value = ctypes.c_void_p()
+        _lib.call(_lib.lib.gpt_embedding_open, path, ctypes.byref(options), ctypes.byref(handle.value))
+        return handle
 
     def get(self) -> ctypes.c_void_p:
         if not self.value:
@@ -100,7 +123,10 @@ class GPTEmbedding:
         :class:`GPTEmbeddingConfig` (``position_encoding``, ``scale_embeddings``,
         ``layer_norm_eps``, ``init_std``, ``padding_idx``, ``seed``, ``num_threads``).
         ``GPTEmbedding(config=cfg)`` / :meth:`from_config` and :meth:`from_preset` build one
-        from a configuration (then pass no other settings).
+        from a configuration (then pass no other settings). ``weight_dtype`` (``"float32"``,
+        ``"bfloat16"``, ``"float16"``) chooses the tables' element type.
+        :meth:`from_pretrained` opens a safetensors checkpoint (a file, a folder, a sharded
+        index) at its own precision, without a random initialisation.
 
     Modes:
         Like a torch module it starts in training mode (``training`` is True: dropout on,
@@ -109,9 +135,12 @@ class GPTEmbedding:
 
     Arrays:
         ids are int32 or int64 arrays (or nested lists) [batch, seq]; outputs are new
-        float32 arrays [batch, seq, embed_dim] unless ``out=`` is given. :meth:`state_dict`
-        and :meth:`grads` return **copies**; :meth:`parameter` and :meth:`gradient` return
-        writeable **views** of the layer's memory (zero-copy) that keep the layer alive.
+        arrays [batch, seq, embed_dim] -- float32, or ``out_dtype`` (``"bfloat16"`` as
+        ``ml_dtypes.bfloat16``, ``"float16"``) -- unless ``out=`` is given.
+        :meth:`state_dict` and :meth:`grads` return **copies**; :meth:`parameter` and
+        :meth:`gradient` return writeable **views** of the layer's memory (zero-copy) that
+        keep the layer alive. Parameters come in their stored dtype, gradients always in
+        float32. Arithmetic is always float32, in the library.
 
     Threads:
         Every call releases the GIL (ctypes), so different layers run truly in parallel from
@@ -139,15 +168,28 @@ class GPTEmbedding:
             if options or any(a is not d and a != d for a, d in zip(given, _SEED_DEFAULTS)):
                 raise TypeError("pass either config= or individual settings, not both "
                                 "(use config.replace(...) to change a field)")
+        self._attach(_Handle(config.to_c()))
+
+    def _attach(self, handle: _Handle) -> None:
+        """Takes ownership of a live C layer (created or opened) and reads its configuration
+        back from the library (``gpt_embedding_get_config``)."""
+        self._handle = handle  # first, so that __del__ frees it if anything below fails
         self._access = _Access()
-        self._handle = _Handle(config.to_c())
         c = _lib.Config()
+        c.struct_size = ctypes.sizeof(_lib.Config)
         _lib.call(_lib.lib.gpt_embedding_get_config, self._handle.get(), ctypes.byref(c))
         self._config = GPTEmbeddingConfig._from_c(c)
         #: True in training mode (dropout on, forwards keep what backward needs).
         self.training: bool = True
         self._views: "weakref.WeakSet[_View]" = weakref.WeakSet()
         self._last_shape: Optional[Tuple[int, int]] = None
+
+    @classmethod
+    def _from_handle(cls, handle: _Handle) -> "GPTEmbedding":
+        """A layer around an existing handle (see :meth:`from_pretrained`)."""
+        layer = cls.__new__(cls)
+        layer._attach(handle)
+        return layer
 
     @classmethod
     def from_config(cls, config: GPTEmbeddingConfig) -> "GPTEmbedding":
@@ -160,6 +202,47 @@ class GPTEmbedding:
         ``"gpt2-small"``), ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"``; keyword
         overrides such as ``seed=42`` are applied to the preset."""
         return cls(config=GPTEmbeddingConfig.from_preset(name, **overrides))
+
+    @classmethod
+    def from_pretrained(cls, path: Union[str, "os.PathLike[str]"], dtype: Any = None, mmap: bool = False,
+                        **overrides: Any) -> "GPTEmbedding":
+        """Opens a checkpoint as a layer, with no random initialisation
+        (``gpt_embedding_open``).
+
+        Args:
+            path: a ``.safetensors`` file, or a folder holding ``model.safetensors`` or a
+                sharded checkpoint (``model.safetensors.index.json``). Tensor names: the
+                library's (``token_embedding.weight``, ...) or Hugging Face GPT-2's
+                (``wte.weight``, ``wpe.weight``, with or without ``transformer.``). The
+                configuration comes from the tensors: ``vocab_size`` and ``embed_dim`` from
+                the token table, learned positions and ``max_seq_len`` from the position
+                table when there is one (else no positions), the layer norm from the file
+                when present (else weight 1, bias 0).
+            dtype: ``None`` keeps the file's dtype (F32, BF16 or F16); ``"float32"``,
+                ``"bfloat16"``, ``"float16"`` (or their numpy dtypes) convert the tables,
+                exactly when widening, to nearest even when narrowing.
+            mmap: ``False`` (default) reads the tables into the layer's memory; ``True``
+                maps the file privately (copy-on-write): pages are shared with the page
+                cache until written, and writes (training, :meth:`load_state_dict`, views)
+                stay in this process and never reach the file. Only a table whose dtype is
+                kept and whose data is aligned is mapped (see :meth:`is_mapped`). If
+                another process truncates a mapped file, touching a lost page kills the
+                process with SIGBUS: that is why reading is the default.
+            **overrides: what the checkpoint does not say: ``num_threads`` (0 = all
+                cores), ``seed`` (dropout masks), ``dropout`` (default 0),
+                ``layer_norm_eps`` (1e-5), ``scale_embeddings`` (default False, GPT-2),
+                ``position_encoding`` (``None``: from the file; ``"learned"``,
+                ``"sinusoidal"`` or ``"none"``) or ``use_sinusoidal=True``, ``max_seq_len``
+                (rows of the sinusoidal table, 1024), ``padding_idx`` (``None``).
+
+        The layer is returned in eval mode, as ``transformers``' ``from_pretrained`` does
+        (call :meth:`train` to train it). Raises ``OSError`` when the checkpoint cannot be
+        read, ``ValueError`` for a malformed one (the message names the file, the tensor
+        and the problem) or a bad dtype or override value, and ``TypeError`` for an unknown
+        keyword."""
+        options = _open_options(dtype, mmap, overrides)
+        layer = cls._from_handle(_Handle.open(_path(path), options))
+        return layer.eval()
 
     # -- configuration and mode ------------------------------------------------------
 
@@ -192,6 +275,13 @@ class GPTEmbedding:
     def position_encoding(self) -> str:
         return self._config.position_encoding
 
+    @property
+    def weight_dtype(self) -> str:
+        """The element type of the token table and the learned position table:
+        ``"float32"``, ``"bfloat16"`` or ``"float16"`` (the layer norm vectors are float32;
+        :meth:`parameter_dtype` gives each parameter's numpy dtype)."""
+        return self._config.weight_dtype
+
     def train(self, mode: bool = True) -> "GPTEmbedding":
         """Training mode (``mode=True``): dropout on, forwards keep what backward needs.
         Returns the layer, as torch does."""
@@ -205,12 +295,15 @@ class GPTEmbedding:
     # -- forward / backward ----------------------------------------------------------
 
     def __call__(self, input_ids: ArrayLike, use_layer_norm: bool = False, start_position: int = 0,
-                 position_ids: Optional[ArrayLike] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
-        return self.forward(input_ids, use_layer_norm, start_position, position_ids, out)
+                 position_ids: Optional[ArrayLike] = None, out: Optional[np.ndarray] = None,
+                 out_dtype: Any = None) -> np.ndarray:
+        return self.forward(input_ids, use_layer_norm, start_position, position_ids, out, out_dtype)
 
     def forward(self, input_ids: ArrayLike, use_layer_norm: bool = False, start_position: int = 0,
-                position_ids: Optional[ArrayLike] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
-        """Embeds ``input_ids`` and returns float32 [batch, seq, embed_dim].
+                position_ids: Optional[ArrayLike] = None, out: Optional[np.ndarray] = None,
+                out_dtype: Any = None) -> np.ndarray:
+        """Embeds ``input_ids`` and returns [batch, seq, embed_dim], float32 unless
+        ``out_dtype`` (or ``out``) says otherwise.
 
         Args:
             input_ids: token ids [batch, seq]: a numpy array of an integer dtype or nested
@@ -224,9 +317,16 @@ class GPTEmbedding:
                 decoding with a KV cache). Ignored when ``position_ids`` is given.
             position_ids: explicit positions, the shape of ``input_ids`` (left-padded
                 batches).
-            out: a writeable, C-contiguous float32 array of the result's shape to write
+            out: a writeable, C-contiguous array of the result's shape and dtype to write
                 into instead of allocating; it is returned. Anything else raises
                 ``ValueError`` (nothing is converted, since the result must land in it).
+                Without ``out_dtype``, its dtype (float32, bfloat16, float16) decides.
+            out_dtype: ``None`` (float32, or ``out``'s dtype), ``"float32"``,
+                ``"bfloat16"`` (an ``ml_dtypes.bfloat16`` array) or ``"float16"``, or those
+                numpy dtypes. The library computes in float32 and rounds each result once,
+                to nearest even (``gpt_embedding_forward_typed``); float32 outputs go
+                through ``gpt_embedding_forward`` / ``_i64``. Other values raise
+                ``ValueError``.
 
         Raises:
             IndexError: an id or position outside its table; the message names the value,
@@ -254,13 +354,29 @@ class GPTEmbedding:
             raise TypeError(f"start_position must be an integer, got {start_position!r}") from None
         if not _INT64[0] <= start <= _INT64[1]:
             raise ValueError(f"start_position = {start} is out of the 64-bit range")
+        if out_dtype is not None:
+            code = dtype_code(out_dtype, "out_dtype")
+        elif isinstance(out, np.ndarray):
+            code = array_dtype_code(out)
+            if code is None:
+                raise ValueError(f"out must be a writeable, C-contiguous float32, bfloat16 or float16 array, "
+                                 f"got {out.dtype}")
+        else:
+            code = _lib.DTYPE_F32
         shape = (batch, seq, self.embed_dim)
-        result = aligned_empty(shape) if out is None else out_array(out, shape)
+        result = aligned_empty(shape, dtype=numpy_dtype(code)) if out is None else out_array(out, shape, code)
         training = self.training
         flags = (_lib.TRAINING if training else 0) | (_lib.LAYER_NORM if use_layer_norm else 0)
-        fn = _lib.lib.gpt_embedding_forward if ids.dtype == np.int32 else _lib.lib.gpt_embedding_forward_i64
-        args = (fn, self._handle.get(), iptr(ids), batch, seq, None if positions is None else iptr(positions),
-                start, flags, fptr(result), result.size)
+        pos = None if positions is None else iptr(positions)
+        if code == _lib.DTYPE_F32:
+            fn = _lib.lib.gpt_embedding_forward if ids.dtype == np.int32 else _lib.lib.gpt_embedding_forward_i64
+            args: Tuple[Any, ...] = (fn, self._handle.get(), iptr(ids), batch, seq, pos, start, flags, fptr(result),
+                                     result.size)
+        else:
+            fn = (_lib.lib.gpt_embedding_forward_typed if ids.dtype == np.int32
+                  else _lib.lib.gpt_embedding_forward_typed_i64)
+            args = (fn, self._handle.get(), iptr(ids), batch, seq, pos, start, flags, code,
+                    result.ctypes.data_as(ctypes.c_void_p), result.size)
         if training:
             self._access.write(_lib.call, *args)
             self._last_shape = (batch, seq)
@@ -271,18 +387,26 @@ class GPTEmbedding:
     def backward(self, grad_output: ArrayLike) -> None:
         """Adds the gradients of the latest training forward into the layer's gradients.
 
-        ``grad_output`` is float32 [batch, seq, embed_dim] with the forward's batch and seq
-        (a float32 numpy array -- other dtypes raise ``ValueError`` rather than change
-        precision silently -- or nested lists). Repeated ids accumulate; the padding row
-        receives nothing; dropout uses exactly the forward's mask. Gradients accumulate
-        across calls until :meth:`zero_grad`. Raises ``RuntimeError`` (``BadState``) when no
-        training forward ran, ``ValueError`` for a wrong shape or dtype."""
+        ``grad_output`` is [batch, seq, embed_dim] with the forward's batch and seq: a
+        float32, bfloat16 (``ml_dtypes.bfloat16``) or float16 numpy array -- typically the
+        forward's output dtype; the library widens 16-bit values exactly
+        (``gpt_embedding_backward_typed``) -- or nested lists (float32). Other dtypes raise
+        ``ValueError`` rather than change precision silently. Gradients are float32 and
+        accumulate in float32 whatever the table's dtype. Repeated ids accumulate; the
+        padding row receives nothing; dropout uses exactly the forward's mask. Gradients
+        accumulate across calls until :meth:`zero_grad`. Raises ``RuntimeError``
+        (``BadState``) when no training forward ran, ``ValueError`` for a wrong shape or
+        dtype."""
         shape = None if self._last_shape is None else (*self._last_shape, self.embed_dim)
-        g = float_array(grad_output, "grad_output", shape)
+        g, code = typed_array(grad_output, "grad_output", shape)
         if g.ndim != 3:
             raise ValueError(f"grad_output must have shape [batch, seq, {self.embed_dim}], got {list(g.shape)}")
-        self._access.write(_lib.call, _lib.lib.gpt_embedding_backward, self._handle.get(), fptr(g),
-                           g.shape[0], g.shape[1])
+        if code == _lib.DTYPE_F32:
+            self._access.write(_lib.call, _lib.lib.gpt_embedding_backward, self._handle.get(), fptr(g),
+                               g.shape[0], g.shape[1])
+        else:
+            self._access.write(_lib.call, _lib.lib.gpt_embedding_backward_typed, self._handle.get(), code,
+                               g.ctypes.data_as(ctypes.c_void_p), g.shape[0], g.shape[1])
 
     def zero_grad(self) -> None:
         """Sets every gradient to zero (only the rows backward touched are cleared, unless a
@@ -306,18 +430,66 @@ class GPTEmbedding:
             names.remove("position_embedding.weight")
         return names
 
-    def _shape(self, name: str) -> Tuple[int, ...]:
+    def _check_name(self, name: str) -> None:
         if name not in self.parameter_names():
             raise KeyError(f"{name!r} is not a parameter of this layer; it has {', '.join(self.parameter_names())}")
+
+    def _shape(self, name: str) -> Tuple[int, ...]:
+        self._check_name(name)
         rows, cols = ctypes.c_int64(), ctypes.c_int64()
         self._access.read(_lib.call, _lib.lib.gpt_embedding_parameter_shape, self._handle.get(), _PARAMS[name],
                           ctypes.byref(rows), ctypes.byref(cols))
-        return (cols.value,) if name.startswith("layer_norm") else (rows.value, cols.value)
+        return _shape_of(name, rows.value, cols.value)
+
+    def _dtype_code(self, name: str) -> int:
+        self._check_name(name)
+        code = ctypes.c_int()
+        self._access.read(_lib.call, _lib.lib.gpt_embedding_parameter_dtype, self._handle.get(), _PARAMS[name],
+                          ctypes.byref(code))
+        return code.value
+
+    def parameter_dtype(self, name: str) -> np.dtype:
+        """The numpy dtype a parameter is stored in (``gpt_embedding_parameter_dtype``):
+        float32, ``ml_dtypes.bfloat16`` or float16 for the tables, float32 for the layer
+        norm vectors."""
+        return numpy_dtype(self._dtype_code(name))
+
+    def is_mapped(self, name: str) -> bool:
+        """Whether a parameter's values live in a private mapping of the checkpoint file
+        (:meth:`from_pretrained` with ``mmap=True``; ``gpt_embedding_parameter_mapped``) or
+        in the layer's own memory. Writes to a mapped table never reach the file."""
+        self._check_name(name)
+        mapped = ctypes.c_int()
+        self._access.read(_lib.call, _lib.lib.gpt_embedding_parameter_mapped, self._handle.get(), _PARAMS[name],
+                          ctypes.byref(mapped))
+        return bool(mapped.value)
 
     def state_dict(self) -> Dict[str, np.ndarray]:
-        """**Copies** of the parameters (float32), keyed as :meth:`parameter_names`; the
-        layer norm vectors have shape [embed_dim], the tables [rows, embed_dim]."""
-        return {name: self._copy(name, _lib.lib.gpt_embedding_get_parameter) for name in self.parameter_names()}
+        """**Copies** of the parameters in their stored dtype (float32; the tables of a
+        bfloat16 or float16 layer as ``ml_dtypes.bfloat16`` / float16 arrays), keyed as
+        :meth:`parameter_names`; the layer norm vectors have shape [embed_dim], the tables
+        [rows, embed_dim]."""
+        return {name: self._parameter_copy(name) for name in self.parameter_names()}
+
+    def _parameter_copy(self, name: str) -> np.ndarray:
+        if self._dtype_code(name) == _lib.DTYPE_F32:
+            return self._copy(name, _lib.lib.gpt_embedding_get_parameter)
+
+        def copy() -> np.ndarray:  # the stored bits, copied as they are (no conversion)
+            a, _ = self._typed_data(name)
+            return a.copy()
+        return self._access.write(copy)
+
+    def _typed_data(self, name: str) -> Tuple[np.ndarray, _View]:
+        """An array over a parameter's storage in its dtype (``gpt_embedding_parameter_data_typed``)
+        and its holder. The caller holds the write lock (handing out the address needs
+        exclusive access)."""
+        data, code, rows, cols = ctypes.c_void_p(), ctypes.c_int(), ctypes.c_int64(), ctypes.c_int64()
+        _lib.call(_lib.lib.gpt_embedding_parameter_data_typed, self._handle.get(), _PARAMS[name], ctypes.byref(data),
+                  ctypes.byref(code), ctypes.byref(rows), ctypes.byref(cols))
+        if code.value not in DTYPE_NAMES:
+            raise GPTEmbeddingStateError(f"{name}: the library reports dtype {code.value}, unknown to this package", 0)
+        return view_array(self, data.value, _shape_of(name, rows.value, cols.value), code.value)
 
     def grads(self) -> Dict[str, np.ndarray]:
         """**Copies** of the gradients, with the keys of :meth:`state_dict` (zeros before
@@ -330,8 +502,11 @@ class GPTEmbedding:
         return a
 
     def load_state_dict(self, state: Dict[str, ArrayLike], strict: bool = True) -> None:
-        """Copies parameters in (``gpt_embedding_set_parameter``); values are converted to
-        float32. With ``strict`` (default) the keys must be exactly :meth:`parameter_names`
+        """Copies parameters in (``gpt_embedding_set_parameter``). Values may be any real
+        dtype: float64 (and integers, lists) is converted to float32 by numpy, bfloat16
+        (``ml_dtypes``) and float16 are widened to float32 exactly; the library then rounds
+        them to the stored dtype, to nearest even, for a bfloat16 or float16 table. With
+        ``strict`` (default) the keys must be exactly :meth:`parameter_names`
         (``KeyError`` otherwise); without it unknown keys are ignored and missing ones left
         as they are. Every shape is checked before anything is written (``ValueError``)."""
         names = self.parameter_names()
@@ -343,7 +518,7 @@ class GPTEmbedding:
         for name in names:
             if name in state:
                 value = np.asarray(state[name])
-                if value.dtype.kind not in "fiu":
+                if value.dtype.kind not in "fiu" and array_dtype_code(value) != _lib.DTYPE_BF16:
                     raise ValueError(f"{name} must hold real numbers, got dtype {value.dtype}")
                 arrays[name] = float_array(np.ascontiguousarray(value, dtype=np.float32), name, self._shape(name))
         for name, a in arrays.items():
@@ -351,16 +526,26 @@ class GPTEmbedding:
                                fptr(a), a.size)
 
     def parameter(self, name: str) -> np.ndarray:
-        """A writeable **view** of a parameter (``gpt_embedding_parameter_data``, no copy):
-        writing to it changes the layer (tie the token table to an output head, run an
-        optimizer in place). The array's ``.base`` keeps this layer alive, so the view never
-        outlives the memory; :meth:`close` refuses while views exist."""
-        return self._view(name, _lib.lib.gpt_embedding_parameter_data)
+        """A writeable **view** of a parameter in its stored dtype
+        (``gpt_embedding_parameter_data_typed``, no copy: float32, ``ml_dtypes.bfloat16`` or
+        float16): writing to it changes the layer (tie the token table to an output head,
+        run an optimizer in place; values written to a 16-bit view are numpy's own casts).
+        For a mapped table (:meth:`from_pretrained` with ``mmap=True``) writes make private
+        copies of the pages and never reach the file. The array's ``.base`` chain keeps
+        this layer alive, so the view never outlives the memory; :meth:`close` refuses while
+        views exist."""
+        self._check_name(name)
+
+        def get() -> np.ndarray:
+            a, holder = self._typed_data(name)
+            self._views.add(holder)
+            return a
+        return self._access.write(get)
 
     def gradient(self, name: str) -> np.ndarray:
-        """A writeable **view** of a gradient (``gpt_embedding_gradient_data``; allocates the
-        gradients if no backward ran yet). Backward adds into this memory, so an output head
-        tied to the token table can add its own gradient here too."""
+        """A writeable **view** of a gradient, always float32 (``gpt_embedding_gradient_data``;
+        allocates the gradients if no backward ran yet). Backward adds into this memory, so
+        an output head tied to the token table can add its own gradient here too."""
         return self._view(name, _lib.lib.gpt_embedding_gradient_data)
 
     def named_parameters(self) -> List[Tuple[str, np.ndarray, np.ndarray]]:
@@ -405,13 +590,16 @@ class GPTEmbedding:
         ``ValueError`` naming the tensor and the problem, ``OSError`` when the file cannot
         be read) and changes nothing."""
         self._access.write(_lib.call, _optional("gpt_embedding_load_safetensors"), self._handle.get(),
-                           os.fsencode(os.fspath(path)))
+                           _path(path))
 
     def save_safetensors(self, path: Union[str, "os.PathLike[str]"], gpt2_names: bool = False) -> None:
-        """Saves the parameters as F32 safetensors (the tables as ``wte.weight`` /
-        ``wpe.weight`` with ``gpt2_names``)."""
+        """Saves the parameters as safetensors, each in its stored dtype (a bfloat16 table
+        stays BF16, a float16 one F16; the layer norm vectors are F32), readable by the
+        official ``safetensors`` package and torch (the tables as ``wte.weight`` /
+        ``wpe.weight`` with ``gpt2_names``). The file is written to a temporary name and
+        renamed, so a failure leaves no partial file."""
         self._access.read(_lib.call, _optional("gpt_embedding_save_safetensors"), self._handle.get(),
-                          os.fsencode(os.fspath(path)), _lib.SAVE_GPT2_NAMES if gpt2_names else 0)
+                          _path(path), _lib.SAVE_GPT2_NAMES if gpt2_names else 0)
 
     # -- lifetime ----------------------------------------------------------------------
 
@@ -448,6 +636,55 @@ class GPTEmbedding:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"training={self.training}"
         return f"GPTEmbedding({self._config!r}, {state})"
+
+
+def _shape_of(name: str, rows: int, cols: int) -> Tuple[int, ...]:
+    """The numpy shape of a parameter: [cols] for the layer norm vectors."""
+    return (cols,) if name.startswith("layer_norm") else (rows, cols)
+
+
+def _open_options(dtype: Any, mmap: Any, overrides: Dict[str, Any]) -> _lib.OpenOptions:
+    """``gpt_embedding_open_options`` for :meth:`GPTEmbedding.from_pretrained`: the
+    library's defaults (``gpt_embedding_open_options_init``) with the given fields changed.
+    Python checks only what the C fields cannot hold; the library checks the values."""
+    for key in overrides:
+        if key not in OPEN_OVERRIDES:
+            raise TypeError(f"from_pretrained() got an unexpected keyword argument {key!r}; "
+                            f"overrides: {', '.join(OPEN_OVERRIDES)}")
+    o = _lib.OpenOptions()
+    _lib.call(_lib.lib.gpt_embedding_open_options_init, ctypes.byref(o), ctypes.sizeof(o))
+    o.dtype = _lib.DTYPE_KEEP if dtype is None else dtype_code(dtype, "dtype")
+    if not isinstance(mmap, (bool, np.bool_)):
+        raise TypeError(f"mmap must be True or False, got {mmap!r}")
+    o.mmap = 1 if mmap else 0
+    if "num_threads" in overrides:
+        o.num_threads = _int("num_threads", overrides["num_threads"])
+    if "seed" in overrides:
+        o.seed = _int("seed", overrides["seed"])
+    if "dropout" in overrides:
+        o.dropout = _float("dropout", overrides["dropout"])
+    if "layer_norm_eps" in overrides:
+        o.layer_norm_eps = _float("layer_norm_eps", overrides["layer_norm_eps"])
+    if "scale_embeddings" in overrides:
+        o.scale_embeddings = 1 if overrides["scale_embeddings"] else 0
+    if "max_seq_len" in overrides:
+        o.max_seq_len = _int("max_seq_len", overrides["max_seq_len"])
+    if "padding_idx" in overrides and overrides["padding_idx"] is not None:
+        padding = _int("padding_idx", overrides["padding_idx"])
+        if padding < 0:
+            raise ValueError(f"padding_idx = {padding}: must be in [0, vocab_size) or None (no padding row)")
+        o.padding_idx = padding
+    encoding = overrides.get("position_encoding")
+    if overrides.get("use_sinusoidal"):
+        if encoding not in (None, "sinusoidal"):
+            raise ValueError(f"use_sinusoidal=True contradicts position_encoding={encoding!r}")
+        encoding = "sinusoidal"
+    if encoding is not None:
+        if encoding not in _ENCODINGS:
+            raise ValueError(f"position_encoding = {encoding!r}: expected None (from the file), "
+                             + ", ".join(repr(k) for k in _ENCODINGS))
+        o.position_encoding = _ENCODINGS[encoding]
+    return o
 
 
 def _optional(name: str) -> Callable[..., int]:
