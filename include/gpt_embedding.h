@@ -526,10 +526,13 @@ typedef struct gpt_embedding_open_options {
     float dropout;             /* default 0 (a checkpoint says nothing about it) */
     float layer_norm_eps;      /* default 1e-5 */
     int32_t scale_embeddings;  /* 1: multiply token rows by sqrt(D); default 0 */
-    int32_t position_encoding; /* GPT_EMBEDDING_POSITION_FROM_FILE (default), or
-                                  GPT_EMBEDDING_POSITION_SINUSOIDAL / _NONE */
+    int32_t position_encoding; /* GPT_EMBEDDING_POSITION_FROM_FILE (default): learned
+                                  when the file has a position table, else none;
+                                  _LEARNED (the file must have one), _SINUSOIDAL or
+                                  _NONE (a position table in the file is ignored) */
     int64_t max_seq_len;       /* rows of the cached sinusoidal table when
-                                  position_encoding is SINUSOIDAL; default 1024 */
+                                  position_encoding is SINUSOIDAL (ignored otherwise:
+                                  learned tables have their own); default 1024 */
     int64_t padding_idx;       /* -1 (default) or a token row without gradient */
 } gpt_embedding_open_options;
 
@@ -553,9 +556,9 @@ int gpt_embedding_open_options_init(gpt_embedding_open_options *options, size_t 
  * tables into a private copy-on-write mapping of the file (MAP_PRIVATE):
  * pages are shared with the page cache and other processes until written;
  * writes (training, set_parameter, zero-copy pointers) stay in this process
- * and never reach the file. Only a table whose dtype is kept and whose data
- * is aligned for it is mapped; the others are read (see
- * gpt_embedding_parameter_mapped). The hazard no library can catch: if
+ * and never reach the file. Only a tensor whose dtype is kept and whose data
+ * is aligned for it is mapped (the layer norm vectors too, when the file has
+ * them); the others are read (see gpt_embedding_parameter_mapped). The hazard no library can catch: if
  * another process truncates the file while it is mapped, touching a page
  * past the new end raises SIGBUS. That is why reading is the default.
  *
