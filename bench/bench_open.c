@@ -4,11 +4,12 @@
  *
  *   bench_open open FILE read|mmap     one open in this (fresh) process: the time, and the
  *                                      resident memory before and after and at its peak
- *   bench_open forward FILE B T        opens FILE (read mode), then in alternating rounds:
- *                                      eval forwards of B x T random ids into float32 and
- *                                      into bf16, and a memcpy bandwidth probe for the floor
+ *   bench_open forward FILE B T        opens FILE (read mode, 2 threads), then in alternating
+ *                                      rounds: eval forwards of B x T random ids into float32
+ *                                      and into bf16, and a 2-thread memcpy probe for the floor
  */
 #define _GNU_SOURCE
+#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +93,14 @@ static int forward(const char *path, int64_t B, int64_t T) {
                 double t0 = now();
                 if (k == 0) check(gpt_embedding_forward_typed(layer, ids, B, T, NULL, 0, 0, GPT_EMBEDDING_DTYPE_F32, out, N * D), "f32");
                 if (k == 1) check(gpt_embedding_forward_typed(layer, ids, B, T, NULL, 0, 0, GPT_EMBEDDING_DTYPE_BF16, out, N * D), "bf16");
-                if (k == 2) memcpy(a, b, probe);
+                if (k == 2) {  /* the bandwidth probe, on as many threads as the layer */
+                    #pragma omp parallel num_threads(2)
+                    {
+                        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+                        size_t lo = probe * t / nt, hi = probe * (t + 1) / nt;
+                        memcpy((char *)a + lo, (char *)b + lo, hi - lo);
+                    }
+                }
                 double ms = (now() - t0) * 1e3;
                 if (i >= 0) t[k][n + i] = ms;
             }
