@@ -37,6 +37,8 @@ final class CheckpointFiles {
     private(set) var tensors: [String: Location] = [:]
     /// What was opened, for messages: the file, or the folder and its index.
     let description: String
+    /// The folder, when the path was one (its config.json may name the model family).
+    private(set) var folder: String? = nil
 
     /// Opens the checkpoint at `path`.
     init(path: String) throws(GPTEmbeddingError) {
@@ -46,6 +48,7 @@ final class CheckpointFiles {
         }
         if (st.st_mode & S_IFMT) == S_IFDIR {
             let folder = path.hasSuffix("/") ? String(path.dropLast()) : path
+            self.folder = folder
             let index = folder + "/model.safetensors.index.json"
             if access(index, F_OK) == 0 {
                 description = index
