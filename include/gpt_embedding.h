@@ -565,8 +565,9 @@ typedef struct gpt_embedding_open_options {
                                   memory; 1: map the file privately (below) */
     int32_t num_threads;       /* worker threads; 0 = all cores (default) */
     uint64_t seed;             /* dropout masks; default 0 */
-    float dropout;             /* default 0 (a checkpoint says nothing about it) */
-    float layer_norm_eps;      /* default 1e-5 */
+    float dropout;             /* < 0 (default -1): the model family's input dropout
+                                  from config.json, else 0 */
+    float layer_norm_eps;      /* < 0 (default -1): config.json's, else 1e-5 */
     int32_t scale_embeddings;  /* 1: multiply token rows by sqrt(D); default 0 */
     int32_t position_encoding; /* GPT_EMBEDDING_POSITION_FROM_FILE (default): learned
                                   when the file has a position table, else none;
@@ -576,7 +577,14 @@ typedef struct gpt_embedding_open_options {
                                   position_encoding is SINUSOIDAL (ignored otherwise:
                                   learned tables have their own); default 1024 */
     int64_t padding_idx;       /* -1 (default) or a token row without gradient */
+    /* Added in 0.3: */
+    int32_t by_tensor_names;   /* 1: ignore a folder's config.json and open by tensor
+                                  names alone; 0 (default): config.json's model_type
+                                  selects the family (gpt_embedding_open) */
 } gpt_embedding_open_options;
+
+/* The 0.2 size of gpt_embedding_open_options (before by_tensor_names). */
+#define GPT_EMBEDDING_OPEN_OPTIONS_SIZE_0_2 56u
 
 /* Fills *options (size = sizeof *options as the caller was compiled) with the
  * defaults; a library with a longer struct writes only the caller's part.
