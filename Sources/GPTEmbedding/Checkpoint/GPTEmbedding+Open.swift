@@ -327,4 +327,22 @@ extension GPTEmbedding {
 
     /// Every tensor name the layer reads (the library's names and Hugging Face GPT-2's).
     public static var recognisedTensorNames: [String] { tensorAliases.flatMap(\.1) }
+
+    /// The `model_type` of the folder's config.json at `path`, when there is one (for
+    /// inspecting; ``init(contentsOf:options:)`` refuses an unsupported one).
+    public static func modelType(path: String) -> String? {
+        guard let config = try? ModelConfigFile(path: (path.hasSuffix("/") ? String(path.dropLast()) : path) + "/config.json")
+        else { return nil }
+        return config.string("model_type")
+    }
+
+    /// The tensor names a model family's input stage reads (every prefix variant), or `nil`
+    /// for an unsupported `model_type`.
+    public static func tensorNames(modelType: String) -> [String]? {
+        guard let f = ModelFamily.named(modelType) else { return nil }
+        return f.names(f.token) + (f.position.map { f.names($0) } ?? []) + (f.layerNorm.map { f.names($0.weight) + f.names($0.bias) } ?? [])
+    }
+
+    /// Every supported `model_type`.
+    public static var supportedModelTypes: [String] { ModelFamily.supported }
 }
