@@ -326,3 +326,38 @@ def test_open_options_struct_matches_the_compiled_header(tmp_path):
     assert _lib.lib.gpt_embedding_open_options_init(ctypes.byref(o), ctypes.sizeof(o)) == 0
     assert (o.dropout, o.layer_norm_eps, o.by_tensor_names) == (-1.0, -1.0, 0)
 
+
+# -- the example ---------------------------------------------------------------------------------
+
+def test_hf_compare_example_runs_or_skips_cleanly():
+    """examples/python/hf_compare.py: with transformers it checks a fixture against
+    transformers' own block-0 input; without it, it says so and exits 0."""
+    env = {k: v for k, v in os.environ.items() if k != _lib.ENV_VAR}
+    env["PYTHONPATH"] = os.path.join(ROOT, "bindings", "python")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", "hf_compare.py"),
+                        os.path.join(FAMILIES, "gpt_neo_bf16")], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        assert r.stdout.startswith("skipped:") and "transformers" in r.stdout
+    else:
+        assert "bit-identical" in r.stdout, r.stdout
+
+
+def test_readme_families_block_runs_as_written(tmp_path):
+    """The Python README's "Hugging Face model families" block (the same in the main
+    README) runs from the repository root and prints what its comments say."""
+    text = open(os.path.join(ROOT, "bindings", "python", "README.md")).read()
+    section = text[text.index("### Hugging Face model families"):]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert block in re.findall(r"```python\n(.*?)```", open(os.path.join(ROOT, "README.md")).read(), re.S)
+    script = tmp_path / "families.py"
+    script.write_text(block)
+    env = {k: v for k, v in os.environ.items() if k != _lib.ENV_VAR}
+    env["PYTHONPATH"] = os.path.join(ROOT, "bindings", "python")
+    r = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["2", "(2, 4, 35)", "True", "6.9375"]
+    assert r.stderr == ""
