@@ -181,15 +181,17 @@ struct CheckpointPlan {
             throw GPTEmbeddingError(.badFile, "\(files.file(of: tokenAt)): token table \"\(tokenAt.tensor.name)\" has shape \(shape), expected [vocab_size, hidden_size]")
         }
         let (vocab, dim) = (shape[0], shape[1])
+        // Before the width check: such a model's token table is word_embed_proj_dim wide, so
+        // that check would fire first and hide the reason.
+        let hidden = try m.int(f.hiddenFields)?.value ?? dim
+        if type == "opt", let (_, proj) = try m.int(["word_embed_proj_dim"]), proj != hidden {
+            throw GPTEmbeddingError(.badFile, "\(m.path): word_embed_proj_dim \(proj) differs from hidden_size \(hidden): this OPT model projects token rows (project_in), which this layer does not compute")
+        }
         if let (key, h) = try m.int(f.hiddenFields), h != dim {
             throw GPTEmbeddingError(.badFile, "\(m.path): \(key) = \(h) but the token table \"\(tokenAt.tensor.name)\" is \(shape): they must agree")
         }
         if let (key, v) = try m.int(f.vocabFields), v != vocab {
             throw GPTEmbeddingError(.badFile, "\(m.path): \(key) = \(v) but the token table \"\(tokenAt.tensor.name)\" has \(vocab) rows: they must agree")
-        }
-        let hidden = try m.int(f.hiddenFields)?.value ?? dim
-        if type == "opt", let (_, proj) = try m.int(["word_embed_proj_dim"]), proj != dim || hidden != proj {
-            throw GPTEmbeddingError(.badFile, "\(m.path): word_embed_proj_dim \(proj) differs from hidden_size: this OPT model projects token rows (project_in), which this layer does not compute")
         }
         let fileType = try floatType(tokenAt)
         let dtype = o.dtype ?? fileType
