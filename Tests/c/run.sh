@@ -46,6 +46,13 @@ for extra in Tests/c/test_precision.c; do
     run "build $name" cc "${cflags[@]}" "$extra" -o "$out/$name" "${link[@]}"
     run "$name" "${runner[@]}" "$out/$name"
 done
+for extra in Tests/c/test_families.c; do
+    [ -f "$extra" ] || continue
+    name=$(basename "$extra" .c)
+    run "build $name" cc "${cflags[@]}" "$extra" -o "$out/$name" "${link[@]}"
+    run "$name" "${runner[@]}" "$out/$name"
+done
+
 run "exports" Tests/c/check_exports.sh "$bin/libgpt_embedding.so" include/gpt_embedding.h
 
 if [ "$failed" -ne 0 ]; then echo "C tests: $failed step(s) failed"; exit 1; fi
