@@ -74,7 +74,12 @@ public func gpt_embedding_open_options_init(_ options: UnsafeMutablePointer<gpt_
             throw GPTEmbeddingError(.versionMismatch, "size = \(size) is smaller than the smallest options this library knows (\(smallestOptions) bytes)")
         }
         // Only the caller's bytes: a 0.2 struct is shorter, a later one longer (zeroed tail).
+        // A 0.2 caller gets 0.2's defaults: explicit dropout 0 and epsilon 1e-5.
         var d = gpt_embedding_open_options.defaults
+        if size < optionsSize {
+            d.dropout = 0
+            d.layer_norm_eps = 1e-5
+        }
         d.struct_size = UInt32(min(size, optionsSize))
         memset(out, 0, size)
         withUnsafeBytes(of: &d) { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: min(size, optionsSize)) }
@@ -96,6 +101,8 @@ public func gpt_embedding_open(_ path: UnsafePointer<CChar>?, _ options: UnsafeP
                 throw GPTEmbeddingError(.versionMismatch, "options.struct_size = \(size), this library (\(GPT_EMBEDDING_VERSION_STRING)) needs at least \(smallestOptions): fill the options with gpt_embedding_open_options_init")
             }
             var full = gpt_embedding_open_options.defaults
+            // A 0.2 caller (56 bytes) keeps 0.2's meaning: tensor names only, no config.json.
+            if size < optionsSize { full.by_tensor_names = 1 }
             withUnsafeMutableBytes(of: &full) { $0.baseAddress!.copyMemory(from: UnsafeRawPointer(options), byteCount: min(size, optionsSize)) }
             o = try full.swiftOptions()
         }

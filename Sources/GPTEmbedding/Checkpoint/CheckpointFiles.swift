@@ -102,7 +102,7 @@ final class CheckpointFiles {
     static func parseIndex(_ raw: UnsafeRawBufferPointer, path: String) throws(GPTEmbeddingError) -> [(String, String)] {
         func bad(_ s: String) -> GPTEmbeddingError { GPTEmbeddingError(.badFile, "\(path): \(s)") }
         let value: JSONValue
-        do { value = try JSONValue.parse(raw) } catch { throw bad(error.message) }
+        do { value = try JSONValue.parse(raw, what: "the index") } catch { throw bad(error.message) }
         guard case .object(let members) = value else { throw bad("not a JSON object") }
         guard case .object(let map)? = members.first(where: { $0.0 == "weight_map" })?.1 else {
             throw bad("no \"weight_map\" object")

@@ -32,10 +32,10 @@ extension GPTEmbedding {
         if options.useConfigJSON, let folder = files.folder, access(folder + "/config.json", F_OK) == 0 {
             let modelConfig = try ModelConfigFile(path: folder + "/config.json")
             guard let type = modelConfig.string("model_type") else {
-                throw GPTEmbeddingError(.badFile, "\(modelConfig.path) has no \"model_type\"; open by tensor names with useConfigJSON = false")
+                throw GPTEmbeddingError(.badFile, "\(modelConfig.path) has no \"model_type\"; to open by tensor names, ignore config.json (C: options.by_tensor_names = 1; Swift: useConfigJSON = false; Python: by_tensor_names=True)")
             }
             guard let family = ModelFamily.named(type) else {
-                throw GPTEmbeddingError(.badFile, "\(modelConfig.path): model_type \"\(type)\" is not supported (supported: \(ModelFamily.supported.joined(separator: ", "))); open by tensor names with useConfigJSON = false")
+                throw GPTEmbeddingError(.badFile, "\(modelConfig.path): model_type \"\(type)\" is not supported (supported: \(ModelFamily.supported.joined(separator: ", "))); to open it by tensor names, ignore config.json (C: options.by_tensor_names = 1; Swift: useConfigJSON = false; Python: by_tensor_names=True)")
             }
             plan = try CheckpointPlan(files: files, family: family, modelConfig: modelConfig, options: options)
         } else {

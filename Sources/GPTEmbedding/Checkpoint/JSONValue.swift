@@ -27,9 +27,10 @@ enum JSONValue: Equatable {
         }
     }
 
-    /// Parses `bytes` (UTF-8) as one JSON value followed only by spaces.
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws(GPTEmbeddingError) -> JSONValue {
-        var p = Parser(bytes: bytes)
+    /// Parses `bytes` (UTF-8) as one JSON value followed only by spaces; `what` names the
+    /// text in messages ("header is not valid JSON: ...").
+    static func parse(_ bytes: UnsafeRawBufferPointer, what: String = "header") throws(GPTEmbeddingError) -> JSONValue {
+        var p = Parser(bytes: bytes, what: what)
         let v = try p.value(depth: 0)
         while p.i < bytes.count {
             guard bytes[p.i] == 0x20 || bytes[p.i] == 0x0A || bytes[p.i] == 0x0D || bytes[p.i] == 0x09 else {
@@ -42,10 +43,11 @@ enum JSONValue: Equatable {
 
     private struct Parser {
         let bytes: UnsafeRawBufferPointer
+        let what: String
         var i = 0
 
-        func fail(_ what: String) -> GPTEmbeddingError {
-            GPTEmbeddingError(.badFile, "header is not valid JSON: \(what) at byte \(i)")
+        func fail(_ problem: String) -> GPTEmbeddingError {
+            GPTEmbeddingError(.badFile, "\(what) is not valid JSON: \(problem) at byte \(i)")
         }
 
         mutating func skipSpace() {

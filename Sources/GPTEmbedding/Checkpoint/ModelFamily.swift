@@ -79,9 +79,11 @@ struct ModelConfigFile {
         let bytes = try CheckpointFiles.readWhole(path, limit: 16 << 20)
         let value: JSONValue
         do {
-            value = try bytes.withUnsafeBufferPointer { (b) throws(GPTEmbeddingError) in try JSONValue.parse(UnsafeRawBufferPointer(b)) }
+            value = try bytes.withUnsafeBufferPointer { (b) throws(GPTEmbeddingError) in
+                try JSONValue.parse(UnsafeRawBufferPointer(b), what: path)
+            }
         } catch {
-            throw GPTEmbeddingError(.badFile, "\(path) is not valid JSON: \(error.message)")
+            throw error
         }
         guard case .object(let members) = value else { throw GPTEmbeddingError(.badFile, "\(path) is not a JSON object") }
         fields = members
