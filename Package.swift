@@ -45,10 +45,12 @@ let package = Package(
         ),
         .target(name: "GPTEmbedding", dependencies: ["GPTEmbeddingKernels", "CKernelDispatch"]),
         .target(name: "CGPTEmbedding"),
+        // The 0.1 config entry points, for programs built against older headers (the .so only).
+        .target(name: "CGPTEmbeddingLegacy"),
         .target(name: "GPTEmbeddingC", dependencies: ["GPTEmbedding", "CGPTEmbedding"]),
         .target(
             name: "GPTEmbeddingDylib",
-            dependencies: ["GPTEmbeddingC"] + v3Kernels,
+            dependencies: ["GPTEmbeddingC", "CGPTEmbeddingLegacy"] + v3Kernels,
             linkerSettings: [.unsafeFlags([
                 "-static-stdlib",
                 "-Xlinker", "--version-script=exports.map",

@@ -75,20 +75,20 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define GPT_EMBEDDING_VERSION_MAJOR 0
-#define GPT_EMBEDDING_VERSION_MINOR 2
+#define GPT_EMBEDDING_VERSION_MINOR 3
 #define GPT_EMBEDDING_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH, as zstd and SQLite do. */
 #define GPT_EMBEDDING_VERSION_NUMBER                                           \
     (GPT_EMBEDDING_VERSION_MAJOR * 10000 + GPT_EMBEDDING_VERSION_MINOR * 100 + \
      GPT_EMBEDDING_VERSION_PATCH)
-#define GPT_EMBEDDING_VERSION_STRING "0.2.0"
+#define GPT_EMBEDDING_VERSION_STRING "0.3.0"
 
 /* The version of the library actually loaded; compare it with
  * GPT_EMBEDDING_VERSION_NUMBER to detect a header/library mismatch.
  * Thread-safe. */
 unsigned gpt_embedding_version_number(void);
 
-/* The same as a static string such as "0.2.0". Never NULL; owned by the
+/* The same as a static string such as "0.3.0". Never NULL; owned by the
  * library; valid for the life of the process. Thread-safe. */
 const char *gpt_embedding_version_string(void);
 
@@ -184,8 +184,10 @@ enum gpt_embedding_position_encoding {
 /* The configuration of a layer. Always start from
  * gpt_embedding_default_config() or gpt_embedding_preset_config(), then
  * change fields: that keeps struct_size right. Fields are only ever appended
- * in later versions; create() rejects a struct_size it does not know.
- * All fields are plain scalars so that FFI layers can mirror the struct. */
+ * in later versions: struct_size tells the library which fields the caller
+ * has (those added later take their defaults), and a struct_size it does not
+ * know is rejected. All fields are plain scalars so that FFI layers can mirror
+ * the struct. */
 typedef struct gpt_embedding_config {
     uint32_t struct_size;      /* sizeof(gpt_embedding_config); set by the defaults */
     int32_t position_encoding; /* enum gpt_embedding_position_encoding; default LEARNED */
@@ -208,25 +210,60 @@ typedef struct gpt_embedding_config {
     int32_t weight_dtype;      /* enum gpt_embedding_dtype of the token table and the
                                   learned position table; default F32. The layer
                                   norm vectors and sinusoidal rows are F32. */
+    /* Added in 0.3 (what Hugging Face model families need; see
+     * gpt_embedding_open): */
+    float token_scale;         /* multiplier of token rows; 0 (default) = sqrt(D)
+                                  when scale_embeddings is 1, else 1. Gemma's is
+                                  sqrt(hidden_size) rounded to the table's dtype
+                                  (55.5 for 3072 in bf16) */
+    int32_t layer_norm;        /* 1: forwards apply the layer norm unless their flags
+                                  say GPT_EMBEDDING_NO_LAYER_NORM (BLOOM's input
+                                  stage); 0 (default): only with GPT_EMBEDDING_LAYER_NORM */
+    int64_t position_offset;   /* position p reads row p + position_offset (OPT's
+                                  learned positions: 2, so the -1 OPT gives padding
+                                  tokens reads row 1); positions may be as low as
+                                  -position_offset; default 0 */
 } gpt_embedding_config;
+
+/* The 0.1 / 0.2 size of the struct (before token_scale), which programs built
+ * against those headers pass; the library accepts it and gives the later
+ * fields their defaults. */
+#define GPT_EMBEDDING_CONFIG_SIZE_0_2 72u
 
 /* sizeof(gpt_embedding_config) as compiled into the library. FFI bindings
  * compare it with their own struct at load time. Thread-safe. */
 size_t gpt_embedding_config_size(void);
 
-/* The default configuration: the seed's GPTEmbeddingConfig defaults
- * (vocab 50257, D 768, max_seq_len 1024, dropout 0.1, learned positions,
- * token scaling on), eps 1e-5, init_std 0.02, no padding row, seed 0,
- * all cores. Returned by value. Thread-safe. */
-gpt_embedding_config gpt_embedding_default_config(void);
+/* Fills *out (size = sizeof *out as the caller was compiled, at least
+ * GPT_EMBEDDING_CONFIG_SIZE_0_2) with the default configuration: the seed's
+ * GPTEmbeddingConfig defaults (vocab 50257, D 768, max_seq_len 1024, dropout
+ * 0.1, learned positions, token scaling on), eps 1e-5, init_std 0.02, no
+ * padding row, seed 0, all cores, F32 tables. Only `size` bytes are written
+ * and struct_size is set to `size` (a library with a longer struct never
+ * writes past the caller's). Returns _NULL_POINTER or _VERSION_MISMATCH.
+ * Thread-safe. */
+int gpt_embedding_config_init(gpt_embedding_config *out, size_t size);
 
-/* Fills *out with a named preset that reproduces the Hugging Face GPT-2
+/* The same with a named preset that reproduces the Hugging Face GPT-2
  * embedding exactly (learned positions, no scaling, dropout 0.1,
  * max_seq_len 1024, vocab 50257): "gpt2" (alias "gpt2-small", D 768),
  * "gpt2-medium" (D 1024), "gpt2-large" (D 1280), "gpt2-xl" (D 1600).
- * Returns GPT_EMBEDDING_ERROR_NULL_POINTER or _INVALID_ARGUMENT (unknown
- * name; *out untouched). Thread-safe. */
-int gpt_embedding_preset_config(const char *name, gpt_embedding_config *out);
+ * Returns GPT_EMBEDDING_ERROR_NULL_POINTER, _VERSION_MISMATCH or
+ * _INVALID_ARGUMENT (unknown name; *out untouched). Thread-safe. */
+int gpt_embedding_preset(const char *name, gpt_embedding_config *out, size_t size);
+
+/* The 0.1 spellings, kept for source compatibility: they pass this header's
+ * sizeof. (The library still exports functions of these names with the 0.1
+ * meaning -- writing the 0.1 struct -- for programs built against 0.1 and 0.2
+ * headers; a function returning a struct by value cannot learn the caller's
+ * size, hence the new entry points.) */
+static inline gpt_embedding_config gpt_embedding_default_config_sized_(void) {
+    gpt_embedding_config c;
+    gpt_embedding_config_init(&c, sizeof c);
+    return c;
+}
+#define gpt_embedding_default_config() gpt_embedding_default_config_sized_()
+#define gpt_embedding_preset_config(name, out) gpt_embedding_preset((name), (out), sizeof *(out))
 
 /* Checks every field of *config without allocating anything. Returns
  * GPT_EMBEDDING_OK, _NULL_POINTER, _VERSION_MISMATCH (struct_size),
@@ -282,9 +319,13 @@ int gpt_embedding_create(const gpt_embedding_config *config, gpt_embedding **out
  * ignored). Needs exclusive access to the handle. */
 void gpt_embedding_free(gpt_embedding *layer);
 
-/* Copies the layer's configuration into *out (struct_size included).
- * Returns _NULL_POINTER or _INVALID_HANDLE. Read-only. */
-int gpt_embedding_get_config(const gpt_embedding *layer, gpt_embedding_config *out);
+/* Copies the layer's configuration into *out: size bytes (sizeof *out as the
+ * caller was compiled), struct_size set to it. Returns _NULL_POINTER,
+ * _VERSION_MISMATCH or _INVALID_HANDLE. Read-only. */
+int gpt_embedding_layer_config(const gpt_embedding *layer, gpt_embedding_config *out, size_t size);
+
+/* The 0.1 spelling (see gpt_embedding_preset_config). */
+#define gpt_embedding_get_config(layer, out) gpt_embedding_layer_config((layer), (out), sizeof *(out))
 
 /* Bytes of memory the layer owns right now: tables, gradients (if
  * allocated) and what the latest training forward keeps for backward.
@@ -298,6 +339,7 @@ int gpt_embedding_sizeof(const gpt_embedding *layer, int64_t *out_bytes);
 /* Flags for the forward call (bitwise or). Unknown bits are an error. */
 #define GPT_EMBEDDING_TRAINING 1u   /* dropout on; keep what backward needs */
 #define GPT_EMBEDDING_LAYER_NORM 2u /* apply the layer norm (the seed's use_layer_norm) */
+#define GPT_EMBEDDING_NO_LAYER_NORM 4u /* do not, even when config.layer_norm is 1 */
 
 /* Forward for int32 ids. Writes out[batch, seq, embed_dim].
  *   ids          [batch, seq] token ids, each in [0, vocab_size).
@@ -523,8 +565,9 @@ typedef struct gpt_embedding_open_options {
                                   memory; 1: map the file privately (below) */
     int32_t num_threads;       /* worker threads; 0 = all cores (default) */
     uint64_t seed;             /* dropout masks; default 0 */
-    float dropout;             /* default 0 (a checkpoint says nothing about it) */
-    float layer_norm_eps;      /* default 1e-5 */
+    float dropout;             /* < 0 (default -1): the model family's input dropout
+                                  from config.json, else 0 */
+    float layer_norm_eps;      /* < 0 (default -1): config.json's, else 1e-5 */
     int32_t scale_embeddings;  /* 1: multiply token rows by sqrt(D); default 0 */
     int32_t position_encoding; /* GPT_EMBEDDING_POSITION_FROM_FILE (default): learned
                                   when the file has a position table, else none;
@@ -534,7 +577,14 @@ typedef struct gpt_embedding_open_options {
                                   position_encoding is SINUSOIDAL (ignored otherwise:
                                   learned tables have their own); default 1024 */
     int64_t padding_idx;       /* -1 (default) or a token row without gradient */
+    /* Added in 0.3: */
+    int32_t by_tensor_names;   /* 1: ignore a folder's config.json and open by tensor
+                                  names alone; 0 (default): config.json's model_type
+                                  selects the family (gpt_embedding_open) */
 } gpt_embedding_open_options;
+
+/* The 0.2 size of gpt_embedding_open_options (before by_tensor_names). */
+#define GPT_EMBEDDING_OPEN_OPTIONS_SIZE_0_2 56u
 
 /* Fills *options (size = sizeof *options as the caller was compiled) with the
  * defaults; a library with a longer struct writes only the caller's part.

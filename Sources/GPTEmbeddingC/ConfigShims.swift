@@ -20,15 +20,47 @@ extension gpt_embedding_config {
         scale_embeddings = c.scaleEmbeddings ? 1 : 0
         num_threads = Int32(clamping: c.numThreads)
         weight_dtype = c.weightDType.rawValue
+        token_scale = c.tokenScale ?? 0
+        layer_norm = c.layerNormByDefault ? 1 : 0
+        position_offset = Int64(c.positionOffset)
+    }
+
+    /// The struct sizes this library knows: 0.1 / 0.2 (72 bytes) and its own.
+    static let knownSizes: Set<Int> = [Int(GPT_EMBEDDING_CONFIG_SIZE_0_2), MemoryLayout<gpt_embedding_config>.size]
+
+    /// The caller's struct at `p`, reading only its `struct_size` bytes (a 0.2 caller's
+    /// struct is shorter than ours); the fields it does not have keep their defaults.
+    static func read(_ p: UnsafePointer<gpt_embedding_config>) throws(GPTEmbeddingError) -> gpt_embedding_config {
+        let size = Int(UnsafeRawPointer(p).load(as: UInt32.self))
+        guard knownSizes.contains(size) else {
+            throw GPTEmbeddingError(.versionMismatch, "config.struct_size = \(size), this library (\(GPT_EMBEDDING_VERSION_STRING)) knows \(knownSizes.sorted().map(String.init).joined(separator: " and ")): start from gpt_embedding_default_config()")
+        }
+        var c = gpt_embedding_config(GPTEmbeddingConfig())
+        withUnsafeMutableBytes(of: &c) { dst in
+            dst.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(p), count: size))
+        }
+        c.struct_size = UInt32(MemoryLayout<gpt_embedding_config>.size)
+        return c
+    }
+
+    /// Writes `value` into the caller's struct of `size` bytes (only those bytes), with
+    /// struct_size = `size`.
+    static func write(_ value: gpt_embedding_config, to out: UnsafeMutablePointer<gpt_embedding_config>, size: Int) throws(GPTEmbeddingError) {
+        guard size >= Int(GPT_EMBEDDING_CONFIG_SIZE_0_2) else {
+            throw GPTEmbeddingError(.versionMismatch, "size = \(size) is smaller than the smallest config this library knows (\(GPT_EMBEDDING_CONFIG_SIZE_0_2) bytes)")
+        }
+        var v = value
+        let n = min(size, MemoryLayout<gpt_embedding_config>.size)
+        v.struct_size = UInt32(n)
+        withUnsafeBytes(of: &v) { src in
+            UnsafeMutableRawPointer(out).copyMemory(from: src.baseAddress!, byteCount: n)
+        }
+        if size > n { (UnsafeMutableRawPointer(out) + n).initializeMemory(as: UInt8.self, repeating: 0, count: size - n) }
     }
 
     /// The Swift configuration; rejects the fields only C can get wrong (struct size,
     /// enum and boolean encodings). Ranges are checked by `GPTEmbeddingConfig.validate()`.
     func swiftConfig() throws(GPTEmbeddingError) -> GPTEmbeddingConfig {
-        let expected = MemoryLayout<gpt_embedding_config>.size
-        guard Int(struct_size) == expected else {
-            throw GPTEmbeddingError(.versionMismatch, "config.struct_size = \(struct_size), this library (\(GPT_EMBEDDING_VERSION_STRING)) expects \(expected): start from gpt_embedding_default_config()")
-        }
         guard let encoding = PositionEncoding(rawValue: position_encoding) else {
             throw GPTEmbeddingError(.invalidConfig, "invalid config: position_encoding = \(position_encoding): must be 0 (learned), 1 (sinusoidal) or 2 (none)")
         }
@@ -54,6 +86,12 @@ extension gpt_embedding_config {
         c.scaleEmbeddings = scale_embeddings == 1
         c.numThreads = Int(num_threads)
         c.weightDType = weightType
+        c.tokenScale = token_scale == 0 ? nil : token_scale
+        guard layer_norm == 0 || layer_norm == 1 else {
+            throw GPTEmbeddingError(.invalidConfig, "invalid config: layer_norm = \(layer_norm): must be 0 or 1")
+        }
+        c.layerNormByDefault = layer_norm == 1
+        c.positionOffset = Int(position_offset)
         try c.validate()
         return c
     }
@@ -65,33 +103,35 @@ public func gpt_embedding_config_size() -> Int {
 }
 
 @c @implementation
-public func gpt_embedding_default_config() -> gpt_embedding_config {
-    gpt_embedding_config(GPTEmbeddingConfig())
+public func gpt_embedding_config_init(_ out: UnsafeMutablePointer<gpt_embedding_config>?, _ size: Int) -> Int32 {
+    api("gpt_embedding_config_init") { () throws(GPTEmbeddingError) in
+        try gpt_embedding_config.write(gpt_embedding_config(GPTEmbeddingConfig()), to: required(out, "out"), size: size)
+    }
 }
 
 @c @implementation
-public func gpt_embedding_preset_config(_ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<gpt_embedding_config>?) -> Int32 {
-    api("gpt_embedding_preset_config") { () throws(GPTEmbeddingError) in
+public func gpt_embedding_preset(_ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<gpt_embedding_config>?, _ size: Int) -> Int32 {
+    api("gpt_embedding_preset") { () throws(GPTEmbeddingError) in
         let name = String(cString: try required(name, "name"))
         let out = try required(out, "out")
         guard let preset = GPTEmbeddingConfig.preset(named: name) else {
             throw GPTEmbeddingError(.invalidArgument, "unknown preset \"\(name)\": expected one of gpt2, gpt2-small, gpt2-medium, gpt2-large, gpt2-xl")
         }
-        out.pointee = gpt_embedding_config(preset)
+        try gpt_embedding_config.write(gpt_embedding_config(preset), to: out, size: size)
     }
 }
 
 @c @implementation
 public func gpt_embedding_config_validate(_ config: UnsafePointer<gpt_embedding_config>?) -> Int32 {
     api("gpt_embedding_config_validate") { () throws(GPTEmbeddingError) in
-        _ = try required(config, "config").pointee.swiftConfig()
+        _ = try gpt_embedding_config.read(required(config, "config")).swiftConfig()
     }
 }
 
 @c @implementation
 public func gpt_embedding_config_num_parameters(_ config: UnsafePointer<gpt_embedding_config>?, _ param: Int32, _ outCount: UnsafeMutablePointer<Int64>?) -> Int32 {
     api("gpt_embedding_config_num_parameters") { () throws(GPTEmbeddingError) in
-        let config = try required(config, "config").pointee.swiftConfig()
+        let config = try gpt_embedding_config.read(required(config, "config")).swiftConfig()
         let out = try required(outCount, "out_count")
         let counts = try config.parameterCounts()
         let count: Int

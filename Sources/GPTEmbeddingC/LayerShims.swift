@@ -8,7 +8,7 @@ public func gpt_embedding_create(_ config: UnsafePointer<gpt_embedding_config>?,
     out?.pointee = nil
     return api("gpt_embedding_create") { () throws(GPTEmbeddingError) in
         let out = try required(out, "out")
-        let config = try required(config, "config").pointee.swiftConfig()
+        let config = try gpt_embedding_config.read(required(config, "config")).swiftConfig()
         out.pointee = HandleRegistry.register(try GPTEmbedding(config: config))
     }
 }
@@ -19,10 +19,10 @@ public func gpt_embedding_free(_ layer: OpaquePointer?) {
 }
 
 @c @implementation
-public func gpt_embedding_get_config(_ layer: OpaquePointer?, _ out: UnsafeMutablePointer<gpt_embedding_config>?) -> Int32 {
-    api("gpt_embedding_get_config") { () throws(GPTEmbeddingError) in
+public func gpt_embedding_layer_config(_ layer: OpaquePointer?, _ out: UnsafeMutablePointer<gpt_embedding_config>?, _ size: Int) -> Int32 {
+    api("gpt_embedding_layer_config") { () throws(GPTEmbeddingError) in
         let layer = try HandleRegistry.layer(layer)
-        try required(out, "out").pointee = gpt_embedding_config(layer.config)
+        try gpt_embedding_config.write(gpt_embedding_config(layer.config), to: required(out, "out"), size: size)
     }
 }
 
@@ -35,7 +35,7 @@ public func gpt_embedding_sizeof(_ layer: OpaquePointer?, _ outBytes: UnsafeMuta
 }
 
 /// The flags a forward call accepts.
-private let knownFlags = UInt32(GPT_EMBEDDING_TRAINING) | UInt32(GPT_EMBEDDING_LAYER_NORM)
+private let knownFlags = UInt32(GPT_EMBEDDING_TRAINING) | UInt32(GPT_EMBEDDING_LAYER_NORM) | UInt32(GPT_EMBEDDING_NO_LAYER_NORM)
 
 /// The C `enum gpt_embedding_dtype` value `value`, or an error naming the argument.
 func dtype(_ value: Int32, _ name: StaticString) throws(GPTEmbeddingError) -> TensorDType {
@@ -57,11 +57,15 @@ private func forward<I: EmbeddingIndex>(
         let out = try required(out, "out")
         let outType = try dtype(outDType, "out_dtype")
         guard flags & ~knownFlags == 0 else {
-            throw GPTEmbeddingError(.invalidArgument, "unknown flags 0x\(String(flags & ~knownFlags, radix: 16)): expected GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM")
+            throw GPTEmbeddingError(.invalidArgument, "unknown flags 0x\(String(flags & ~knownFlags, radix: 16)): expected GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM or GPT_EMBEDDING_NO_LAYER_NORM")
+        }
+        let on = flags & UInt32(GPT_EMBEDDING_LAYER_NORM) != 0, off = flags & UInt32(GPT_EMBEDDING_NO_LAYER_NORM) != 0
+        guard !(on && off) else {
+            throw GPTEmbeddingError(.invalidArgument, "flags: GPT_EMBEDDING_LAYER_NORM and GPT_EMBEDDING_NO_LAYER_NORM together")
         }
         try layer.forward(ids: ids, batch: Int(batch), seq: Int(seq), positions: positions,
                           startPosition: Int(start), training: flags & UInt32(GPT_EMBEDDING_TRAINING) != 0,
-                          useLayerNorm: flags & UInt32(GPT_EMBEDDING_LAYER_NORM) != 0,
+                          useLayerNorm: on ? true : (off ? false : nil),
                           into: out, dtype: outType, capacity: Int(outLen))
     }
 }

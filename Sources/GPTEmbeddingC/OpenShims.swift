@@ -6,9 +6,10 @@ import Glibc
 
 // Opening a checkpoint without a random initialisation.
 
-/// The size of the 0.2 options struct; a caller compiled against a later header may pass a
-/// longer one (its extra fields keep their defaults here), never a shorter one.
+/// The options struct sizes this library knows: 0.2's and its own. A caller compiled against
+/// a later header may pass a longer one (its extra fields are ignored).
 private let optionsSize = MemoryLayout<gpt_embedding_open_options>.size
+private let smallestOptions = Int(GPT_EMBEDDING_OPEN_OPTIONS_SIZE_0_2)
 
 extension gpt_embedding_open_options {
     /// The defaults, as the header documents them.
@@ -19,20 +20,18 @@ extension gpt_embedding_open_options {
         o.mmap = 0
         o.num_threads = 0
         o.seed = 0
-        o.dropout = 0
-        o.layer_norm_eps = 1e-5
+        o.dropout = -1
+        o.layer_norm_eps = -1
         o.scale_embeddings = 0
         o.position_encoding = GPT_EMBEDDING_POSITION_FROM_FILE
         o.max_seq_len = 1024
         o.padding_idx = -1
+        o.by_tensor_names = 0
         return o
     }
 
     /// The Swift options; rejects values only C can get wrong (sizes, enums, booleans).
     func swiftOptions() throws(GPTEmbeddingError) -> OpenOptions {
-        guard Int(struct_size) >= optionsSize else {
-            throw GPTEmbeddingError(.versionMismatch, "options.struct_size = \(struct_size), this library (\(GPT_EMBEDDING_VERSION_STRING)) needs at least \(optionsSize): fill the options with gpt_embedding_open_options_init")
-        }
         var o = OpenOptions()
         if dtype != GPT_EMBEDDING_DTYPE_KEEP {
             guard let t = TensorDType(rawValue: dtype) else {
@@ -53,9 +52,13 @@ extension gpt_embedding_open_options {
         guard padding_idx >= -1 else { throw GPTEmbeddingError(.invalidArgument, "options.padding_idx = \(padding_idx): must be >= -1") }
         o.mmap = mmap == 1
         o.numThreads = Int(num_threads)
+        guard by_tensor_names == 0 || by_tensor_names == 1 else {
+            throw GPTEmbeddingError(.invalidArgument, "options.by_tensor_names = \(by_tensor_names): must be 0 or 1")
+        }
         o.seed = seed
-        o.dropout = dropout
-        o.layerNormEps = layer_norm_eps
+        o.dropout = dropout < 0 ? nil : dropout
+        o.layerNormEps = layer_norm_eps < 0 ? nil : layer_norm_eps
+        o.useConfigJSON = by_tensor_names == 0
         o.scaleEmbeddings = scale_embeddings == 1
         o.maxSeqLen = Int(max_seq_len)
         o.paddingIdx = padding_idx == -1 ? nil : Int(padding_idx)
@@ -67,12 +70,19 @@ extension gpt_embedding_open_options {
 public func gpt_embedding_open_options_init(_ options: UnsafeMutablePointer<gpt_embedding_open_options>?, _ size: Int) -> Int32 {
     api("gpt_embedding_open_options_init") { () throws(GPTEmbeddingError) in
         let out = try required(options, "options")
-        guard size >= optionsSize else {
-            throw GPTEmbeddingError(.versionMismatch, "size = \(size) is smaller than this library's options (\(optionsSize) bytes)")
+        guard size >= smallestOptions else {
+            throw GPTEmbeddingError(.versionMismatch, "size = \(size) is smaller than the smallest options this library knows (\(smallestOptions) bytes)")
         }
-        // A longer struct from a later header: its tail is zeroed, our part filled.
+        // Only the caller's bytes: a 0.2 struct is shorter, a later one longer (zeroed tail).
+        // A 0.2 caller gets 0.2's defaults: explicit dropout 0 and epsilon 1e-5.
+        var d = gpt_embedding_open_options.defaults
+        if size < optionsSize {
+            d.dropout = 0
+            d.layer_norm_eps = 1e-5
+        }
+        d.struct_size = UInt32(min(size, optionsSize))
         memset(out, 0, size)
-        out.pointee = .defaults
+        withUnsafeBytes(of: &d) { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: min(size, optionsSize)) }
     }
 }
 
@@ -85,12 +95,16 @@ public func gpt_embedding_open(_ path: UnsafePointer<CChar>?, _ options: UnsafeP
         let path = String(cString: try required(path, "path"))
         var o = OpenOptions()
         if let options {
-            // struct_size first, so that a short struct is never read past its end.
-            let size = UnsafeRawPointer(options).load(as: UInt32.self)
-            guard Int(size) >= optionsSize else {
-                throw GPTEmbeddingError(.versionMismatch, "options.struct_size = \(size), this library (\(GPT_EMBEDDING_VERSION_STRING)) needs at least \(optionsSize): fill the options with gpt_embedding_open_options_init")
+            // struct_size first, so that a short (0.2) struct is never read past its end.
+            let size = Int(UnsafeRawPointer(options).load(as: UInt32.self))
+            guard size >= smallestOptions else {
+                throw GPTEmbeddingError(.versionMismatch, "options.struct_size = \(size), this library (\(GPT_EMBEDDING_VERSION_STRING)) needs at least \(smallestOptions): fill the options with gpt_embedding_open_options_init")
             }
-            o = try options.pointee.swiftOptions()
+            var full = gpt_embedding_open_options.defaults
+            // A 0.2 caller (56 bytes) keeps 0.2's meaning: tensor names only, no config.json.
+            if size < optionsSize { full.by_tensor_names = 1 }
+            withUnsafeMutableBytes(of: &full) { $0.baseAddress!.copyMemory(from: UnsafeRawPointer(options), byteCount: min(size, optionsSize)) }
+            o = try full.swiftOptions()
         }
         out.pointee = HandleRegistry.register(try GPTEmbedding(contentsOf: path, options: o))
     }

@@ -13,14 +13,21 @@ struct Inspect: ParsableCommand {
     func run() throws {
         let files: [(path: String, header: SafetensorsHeader)]
         do { files = try GPTEmbedding.checkpointFiles(path: path) } catch { throw ValidationError(error.message) }
-        let used = Set(GPTEmbedding.recognisedTensorNames)
+        let modelType = GPTEmbedding.modelType(path: path)
+        let used = Set(modelType.flatMap { GPTEmbedding.tensorNames(modelType: $0) } ?? GPTEmbedding.recognisedTensorNames)
         print("\(path): \(files.count) file\(files.count == 1 ? "" : "s")")
+        if let modelType {
+            let known = GPTEmbedding.supportedModelTypes.contains(modelType)
+            print("family: \(modelType) (config.json)\(known ? "" : ", not supported: opens by tensor names only with useConfigJSON off")")
+        } else {
+            print("family: none (no config.json): opened by tensor names (the library's or GPT-2's)")
+        }
         for (file, header) in files {
             print("\n\(file): \(header.tensors.count) tensors, data at byte \(header.dataOffset)")
             for (k, v) in header.metadata.sorted(by: { $0.key < $1.key }) { print("  metadata \(k) = \(v)") }
-            print(Report.table(header: ["tensor", "dtype", "shape", "bytes", "used by the layer"],
+            print(Report.table(header: ["tensor", "dtype", "shape", "bytes", "input stage"],
                                rows: header.tensors.map { t in
-                                   [t.name, t.dtype, "\(t.shape)", Report.grouped(t.end - t.begin), used.contains(t.name) ? "yes" : ""]
+                                   [t.name, t.dtype, "\(t.shape)", Report.grouped(t.end - t.begin), used.contains(t.name) ? "used" : "ignored"]
                                }))
         }
         // Mapped mode reads no tensor data, so this costs a few page-table entries.

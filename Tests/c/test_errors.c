@@ -106,7 +106,7 @@ static void config_errors(void) {
     gpt_embedding_config p;
     EXPECT(gpt_embedding_preset_config("gpt5", &p), GPT_EMBEDDING_ERROR_INVALID_ARGUMENT, "unknown preset \"gpt5\"");
     EXPECT(gpt_embedding_preset_config(NULL, &p), GPT_EMBEDDING_ERROR_NULL_POINTER, "name is NULL");
-    EXPECT(gpt_embedding_preset_config("gpt2", NULL), GPT_EMBEDDING_ERROR_NULL_POINTER, "out is NULL");
+    EXPECT(gpt_embedding_preset_config("gpt2", (gpt_embedding_config *)NULL), GPT_EMBEDDING_ERROR_NULL_POINTER, "out is NULL");
     int64_t n;
     EXPECT(gpt_embedding_config_num_parameters(&c, 9, &n), GPT_EMBEDDING_ERROR_INVALID_ARGUMENT, "selector 9");
     EXPECT(gpt_embedding_config_num_parameters(&c, -1, NULL), GPT_EMBEDDING_ERROR_NULL_POINTER, "out_count");
@@ -211,7 +211,7 @@ static void state_errors(void) {
     EXPECT(gpt_embedding_gradient_data(h, 5, &data, &n), GPT_EMBEDDING_ERROR_INVALID_ARGUMENT, NULL);
     EXPECT(gpt_embedding_num_parameters(h, NULL), GPT_EMBEDDING_ERROR_NULL_POINTER, "out_count");
     EXPECT(gpt_embedding_sizeof(h, NULL), GPT_EMBEDDING_ERROR_NULL_POINTER, "out_bytes");
-    EXPECT(gpt_embedding_get_config(h, NULL), GPT_EMBEDDING_ERROR_NULL_POINTER, "out is NULL");
+    EXPECT(gpt_embedding_get_config(h, (gpt_embedding_config *)NULL), GPT_EMBEDDING_ERROR_NULL_POINTER, "out is NULL");
     EXPECT(gpt_embedding_touched_rows(h, NULL, 5, &n), GPT_EMBEDDING_ERROR_NULL_POINTER, "rows is NULL");
     EXPECT(gpt_embedding_touched_rows(h, NULL, 0, NULL), GPT_EMBEDDING_ERROR_NULL_POINTER, "out_count");
     EXPECT(gpt_embedding_touched_rows(h, (int32_t *)buf, -1, &n), GPT_EMBEDDING_ERROR_INVALID_ARGUMENT, "capacity = -1");

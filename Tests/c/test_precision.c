@@ -523,11 +523,15 @@ static void open_arguments(void) {
     const char *file = PRECISION_DIR "/bf16_learned.safetensors";
     gpt_embedding_open_options o;
     gpt_embedding *sentinel = (gpt_embedding *)&o, *h = sentinel;
-    CHECK(gpt_embedding_open_options_init(&o, sizeof o - 1) == GPT_EMBEDDING_ERROR_VERSION_MISMATCH, "options_init: short size");
+    /* Smaller than the 0.2 struct (56 bytes, still accepted: Tests/c/compat). */
+    CHECK(gpt_embedding_open_options_init(&o, GPT_EMBEDDING_OPEN_OPTIONS_SIZE_0_2 - 1) == GPT_EMBEDDING_ERROR_VERSION_MISMATCH,
+          "options_init: short size");
     CHECK(gpt_embedding_open_options_init(NULL, sizeof o) == GPT_EMBEDDING_ERROR_NULL_POINTER, "options_init: NULL");
+    /* 0.3: dropout and eps -1 = from config.json (else 0 and 1e-5), by_tensor_names 0. */
     CHECK(gpt_embedding_open_options_init(&o, sizeof o) == 0 && o.struct_size == sizeof o && o.dtype == GPT_EMBEDDING_DTYPE_KEEP
-          && o.mmap == 0 && o.num_threads == 0 && o.dropout == 0 && o.layer_norm_eps == 1e-5f && o.scale_embeddings == 0
-          && o.position_encoding == GPT_EMBEDDING_POSITION_FROM_FILE && o.max_seq_len == 1024 && o.padding_idx == -1,
+          && o.mmap == 0 && o.num_threads == 0 && o.dropout == -1 && o.layer_norm_eps == -1 && o.scale_embeddings == 0
+          && o.position_encoding == GPT_EMBEDDING_POSITION_FROM_FILE && o.max_seq_len == 1024 && o.padding_idx == -1
+          && o.by_tensor_names == 0,
           "options defaults");
     CHECK(gpt_embedding_open(NULL, &o, &h) == GPT_EMBEDDING_ERROR_NULL_POINTER && h == NULL && contains(gpt_embedding_last_error(), "path"),
           "NULL path");

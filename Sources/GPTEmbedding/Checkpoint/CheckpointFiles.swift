@@ -37,6 +37,8 @@ final class CheckpointFiles {
     private(set) var tensors: [String: Location] = [:]
     /// What was opened, for messages: the file, or the folder and its index.
     let description: String
+    /// The folder, when the path was one (its config.json may name the model family).
+    private(set) var folder: String? = nil
 
     /// Opens the checkpoint at `path`.
     init(path: String) throws(GPTEmbeddingError) {
@@ -46,6 +48,7 @@ final class CheckpointFiles {
         }
         if (st.st_mode & S_IFMT) == S_IFDIR {
             let folder = path.hasSuffix("/") ? String(path.dropLast()) : path
+            self.folder = folder
             let index = folder + "/model.safetensors.index.json"
             if access(index, F_OK) == 0 {
                 description = index
@@ -99,7 +102,7 @@ final class CheckpointFiles {
     static func parseIndex(_ raw: UnsafeRawBufferPointer, path: String) throws(GPTEmbeddingError) -> [(String, String)] {
         func bad(_ s: String) -> GPTEmbeddingError { GPTEmbeddingError(.badFile, "\(path): \(s)") }
         let value: JSONValue
-        do { value = try JSONValue.parse(raw) } catch { throw bad(error.message) }
+        do { value = try JSONValue.parse(raw, what: "the index") } catch { throw bad(error.message) }
         guard case .object(let members) = value else { throw bad("not a JSON object") }
         guard case .object(let map)? = members.first(where: { $0.0 == "weight_map" })?.1 else {
             throw bad("no \"weight_map\" object")

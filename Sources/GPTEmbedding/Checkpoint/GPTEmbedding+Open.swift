@@ -28,7 +28,19 @@ extension GPTEmbedding {
     public convenience init(contentsOf path: String, options: OpenOptions = OpenOptions()) throws(GPTEmbeddingError) {
         let kernels = try Kernels.active()
         let files = try CheckpointFiles(path: path)
-        let plan = try CheckpointPlan(files: files, options: options)
+        let plan: CheckpointPlan
+        if options.useConfigJSON, let folder = files.folder, access(folder + "/config.json", F_OK) == 0 {
+            let modelConfig = try ModelConfigFile(path: folder + "/config.json")
+            guard let type = modelConfig.string("model_type") else {
+                throw GPTEmbeddingError(.badFile, "\(modelConfig.path) has no \"model_type\"; to open by tensor names, ignore config.json (C: options.by_tensor_names = 1; Swift: useConfigJSON = false; Python: by_tensor_names=True)")
+            }
+            guard let family = ModelFamily.named(type) else {
+                throw GPTEmbeddingError(.badFile, "\(modelConfig.path): model_type \"\(type)\" is not supported (supported: \(ModelFamily.supported.joined(separator: ", "))); to open it by tensor names, ignore config.json (C: options.by_tensor_names = 1; Swift: useConfigJSON = false; Python: by_tensor_names=True)")
+            }
+            plan = try CheckpointPlan(files: files, family: family, modelConfig: modelConfig, options: options)
+        } else {
+            plan = try CheckpointPlan(files: files, options: options)
+        }
         let pool = WorkerPool(threads: plan.config.resolvedThreads)
         let token = try plan.load(plan.token, name: "token_embedding.weight", files: files, options: options,
                                   kernels: kernels, pool: pool)
@@ -93,10 +105,10 @@ struct CheckpointPlan {
         c.vocabSize = vocab
         c.embedDim = dim
         c.weightDType = dtype
-        c.dropout = o.dropout
+        c.dropout = o.dropout ?? 0
         c.seed = o.seed
         c.numThreads = o.numThreads
-        c.layerNormEps = o.layerNormEps
+        c.layerNormEps = o.layerNormEps ?? 1e-5
         c.scaleEmbeddings = o.scaleEmbeddings
         c.paddingIdx = o.paddingIdx
         token = Entry(location: tokenAt, rows: vocab, cols: dim, dtype: dtype, fileDType: fileType)
@@ -134,6 +146,110 @@ struct CheckpointPlan {
                          Entry(location: b, rows: 1, cols: dim, dtype: .float32, fileDType: try floatType(b)))
         } else if let one = weightAt ?? biasAt {
             throw GPTEmbeddingError(.badFile, "\(files.file(of: one)): \"\(one.tensor.name)\" without its layer norm partner (weight and bias come together)")
+        } else {
+            layerNorm = nil
+        }
+        try c.validate()
+        config = c
+    }
+
+    /// The plan for a Hugging Face model folder whose config.json names `family`: its tensor
+    /// names, its position offset, its layer norm, its scale; sizes checked against
+    /// config.json.
+    init(files: CheckpointFiles, family f: ModelFamily, modelConfig m: ModelConfigFile, options o: OpenOptions) throws(GPTEmbeddingError) {
+        let type = m.string("model_type") ?? "?"
+        func find(_ bare: String, _ what: String) throws(GPTEmbeddingError) -> CheckpointFiles.Location {
+            let names = f.names(bare)
+            let found = names.compactMap { files.location($0) }
+            guard let first = found.first else {
+                throw GPTEmbeddingError(.badFile, "\(files.description): model_type \"\(type)\" needs its \(what) (\(names.joined(separator: " or "))), which the checkpoint does not have")
+            }
+            if found.count > 1 {
+                throw GPTEmbeddingError(.badFile, "\(files.description): \(found.map { "\"\($0.tensor.name)\"" }.joined(separator: " and ")) are two names for the \(what)")
+            }
+            return first
+        }
+        func floatType(_ l: CheckpointFiles.Location) throws(GPTEmbeddingError) -> TensorDType {
+            guard let t = TensorDType(safetensorsName: l.tensor.dtype) else {
+                throw GPTEmbeddingError(.badFile, "\(files.file(of: l)): tensor \"\(l.tensor.name)\" has dtype \(l.tensor.dtype): tables must be F32, BF16 or F16")
+            }
+            return t
+        }
+        let tokenAt = try find(f.token, "token table")
+        let shape = tokenAt.tensor.shape
+        guard shape.count == 2, shape[0] >= 1, shape[1] >= 1 else {
+            throw GPTEmbeddingError(.badFile, "\(files.file(of: tokenAt)): token table \"\(tokenAt.tensor.name)\" has shape \(shape), expected [vocab_size, hidden_size]")
+        }
+        let (vocab, dim) = (shape[0], shape[1])
+        // OPT with word_embed_proj_dim != hidden_size projects its token rows (project_in)
+        // before adding positions: refused first, whatever else disagrees.
+        if type == "opt", let (_, proj) = try m.int(["word_embed_proj_dim"]), let (_, hidden) = try m.int(f.hiddenFields), proj != hidden {
+            throw GPTEmbeddingError(.badFile, "\(m.path): word_embed_proj_dim \(proj) differs from hidden_size \(hidden): this OPT model projects its token rows (project_in), which this layer does not compute")
+        }
+        if let (key, h) = try m.int(f.hiddenFields), h != dim {
+            throw GPTEmbeddingError(.badFile, "\(m.path): \(key) = \(h) but the token table \"\(tokenAt.tensor.name)\" is \(shape): they must agree")
+        }
+        if let (key, v) = try m.int(f.vocabFields), v != vocab {
+            throw GPTEmbeddingError(.badFile, "\(m.path): \(key) = \(v) but the token table \"\(tokenAt.tensor.name)\" has \(vocab) rows: they must agree")
+        }
+        let fileType = try floatType(tokenAt)
+        let dtype = o.dtype ?? fileType
+        var c = GPTEmbeddingConfig()
+        c.vocabSize = vocab
+        c.embedDim = dim
+        c.weightDType = dtype
+        c.scaleEmbeddings = o.scaleEmbeddings
+        c.seed = o.seed
+        c.numThreads = o.numThreads
+        c.paddingIdx = o.paddingIdx
+        let fileDropout = try m.number(f.dropoutFields), fileEps = try m.number(f.epsFields)
+        c.dropout = o.dropout ?? Float(fileDropout ?? 0)
+        c.layerNormEps = o.layerNormEps ?? Float(fileEps ?? 1e-5)
+        if f.scaledBySqrtHidden {
+            // sqrt(hidden_size) rounded to the table's dtype, as transformers multiplies by
+            // `embed_scale.to(weight.dtype)`.
+            // The float32 value first, as transformers' buffer holds it.
+            let exact = Float(Double(dim).squareRoot())
+            switch dtype {
+            case .bfloat16:
+                let u = exact.bitPattern  // positive and finite: round to nearest even
+                c.tokenScale = Float(bitPattern: ((u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16) << 16)
+            case .float16:
+                c.tokenScale = Float(Float16(exact))
+            case .float32:
+                c.tokenScale = exact
+            }
+        }
+        token = Entry(location: tokenAt, rows: vocab, cols: dim, dtype: dtype, fileDType: fileType)
+        if let bare = f.position, o.positionEncoding == nil || o.positionEncoding == .learned {
+            let p = try find(bare, "position table")
+            let ps = p.tensor.shape
+            guard ps.count == 2, ps[0] >= 1, ps[1] == dim else {
+                throw GPTEmbeddingError(.badFile, "\(files.file(of: p)): position table \"\(p.tensor.name)\" has shape \(ps), expected [rows, \(dim)]")
+            }
+            position = Entry(location: p, rows: ps[0], cols: dim, dtype: dtype, fileDType: try floatType(p))
+            c.positionEncoding = .learned
+            c.maxSeqLen = ps[0]
+            c.positionOffset = f.positionOffset
+        } else if o.positionEncoding == .sinusoidal {
+            position = nil
+            c.positionEncoding = .sinusoidal
+            c.maxSeqLen = o.maxSeqLen
+        } else if o.positionEncoding == .learned {
+            throw GPTEmbeddingError(.badFile, "\(files.description): learned positions asked for, but model_type \"\(type)\" has no position table")
+        } else {
+            position = nil
+            c.positionEncoding = .none
+            c.maxSeqLen = 0
+        }
+        if let (w, b) = f.layerNorm {
+            let wAt = try find(w, "input layer norm weight"), bAt = try find(b, "input layer norm bias")
+            for l in [wAt, bAt] where l.tensor.shape != [dim] {
+                throw GPTEmbeddingError(.badFile, "\(files.file(of: l)): \"\(l.tensor.name)\" has shape \(l.tensor.shape), expected [\(dim)]")
+            }
+            layerNorm = (Entry(location: wAt, rows: 1, cols: dim, dtype: .float32, fileDType: try floatType(wAt)),
+                         Entry(location: bAt, rows: 1, cols: dim, dtype: .float32, fileDType: try floatType(bAt)))
+            c.layerNormByDefault = true
         } else {
             layerNorm = nil
         }
@@ -212,4 +328,22 @@ extension GPTEmbedding {
 
     /// Every tensor name the layer reads (the library's names and Hugging Face GPT-2's).
     public static var recognisedTensorNames: [String] { tensorAliases.flatMap(\.1) }
+
+    /// The `model_type` of the folder's config.json at `path`, when there is one (for
+    /// inspecting; ``init(contentsOf:options:)`` refuses an unsupported one).
+    public static func modelType(path: String) -> String? {
+        guard let config = try? ModelConfigFile(path: (path.hasSuffix("/") ? String(path.dropLast()) : path) + "/config.json")
+        else { return nil }
+        return config.string("model_type")
+    }
+
+    /// The tensor names a model family's input stage reads (every prefix variant), or `nil`
+    /// for an unsupported `model_type`.
+    public static func tensorNames(modelType: String) -> [String]? {
+        guard let f = ModelFamily.named(modelType) else { return nil }
+        return f.names(f.token) + (f.position.map { f.names($0) } ?? []) + (f.layerNorm.map { f.names($0.weight) + f.names($0.bias) } ?? [])
+    }
+
+    /// Every supported `model_type`.
+    public static var supportedModelTypes: [String] { ModelFamily.supported }
 }

@@ -1,14 +1,16 @@
 /// A strict JSON parser for safetensors headers (the library has no Foundation).
 ///
-/// Numbers are kept as integers when they are integers (shapes and offsets must be); other
-/// numbers are rejected where a caller needs an integer. Duplicate keys, trailing bytes
+/// Numbers are kept as integers when they are integers (shapes and offsets must be), else as
+/// doubles (a model's config.json: epsilons, dropout rates); callers needing an integer
+/// reject the latter. Duplicate keys, trailing bytes
 /// other than spaces, and nesting deeper than 64 are errors.
 enum JSONValue: Equatable {
     case object([(String, JSONValue)])
     case array([JSONValue])
     case string(String)
     case integer(Int)
-    case number
+    /// A number that is not an integer (or does not fit one), as the nearest double.
+    case number(Double)
     case bool(Bool)
     case null
 
@@ -17,16 +19,18 @@ enum JSONValue: Equatable {
         case (.string(let x), .string(let y)): x == y
         case (.integer(let x), .integer(let y)): x == y
         case (.bool(let x), .bool(let y)): x == y
-        case (.null, .null), (.number, .number): true
+        case (.number(let x), .number(let y)): x == y
+        case (.null, .null): true
         case (.array(let x), .array(let y)): x == y
         case (.object(let x), .object(let y)): x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
         default: false
         }
     }
 
-    /// Parses `bytes` (UTF-8) as one JSON value followed only by spaces.
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws(GPTEmbeddingError) -> JSONValue {
-        var p = Parser(bytes: bytes)
+    /// Parses `bytes` (UTF-8) as one JSON value followed only by spaces; `what` names the
+    /// text in messages ("header is not valid JSON: ...").
+    static func parse(_ bytes: UnsafeRawBufferPointer, what: String = "header") throws(GPTEmbeddingError) -> JSONValue {
+        var p = Parser(bytes: bytes, what: what)
         let v = try p.value(depth: 0)
         while p.i < bytes.count {
             guard bytes[p.i] == 0x20 || bytes[p.i] == 0x0A || bytes[p.i] == 0x0D || bytes[p.i] == 0x09 else {
@@ -39,10 +43,11 @@ enum JSONValue: Equatable {
 
     private struct Parser {
         let bytes: UnsafeRawBufferPointer
+        let what: String
         var i = 0
 
-        func fail(_ what: String) -> GPTEmbeddingError {
-            GPTEmbeddingError(.badFile, "header is not valid JSON: \(what) at byte \(i)")
+        func fail(_ problem: String) -> GPTEmbeddingError {
+            GPTEmbeddingError(.badFile, "\(what) is not valid JSON: \(problem) at byte \(i)")
         }
 
         mutating func skipSpace() {
@@ -129,7 +134,10 @@ enum JSONValue: Equatable {
                 guard i < bytes.count, bytes[i] >= 0x30, bytes[i] <= 0x39 else { throw fail("bad number") }
                 while i < bytes.count, bytes[i] >= 0x30, bytes[i] <= 0x39 { i += 1 }
             }
-            if !integral || overflow { return .number }
+            if !integral || overflow {
+                let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
+                return .number(Double(text) ?? .nan)  // Swift's parser ignores the C locale
+            }
             return .integer(bytes[start] == UInt8(ascii: "-") ? -value : value)
         }
 

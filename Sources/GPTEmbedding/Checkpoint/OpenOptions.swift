@@ -10,10 +10,11 @@ public struct OpenOptions: Sendable, Equatable {
     public var numThreads: Int = 0
     /// Seed of the dropout masks.
     public var seed: UInt64 = 0
-    /// Dropout probability of training forwards (a checkpoint does not say).
-    public var dropout: Float = 0
-    /// The layer norm's epsilon.
-    public var layerNormEps: Float = 1e-5
+    /// Dropout probability of training forwards; `nil` (the default): the model family's
+    /// input dropout from config.json, else 0.
+    public var dropout: Float? = nil
+    /// The layer norm's epsilon; `nil` (the default): config.json's, else 1e-5.
+    public var layerNormEps: Float? = nil
     /// Multiply token rows by `sqrt(embedDim)`.
     public var scaleEmbeddings: Bool = false
     /// `nil` (the default): learned positions when the file has a position table, else
@@ -24,6 +25,9 @@ public struct OpenOptions: Sendable, Equatable {
     public var maxSeqLen: Int = 1024
     /// A token row that receives no gradient, or `nil`.
     public var paddingIdx: Int? = nil
+    /// Read the folder's `config.json`, when there is one, for the model family (the
+    /// default). `false` opens by tensor names alone, whatever config.json says.
+    public var useConfigJSON: Bool = true
 
     /// The defaults.
     public init() {}

@@ -133,12 +133,13 @@ public final class GPTEmbedding: @unchecked Sendable {
     ///   - positions: `[batch, seq]` explicit positions (left-padded batches), or `nil` for
     ///     `startPosition + t` (the past length when decoding with a KV cache).
     ///   - training: apply dropout and keep what ``backward(gradOutput:batch:seq:)`` needs.
-    ///   - useLayerNorm: apply the layer norm (the seed's `use_layer_norm`).
+    ///   - useLayerNorm: apply the layer norm (the seed's `use_layer_norm`); `nil` follows
+    ///     ``GPTEmbeddingConfig/layerNormByDefault``.
     ///   - out: at least `batch * seq * embedDim` floats; exactly that many are written.
     /// - Throws: on any invalid argument, before anything is written.
     public func forward<I: EmbeddingIndex>(
         ids: UnsafePointer<I>, batch: Int, seq: Int, positions: UnsafePointer<I>? = nil,
-        startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool = false,
+        startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool? = nil,
         into out: UnsafeMutablePointer<Float>, capacity: Int
     ) throws(GPTEmbeddingError) {
         try forward(ids: ids, batch: batch, seq: seq, positions: positions, startPosition: startPosition,
@@ -155,7 +156,7 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// - Throws: on any invalid argument, before anything is written.
     public func forward<I: EmbeddingIndex>(
         ids: UnsafePointer<I>, batch: Int, seq: Int, positions: UnsafePointer<I>? = nil,
-        startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool = false,
+        startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool? = nil,
         into out: UnsafeMutableRawPointer, dtype: TensorDType, capacity: Int
     ) throws(GPTEmbeddingError) {
         // Sizes first: a batch * seq that disagrees with out_len must be reported before
@@ -164,7 +165,9 @@ public final class GPTEmbedding: @unchecked Sendable {
         try ParameterTensor.checkCapacity(capacity, need, "the output", unit: dtype == .float32 ? "floats" : "\(dtype) elements")
         let tokens = try TokenBatch.make(
             ids: ids, batch: batch, seq: seq, positions: positions, start: startPosition,
-            vocabSize: config.vocabSize, positionLimit: positionLimit, positionRule: positionRule, copy: training)
+            vocabSize: config.vocabSize, positionLimit: positionLimit, positionRule: positionRule,
+            positionOffset: config.positionOffset, copy: training)
+        let normalize = useLayerNorm ?? config.layerNormByDefault
 
         // Allocate everything first, so that a failure leaves the output untouched. A
         // streamed or 16-bit output row is assembled in a scratch row per worker.
@@ -175,7 +178,7 @@ public final class GPTEmbedding: @unchecked Sendable {
         var stats = SavedStatistics(mean: nil, rstd: nil)
         var mask: DropoutMask? = nil
         if training {
-            if useLayerNorm {
+            if normalize {
                 stats = SavedStatistics(mean: try FloatBuffer(count: tokens.count, what: "layer norm mean"),
                                         rstd: try FloatBuffer(count: tokens.count, what: "layer norm rstd"))
             }
@@ -183,7 +186,7 @@ public final class GPTEmbedding: @unchecked Sendable {
                 mask = DropoutMask(probability: config.dropout, seed: config.seed, step: trainingStep)
             }
         }
-        embeddingForward(kernels: kernels, tables: tables, tokens: tokens, normalize: useLayerNorm, mask: mask,
+        embeddingForward(kernels: kernels, tables: tables, tokens: tokens, normalize: normalize, mask: mask,
                          saveMean: stats.mean?.base, saveRstd: stats.rstd?.base, out: out, dtype: dtype,
                          storeMode: storeMode, rowScratch: rowScratch?.base, pool: pool)
         // Dropout 1 keeps nothing, not even inf * 0 = nan (0 has all bits zero in every dtype).
@@ -198,7 +201,7 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// `batch * seq`, and so must `positions.count` when given.
     public func forward<I: EmbeddingIndex>(
         ids: UnsafeBufferPointer<I>, batch: Int, seq: Int, positions: UnsafeBufferPointer<I>? = nil,
-        startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool = false,
+        startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool? = nil,
         into out: UnsafeMutableBufferPointer<Float>
     ) throws(GPTEmbeddingError) {
         let n = try Checked.multiply(batch, seq, "batch * seq")
@@ -219,7 +222,7 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// The forward pass, returning a new `[batch * seq * embedDim]` array.
     public func forward<I: EmbeddingIndex>(
         ids: [I], batch: Int, seq: Int, positions: [I]? = nil, startPosition: Int = 0,
-        training: Bool = false, useLayerNorm: Bool = false
+        training: Bool = false, useLayerNorm: Bool? = nil
     ) throws(GPTEmbeddingError) -> [Float] {
         let count = try Checked.multiply(ids.count, embedDim, "output size")
         var out = [Float](repeating: 0, count: count)
@@ -242,7 +245,7 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// The forward pass on a batch of equal-length rows, like calling the seed's module:
     /// `layer([[1, 2, 3], [4, 5, 6]])` returns `[2 * 3 * embedDim]` floats.
     public func callAsFunction<I: EmbeddingIndex>(
-        _ ids: [[I]], startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool = false
+        _ ids: [[I]], startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool? = nil
     ) throws(GPTEmbeddingError) -> [Float] {
         let seq = ids.first?.count ?? 0
         for (b, row) in ids.enumerated() where row.count != seq {

@@ -48,6 +48,17 @@ public struct GPTEmbeddingConfig: Sendable, Equatable {
     /// The element type of the token table and the learned position table (the layer norm
     /// vectors and sinusoidal rows are always float32; arithmetic is float32).
     public var weightDType: TensorDType = .float32
+    /// An explicit multiplier of token rows (Gemma's `sqrt(hidden_size)` rounded to the
+    /// table dtype, e.g. 55.5 for 3072 in bf16); `nil` (the default) means `sqrt(embedDim)`
+    /// when ``scaleEmbeddings`` is on, else 1.
+    public var tokenScale: Float? = nil
+    /// The row of position `p` is `p + positionOffset` (OPT's learned positions: 2, so that
+    /// the -1 OPT gives padding tokens reads row 1). Positions may be negative down to
+    /// `-positionOffset`.
+    public var positionOffset: Int = 0
+    /// Forwards apply the layer norm unless a call says otherwise (BLOOM's
+    /// `word_embeddings_layernorm`). Default `false`: the seed's `use_layer_norm` per call.
+    public var layerNormByDefault: Bool = false
 
     /// The seed's defaults.
     public init() {}
@@ -136,6 +147,12 @@ public struct GPTEmbeddingConfig: Sendable, Equatable {
         if let p = paddingIdx, p < 0 || p >= vocabSize {
             throw bad("padding_idx", p, "must be in [0, \(vocabSize)) or none")
         }
+        if let s = tokenScale, !s.isFinite {
+            throw bad("token_scale", s, "must be a finite number (0 = derive it from scale_embeddings)")
+        }
+        guard positionOffset >= -maxRows, positionOffset <= maxRows else {
+            throw bad("position_offset", positionOffset, "must be in [-\(maxRows), \(maxRows)]")
+        }
         guard numThreads >= 0, numThreads <= 1024 else {
             throw bad("num_threads", numThreads, "must be in [0, 1024] (0 = all cores)")
         }
@@ -173,6 +190,7 @@ public struct GPTEmbeddingConfig: Sendable, Equatable {
     /// The number of worker threads a layer with this configuration uses.
     var resolvedThreads: Int { numThreads > 0 ? numThreads : WorkerPool.coreCount }
 
-    /// The multiplier of token rows: `sqrt(embedDim)` (rounded to float) or 1.
-    var tokenScale: Float { scaleEmbeddings ? Float(Double(embedDim).squareRoot()) : 1 }
+    /// The multiplier of token rows: ``tokenScale``, else `sqrt(embedDim)` (rounded to float)
+    /// or 1.
+    var resolvedTokenScale: Float { tokenScale ?? (scaleEmbeddings ? Float(Double(embedDim).squareRoot()) : 1) }
 }

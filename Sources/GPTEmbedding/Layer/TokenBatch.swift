@@ -15,7 +15,8 @@ struct TokenBatch: @unchecked Sendable {
     /// `[batch * seq]` token rows, each in `[0, vocabSize)`: the caller's int32 ids
     /// (eval calls), or a copy owned by `idStorage`.
     let ids: UnsafePointer<Int32>
-    /// `[batch * seq]` explicit positions, or `nil` for `start + t`.
+    /// `[batch * seq]` explicit positions as table rows (position + the layer's offset), or
+    /// `nil` for `start + t` (`start` is then a row too).
     let positions: UnsafePointer<Int32>?
     /// Keep copies alive (training state); `nil` when `ids` / `positions` are the caller's.
     let idStorage: Int32Buffer?
@@ -54,7 +55,7 @@ struct TokenBatch: @unchecked Sendable {
     ///   - positionRule: names the limit in messages, e.g. `max_seq_len, learned positions`.
     static func make<I: EmbeddingIndex>(
         ids: UnsafePointer<I>, batch: Int, seq: Int, positions: UnsafePointer<I>?, start: Int,
-        vocabSize: Int, positionLimit: Int, positionRule: String, copy: Bool
+        vocabSize: Int, positionLimit: Int, positionRule: String, positionOffset: Int = 0, copy: Bool
     ) throws(GPTEmbeddingError) -> TokenBatch {
         // Callers outside this module (the C shims, Swift users) reach this generic function
         // unspecialised, where every element access goes through the protocol: hand the
@@ -62,15 +63,15 @@ struct TokenBatch: @unchecked Sendable {
         if I.self == Int32.self {
             return try makeTyped(ids: rebound(ids, Int32.self), batch: batch, seq: seq,
                                  positions: positions.map { rebound($0, Int32.self) }, start: start, vocabSize: vocabSize,
-                                 positionLimit: positionLimit, positionRule: positionRule, copy: copy)
+                                 positionLimit: positionLimit, positionRule: positionRule, offset: positionOffset, copy: copy)
         }
         if I.self == Int64.self || (I.self == Int.self && MemoryLayout<Int>.size == 8) {
             return try makeTyped(ids: rebound(ids, Int64.self), batch: batch, seq: seq,
                                  positions: positions.map { rebound($0, Int64.self) }, start: start, vocabSize: vocabSize,
-                                 positionLimit: positionLimit, positionRule: positionRule, copy: copy)
+                                 positionLimit: positionLimit, positionRule: positionRule, offset: positionOffset, copy: copy)
         }
         return try makeTyped(ids: ids, batch: batch, seq: seq, positions: positions, start: start, vocabSize: vocabSize,
-                             positionLimit: positionLimit, positionRule: positionRule, copy: copy)
+                             positionLimit: positionLimit, positionRule: positionRule, offset: positionOffset, copy: copy)
     }
 
     /// ``make(ids:batch:seq:positions:start:vocabSize:positionLimit:positionRule:copy:)``,
@@ -78,10 +79,14 @@ struct TokenBatch: @unchecked Sendable {
     @inline(__always)
     private static func makeTyped<I: EmbeddingIndex>(
         ids: UnsafePointer<I>, batch: Int, seq: Int, positions: UnsafePointer<I>?, start: Int,
-        vocabSize: Int, positionLimit: Int, positionRule: String, copy: Bool
+        vocabSize: Int, positionLimit: Int, positionRule: String, offset: Int, copy: Bool
     ) throws(GPTEmbeddingError) -> TokenBatch {
         let n = try count(batch: batch, seq: seq)
-        let inPlace = !copy && I.self == Int32.self
+        // Positions are kept as table rows (position + offset): with an offset they are copied.
+        let inPlace = !copy && I.self == Int32.self && offset == 0
+        // Valid positions: rows [0, positionLimit) less the offset.
+        let lo = -offset, hi = positionLimit - offset
+        let rule = offset == 0 ? positionRule : "\(positionRule), position_offset \(offset)"
         for r in 0..<n {
             let v = ids[r]
             guard v >= 0, v < vocabSize else {
@@ -91,15 +96,15 @@ struct TokenBatch: @unchecked Sendable {
         if let positions {
             for r in 0..<n {
                 let p = positions[r]
-                guard p >= 0, p < positionLimit else {
-                    throw GPTEmbeddingError(.outOfRange, "position \(p) at [\(r / seq), \(r % seq)] is out of range [0, \(positionLimit)) (\(positionRule))")
+                guard p >= lo, p < hi else {
+                    throw GPTEmbeddingError(.outOfRange, "position \(p) at [\(r / seq), \(r % seq)] is out of range [\(lo), \(hi)) (\(rule))")
                 }
             }
             if inPlace {
                 return TokenBatch(batch: batch, seq: seq, ids: rebound(ids), positions: rebound(positions),
                                   idStorage: nil, positionStorage: nil, start: 0)
             }
-            let idBuf = try copied(ids, n, "token ids"), posBuf = try copied(positions, n, "positions")
+            let idBuf = try copied(ids, n, "token ids"), posBuf = try copied(positions, n, "positions", plus: offset)
             return TokenBatch(batch: batch, seq: seq, ids: idBuf.base, positions: posBuf.base,
                               idStorage: idBuf, positionStorage: posBuf, start: 0)
         }
@@ -107,21 +112,27 @@ struct TokenBatch: @unchecked Sendable {
             throw GPTEmbeddingError(.invalidArgument, "start_position must be >= 0, got \(start)")
         }
         // The last position is start + seq - 1; compare without overflowing.
-        guard start < positionLimit, seq - 1 < positionLimit - start else {
-            let t = start >= positionLimit ? 0 : positionLimit - start  // the first bad token
-            throw GPTEmbeddingError(.outOfRange, "position \(start + t) at [0, \(t)] (start_position \(start) + \(t)) is out of range [0, \(positionLimit)) (\(positionRule))")
+        guard start < hi, seq - 1 < hi - start else {
+            let t = start >= hi ? 0 : hi - start  // the first bad token
+            throw GPTEmbeddingError(.outOfRange, "position \(start + t) at [0, \(t)] (start_position \(start) + \(t)) is out of range [\(lo), \(hi)) (\(rule))")
         }
-        if inPlace {
-            return TokenBatch(batch: batch, seq: seq, ids: rebound(ids), positions: nil, idStorage: nil, positionStorage: nil, start: start)
+        // A negative offset also needs the first row, start + offset, to exist.
+        guard start + offset >= 0 else {
+            throw GPTEmbeddingError(.outOfRange, "position \(start) at [0, 0] is out of range [\(lo), \(hi)) (\(rule))")
+        }
+        if !copy && I.self == Int32.self {
+            return TokenBatch(batch: batch, seq: seq, ids: rebound(ids), positions: nil, idStorage: nil, positionStorage: nil,
+                              start: start + offset)
         }
         let idBuf = try copied(ids, n, "token ids")
-        return TokenBatch(batch: batch, seq: seq, ids: idBuf.base, positions: nil, idStorage: idBuf, positionStorage: nil, start: start)
+        return TokenBatch(batch: batch, seq: seq, ids: idBuf.base, positions: nil, idStorage: idBuf, positionStorage: nil,
+                          start: start + offset)
     }
 
     /// Validated values as an owned int32 buffer.
-    private static func copied<I: EmbeddingIndex>(_ p: UnsafePointer<I>, _ n: Int, _ what: String) throws(GPTEmbeddingError) -> Int32Buffer {
+    private static func copied<I: EmbeddingIndex>(_ p: UnsafePointer<I>, _ n: Int, _ what: String, plus offset: Int = 0) throws(GPTEmbeddingError) -> Int32Buffer {
         let buf = try Int32Buffer(count: n, what: what)
-        for r in 0..<n { buf.base[r] = Int32(truncatingIfNeeded: p[r]) }
+        for r in 0..<n { buf.base[r] = Int32(truncatingIfNeeded: Int(p[r]) + offset) }
         return buf
     }
 

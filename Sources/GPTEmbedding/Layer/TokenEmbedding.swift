@@ -37,7 +37,7 @@ public final class TokenEmbedding: @unchecked Sendable {
         weight = try ParameterTensor(name: "token_embedding.weight", rows: c.vocabSize, cols: c.embedDim,
                                      dtype: c.weightDType, zeroed: false,  // the fill below writes every element
                                      kernels: kernels)
-        scale = c.tokenScale
+        scale = c.resolvedTokenScale
         paddingIdx = c.paddingIdx
         self.pool = pool
         CounterRandom.fillNormal(weight.storage, std: c.initStd, key: CounterRandom.streamKey(seed: c.seed, stream: 1),
@@ -51,7 +51,7 @@ public final class TokenEmbedding: @unchecked Sendable {
     /// A token table over values read or mapped from a checkpoint (no initialisation).
     init(weight: ParameterTensor, config c: GPTEmbeddingConfig, pool: WorkerPool) {
         self.weight = weight
-        scale = c.tokenScale
+        scale = c.resolvedTokenScale
         paddingIdx = c.paddingIdx
         self.pool = pool
     }

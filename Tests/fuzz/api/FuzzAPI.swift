@@ -91,7 +91,7 @@ nonisolated(unsafe) let callback: @convention(c) (UnsafePointer<UInt8>?, Int) ->
     guard let data else { return 0 }
     var input = Input(data: data, count: size)
 
-    var cfg = gpt_embedding_default_config()
+    var cfg = gpt_embedding_default_config_sized_()
     cfg.vocab_size = input.size(300)
     cfg.embed_dim = input.size(40)
     cfg.max_seq_len = input.size(40)
@@ -188,7 +188,7 @@ nonisolated(unsafe) let callback: @convention(c) (UnsafePointer<UInt8>?, Int) ->
             }
         case 9:
             var cfgOut = gpt_embedding_config(), n: Int64 = 0, r: Int64 = 0, c: Int64 = 0
-            checked(gpt_embedding_get_config(h, &cfgOut), "get_config")
+            checked(gpt_embedding_layer_config(h, &cfgOut, MemoryLayout<gpt_embedding_config>.size), "get_config")
             checked(gpt_embedding_sizeof(h, &n), "sizeof")
             checked(gpt_embedding_num_parameters(h, &n), "num_parameters")
             checked(gpt_embedding_parameter_shape(h, Int32(input.byte() % 6) - 1, &r, &c), "parameter_shape")

@@ -50,7 +50,7 @@ func allParameters(_ h: OpaquePointer?) -> [UInt32] {
 
 /// A layer whose tables are small enough for fuzzed files to match: wte [8, 4], wpe [4, 4].
 nonisolated(unsafe) let layer: OpaquePointer? = {
-    var c = gpt_embedding_default_config()
+    var c = gpt_embedding_default_config_sized_()
     c.vocab_size = 8
     c.embed_dim = 4
     c.max_seq_len = 4
@@ -114,7 +114,7 @@ func openBothWays(_ path: String) {
             var id: Int32 = 0
             var out = [Float](repeating: 0, count: 1 << 16)
             var cfg = gpt_embedding_config()
-            if gpt_embedding_get_config(h, &cfg) != 0 { broken("get_config of an opened layer") }
+            if gpt_embedding_layer_config(h, &cfg, MemoryLayout<gpt_embedding_config>.size) != 0 { broken("get_config of an opened layer") }
             if cfg.embed_dim <= 1 << 16 && gpt_embedding_forward(h, &id, 1, 1, nil, 0, 0, &out, Int64(out.count)) != 0 {
                 broken("forward of token 0 on an opened layer failed: \(String(cString: gpt_embedding_last_error()))")
             }

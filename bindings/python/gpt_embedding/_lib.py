@@ -18,6 +18,14 @@ If none loads, the error lists every path tried with the reason and what to do. 
 is refused (``OSError``) when its ``gpt_embedding_config`` has another size than
 :class:`Config` or its major version differs from the package's.
 
+Configs are filled by the sized entry points (``gpt_embedding_config_init``,
+``gpt_embedding_preset``, ``gpt_embedding_layer_config``) with ``ctypes.sizeof(Config)``:
+see :func:`default_config`. The library also exports ``gpt_embedding_default_config``,
+``gpt_embedding_preset_config`` and ``gpt_embedding_get_config`` with their 0.1 meaning
+(they fill the 72-byte struct of the 0.1 and 0.2 headers, for programs built against
+those; the 0.3 header spells these names as macros over the sized functions). This
+package never calls them.
+
 ctypes' ``CDLL`` releases the GIL for the duration of every call, so layers run in parallel
 from Python threads. No maths happens in this package: every number comes from the library.
 """
@@ -86,7 +94,8 @@ handle_t = ctypes.c_void_p  # gpt_embedding * (opaque)
 
 class Config(ctypes.Structure):
     """``gpt_embedding_config``: scalar fields only, append-only, ``struct_size`` first.
-    Always start from ``gpt_embedding_default_config()`` so ``struct_size`` is right."""
+    Always start from :func:`default_config` (``gpt_embedding_config_init``) or
+    ``gpt_embedding_preset`` so ``struct_size`` is right."""
     _fields_ = [
         ("struct_size", ctypes.c_uint32),
         ("position_encoding", ctypes.c_int32),
@@ -101,6 +110,10 @@ class Config(ctypes.Structure):
         ("scale_embeddings", ctypes.c_int32),
         ("num_threads", ctypes.c_int32),
         ("weight_dtype", ctypes.c_int32),  # 0.2: in what was tail padding; the size is unchanged
+        # 0.3 (Hugging Face model families); the struct grew from 72 to 88 bytes:
+        ("token_scale", ctypes.c_float),  # multiplier of token rows; 0 = derived from scale_embeddings
+        ("layer_norm", ctypes.c_int32),  # 1: forwards apply the layer norm unless told NO_LAYER_NORM
+        ("position_offset", ctypes.c_int64),  # position p reads row p + position_offset
     ]
 
 
@@ -118,12 +131,14 @@ class OpenOptions(ctypes.Structure):
         ("position_encoding", ctypes.c_int32),
         ("max_seq_len", ctypes.c_int64),
         ("padding_idx", ctypes.c_int64),
+        ("by_tensor_names", ctypes.c_int32),  # 0.3: 1 = ignore a folder's config.json
     ]
 
 
 # Flags of gpt_embedding_forward.
 TRAINING = 1  # GPT_EMBEDDING_TRAINING
 LAYER_NORM = 2  # GPT_EMBEDDING_LAYER_NORM
+NO_LAYER_NORM = 4  # GPT_EMBEDDING_NO_LAYER_NORM (0.3): not even when config.layer_norm is 1
 # enum gpt_embedding_position_encoding
 POSITION_LEARNED, POSITION_SINUSOIDAL, POSITION_NONE = 0, 1, 2
 # enum gpt_embedding_dtype; GPT_EMBEDDING_DTYPE_KEEP (gpt_embedding_open_options.dtype)
@@ -138,7 +153,8 @@ _I = ctypes.c_int
 _i64 = ctypes.c_int64
 
 #: name -> (argtypes, restype), in the header's order. Every function of the header is here
-#: (the tests check it against the header's prototypes).
+#: (the tests check it against the header's prototypes; the 0.1 names the header now spells
+#: as macros are not functions of the header, and are deliberately absent).
 SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
     "gpt_embedding_version_number": ([], ctypes.c_uint),
     "gpt_embedding_version_string": ([], ctypes.c_char_p),
@@ -147,13 +163,13 @@ SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
     "gpt_embedding_isa": ([], ctypes.c_char_p),
     "gpt_embedding_isa_supported": ([], ctypes.c_char_p),
     "gpt_embedding_config_size": ([], ctypes.c_size_t),
-    "gpt_embedding_default_config": ([], Config),
-    "gpt_embedding_preset_config": ([ctypes.c_char_p, ctypes.POINTER(Config)], _I),
+    "gpt_embedding_config_init": ([ctypes.POINTER(Config), ctypes.c_size_t], _I),
+    "gpt_embedding_preset": ([ctypes.c_char_p, ctypes.POINTER(Config), ctypes.c_size_t], _I),
     "gpt_embedding_config_validate": ([ctypes.POINTER(Config)], _I),
     "gpt_embedding_config_num_parameters": ([ctypes.POINTER(Config), _I, c_int64_p], _I),
     "gpt_embedding_create": ([ctypes.POINTER(Config), ctypes.POINTER(handle_t)], _I),
     "gpt_embedding_free": ([handle_t], None),
-    "gpt_embedding_get_config": ([handle_t, ctypes.POINTER(Config)], _I),
+    "gpt_embedding_layer_config": ([handle_t, ctypes.POINTER(Config), ctypes.c_size_t], _I),
     "gpt_embedding_sizeof": ([handle_t, c_int64_p], _I),
     "gpt_embedding_forward": ([handle_t, c_int32_p, _i64, _i64, c_int32_p, _i64, ctypes.c_uint32, c_float_p, _i64], _I),
     "gpt_embedding_forward_i64": ([handle_t, c_int64_p, _i64, _i64, c_int64_p, _i64, ctypes.c_uint32, c_float_p, _i64], _I),
@@ -188,8 +204,8 @@ OPTIONAL_SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {}
 
 def declare(library: ctypes.CDLL) -> ctypes.CDLL:
     """Sets argtypes and restype of every function; checks the struct size and the version
-    before anything else is called (a by-value struct of the wrong size would corrupt
-    memory). Raises ``OSError`` for a library this package does not match."""
+    before anything else is called (a config of another layout would be misread).
+    Raises ``OSError`` for a library this package does not match."""
     missing = [name for name in SIGNATURES if not hasattr(library, name)]
     if missing:
         raise OSError(f"{library._name} is not a matching libgpt_embedding: it does not export "
@@ -227,6 +243,30 @@ def call(fn: Callable[..., int], *args: Any) -> None:
         message = lib.gpt_embedding_last_error()
         raise error_for(status, message.decode("utf-8", "replace") if message
                         else lib.gpt_embedding_status_string(status).decode("utf-8", "replace"))
+
+
+def default_config() -> Config:
+    """The library's default configuration in a new :class:`Config`
+    (``gpt_embedding_config_init`` with ``ctypes.sizeof(Config)``, which sets
+    ``struct_size``)."""
+    c = Config()
+    call(lib.gpt_embedding_config_init, ctypes.byref(c), ctypes.sizeof(c))
+    return c
+
+
+def preset_config(name: str) -> Config:
+    """A named preset in a new :class:`Config` (``gpt_embedding_preset``); raises
+    ``ValueError`` with the library's message for an unknown name."""
+    c = Config()
+    call(lib.gpt_embedding_preset, str(name).encode(), ctypes.byref(c), ctypes.sizeof(c))
+    return c
+
+
+def layer_config(handle: Any) -> Config:
+    """A layer's configuration in a new :class:`Config` (``gpt_embedding_layer_config``)."""
+    c = Config()
+    call(lib.gpt_embedding_layer_config, handle, ctypes.byref(c), ctypes.sizeof(c))
+    return c
 
 
 def has(name: str) -> bool:

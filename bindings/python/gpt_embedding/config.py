@@ -15,8 +15,10 @@ _ENCODINGS = {"learned": _lib.POSITION_LEARNED, "sinusoidal": _lib.POSITION_SINU
 _NAMES = {v: k for k, v in _ENCODINGS.items()}
 PRESETS = ("gpt2", "gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl")
 _FIELDS = ("vocab_size", "embed_dim", "max_seq_len", "dropout", "position_encoding", "scale_embeddings",
-           "layer_norm_eps", "init_std", "padding_idx", "seed", "num_threads", "weight_dtype")
-_INT_RANGES = {"vocab_size": 63, "embed_dim": 63, "max_seq_len": 63, "padding_idx": 63, "num_threads": 31}
+           "layer_norm_eps", "init_std", "padding_idx", "seed", "num_threads", "weight_dtype", "token_scale",
+           "layer_norm", "position_offset")
+_INT_RANGES = {"vocab_size": 63, "embed_dim": 63, "max_seq_len": 63, "padding_idx": 63, "num_threads": 31,
+               "position_offset": 63}
 
 
 def _int(name: str, value: Any) -> int:
@@ -43,6 +45,17 @@ def _float(name: str, value: Any) -> float:
         raise TypeError(f"invalid config: {name} = {value!r}: must be a number") from None
 
 
+def _token_scale(value: Any) -> Any:
+    """``None`` for a derived token scale: 0 is the C spelling of it, ``None`` the Python
+    one. Anything else is kept as given (``to_c`` checks it is a number)."""
+    if value is None:
+        return None
+    try:
+        return None if float(value) == 0 else value
+    except (TypeError, ValueError):
+        return value
+
+
 def _from_float32(x: float) -> float:
     """The shortest decimal that reads back as the same float32, so that a config read
     from the library shows ``dropout=0.1``, not ``0.10000000149011612``."""
@@ -53,7 +66,7 @@ class GPTEmbeddingConfig:
     """Configuration of a GPT embedding layer.
 
     The first five keywords are the seed's, with the seed's defaults (the library's
-    ``gpt_embedding_default_config()``); the others are the library's options:
+    ``gpt_embedding_config_init``); the others are the library's options:
 
     ``position_encoding``
         ``"learned"`` (default), ``"sinusoidal"`` or ``"none"``. When given it must agree
@@ -76,6 +89,17 @@ class GPTEmbeddingConfig:
         as these names). Arithmetic is float32 whatever it is; values written to a
         16-bit table are rounded to nearest even by the library. The layer norm vectors
         stay float32.
+    ``token_scale``
+        an explicit multiplier of token rows (Gemma's ``sqrt(hidden_size)`` rounded to the
+        table dtype, e.g. 6.9375 for 48 in bfloat16); ``None`` (default, or 0) derives it:
+        ``sqrt(embed_dim)`` when ``scale_embeddings``, else 1.
+    ``layer_norm``
+        ``True``: forwards apply the layer norm unless told ``use_layer_norm=False``
+        (BLOOM's input stage); ``False`` (default): only with ``use_layer_norm=True``.
+    ``position_offset``
+        position ``p`` reads row ``p + position_offset`` of the position table (OPT: 2, so
+        the position -1 OPT gives padding tokens reads row 1); positions may be as low as
+        ``-position_offset``. Default 0.
 
     The object is a plain mutable record: a layer copies it when it is created. Invalid
     values raise ``ValueError`` with the library's message naming the field and the value
@@ -94,12 +118,16 @@ class GPTEmbeddingConfig:
     seed: int
     num_threads: int
     weight_dtype: str
+    token_scale: Optional[float]
+    layer_norm: bool
+    position_offset: int
 
     def __init__(self, vocab_size: int = 50257, embed_dim: int = 768, max_seq_len: int = 1024,
                  dropout: float = 0.1, use_sinusoidal: bool = False, *,
                  position_encoding: Optional[str] = None, scale_embeddings: bool = True,
                  layer_norm_eps: float = 1e-5, init_std: float = 0.02, padding_idx: Optional[int] = None,
-                 seed: int = 0, num_threads: int = 0, weight_dtype: Any = "float32") -> None:
+                 seed: int = 0, num_threads: int = 0, weight_dtype: Any = "float32",
+                 token_scale: Optional[float] = None, layer_norm: bool = False, position_offset: int = 0) -> None:
         if position_encoding is None:
             position_encoding = "sinusoidal" if use_sinusoidal else "learned"
         elif use_sinusoidal and position_encoding != "sinusoidal":
@@ -119,6 +147,9 @@ class GPTEmbeddingConfig:
         self.seed = seed
         self.num_threads = num_threads
         self.weight_dtype = dtype_name(weight_dtype, "invalid config: weight_dtype")
+        self.token_scale = _token_scale(token_scale)
+        self.layer_norm = bool(layer_norm)
+        self.position_offset = position_offset
         self.validate()
 
     @property
@@ -131,13 +162,11 @@ class GPTEmbeddingConfig:
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "GPTEmbeddingConfig":
         """A configuration that reproduces the Hugging Face GPT-2 embedding exactly
-        (``gpt_embedding_preset_config``): ``"gpt2"`` (or ``"gpt2-small"``),
+        (``gpt_embedding_preset``): ``"gpt2"`` (or ``"gpt2-small"``),
         ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"`` -- learned positions, no scaling,
         dropout 0.1, vocabulary 50257, 1024 positions. Keyword overrides (e.g. ``seed=1``)
         are applied on top."""
-        c = _lib.Config()
-        _lib.call(_lib.lib.gpt_embedding_preset_config, str(name).encode(), ctypes.byref(c))
-        return cls._from_c(c).replace(**overrides)
+        return cls._from_c(_lib.preset_config(name)).replace(**overrides)
 
     @classmethod
     def gpt2_small(cls, **overrides: Any) -> "GPTEmbeddingConfig":
@@ -183,7 +212,7 @@ class GPTEmbeddingConfig:
     # -- the library's view ----------------------------------------------------------
 
     def to_c(self) -> _lib.Config:
-        """The C struct, starting from ``gpt_embedding_default_config()`` (which sets
+        """The C struct, starting from ``gpt_embedding_config_init`` (which sets
         ``struct_size``). Raises ``TypeError``/``ValueError`` for a value the C field cannot
         hold; the library checks everything else."""
         if self.position_encoding not in _ENCODINGS:
@@ -192,7 +221,7 @@ class GPTEmbeddingConfig:
         if self.padding_idx is not None and _int("padding_idx", self.padding_idx) < 0:
             raise ValueError(f"invalid config: padding_idx = {self.padding_idx}: must be in "
                              f"[0, vocab_size) or None (no padding row)")
-        c = _lib.lib.gpt_embedding_default_config()
+        c = _lib.default_config()
         c.vocab_size = _int("vocab_size", self.vocab_size)
         c.embed_dim = _int("embed_dim", self.embed_dim)
         c.max_seq_len = _int("max_seq_len", self.max_seq_len)
@@ -205,6 +234,9 @@ class GPTEmbeddingConfig:
         c.seed = _int("seed", self.seed)
         c.num_threads = _int("num_threads", self.num_threads)
         c.weight_dtype = dtype_code(self.weight_dtype, "invalid config: weight_dtype")
+        c.token_scale = 0.0 if self.token_scale is None else _float("token_scale", self.token_scale)
+        c.layer_norm = 1 if self.layer_norm else 0
+        c.position_offset = _int("position_offset", self.position_offset)
         return c
 
     @classmethod
@@ -214,7 +246,9 @@ class GPTEmbeddingConfig:
                    scale_embeddings=bool(c.scale_embeddings), layer_norm_eps=_from_float32(c.layer_norm_eps),
                    init_std=_from_float32(c.init_std), padding_idx=None if c.padding_idx < 0 else c.padding_idx,
                    seed=c.seed, num_threads=c.num_threads,
-                   weight_dtype=DTYPE_NAMES.get(c.weight_dtype, c.weight_dtype))
+                   weight_dtype=DTYPE_NAMES.get(c.weight_dtype, c.weight_dtype),
+                   token_scale=None if c.token_scale == 0 else _from_float32(c.token_scale),
+                   layer_norm=bool(c.layer_norm), position_offset=c.position_offset)
 
     def validate(self) -> None:
         """Raises ``ValueError`` (the library's message, from

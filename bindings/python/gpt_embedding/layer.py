@@ -29,7 +29,7 @@ _INT64 = (-(1 << 63), (1 << 63) - 1)
 #: ``gpt_embedding_open_options``; ``use_sinusoidal`` is the seed's spelling of
 #: ``position_encoding="sinusoidal"``).
 OPEN_OVERRIDES = ("num_threads", "seed", "dropout", "layer_norm_eps", "scale_embeddings", "position_encoding",
-                  "use_sinusoidal", "max_seq_len", "padding_idx")
+                  "use_sinusoidal", "max_seq_len", "padding_idx", "by_tensor_names")
 
 ArrayLike = Any  # numpy arrays or nested lists of ints
 
@@ -121,7 +121,8 @@ class GPTEmbedding:
         ``GPTEmbedding(vocab_size=50257, embed_dim=768, max_seq_len=1024, dropout=0.1,
         use_sinusoidal=False, **options)`` takes the seed's keywords and the options of
         :class:`GPTEmbeddingConfig` (``position_encoding``, ``scale_embeddings``,
-        ``layer_norm_eps``, ``init_std``, ``padding_idx``, ``seed``, ``num_threads``).
+        ``layer_norm_eps``, ``init_std``, ``padding_idx``, ``seed``, ``num_threads``,
+        ``token_scale``, ``layer_norm``, ``position_offset``).
         ``GPTEmbedding(config=cfg)`` / :meth:`from_config` and :meth:`from_preset` build one
         from a configuration (then pass no other settings). ``weight_dtype`` (``"float32"``,
         ``"bfloat16"``, ``"float16"``) chooses the tables' element type.
@@ -172,13 +173,10 @@ class GPTEmbedding:
 
     def _attach(self, handle: _Handle) -> None:
         """Takes ownership of a live C layer (created or opened) and reads its configuration
-        back from the library (``gpt_embedding_get_config``)."""
+        back from the library (``gpt_embedding_layer_config``)."""
         self._handle = handle  # first, so that __del__ frees it if anything below fails
         self._access = _Access()
-        c = _lib.Config()
-        c.struct_size = ctypes.sizeof(_lib.Config)
-        _lib.call(_lib.lib.gpt_embedding_get_config, self._handle.get(), ctypes.byref(c))
-        self._config = GPTEmbeddingConfig._from_c(c)
+        self._config = GPTEmbeddingConfig._from_c(_lib.layer_config(self._handle.get()))
         #: True in training mode (dropout on, forwards keep what backward needs).
         self.training: bool = True
         self._views: "weakref.WeakSet[_View]" = weakref.WeakSet()
@@ -211,10 +209,21 @@ class GPTEmbedding:
 
         Args:
             path: a ``.safetensors`` file, or a folder holding ``model.safetensors`` or a
-                sharded checkpoint (``model.safetensors.index.json``). Tensor names: the
-                library's (``token_embedding.weight``, ...) or Hugging Face GPT-2's
-                (``wte.weight``, ``wpe.weight``, with or without ``transformer.``). The
-                configuration comes from the tensors: ``vocab_size`` and ``embed_dim`` from
+                sharded checkpoint (``model.safetensors.index.json``). A folder with a
+                Hugging Face ``config.json`` is opened as its ``model_type`` says: gpt2,
+                gpt_neo, gpt_bigcode, gptj, opt, bloom, llama, mistral, qwen2, falcon, mpt,
+                gpt_neox, phi, gemma, gemma2, gemma3_text. The layer then computes what
+                transformers feeds the first decoder block: the family's tensor names
+                (with or without the base-model prefix), OPT's position offset 2
+                (``position_offset``: its padding position -1 reads row 1), BLOOM's
+                embedding layer norm (``layer_norm``: on by default in forwards), Gemma's
+                scale ``sqrt(hidden_size)`` rounded to the table dtype (``token_scale``),
+                and the family's input dropout and layer norm epsilon from config.json. An
+                unknown ``model_type`` raises ``ValueError`` listing the supported ones.
+                Without config.json (or with ``by_tensor_names=True``) tensor names decide:
+                the library's (``token_embedding.weight``, ...) or Hugging Face GPT-2's
+                (``wte.weight``, ``wpe.weight``, with or without ``transformer.``). Either
+                way the sizes come from the tensors: ``vocab_size`` and ``embed_dim`` from
                 the token table, learned positions and ``max_seq_len`` from the position
                 table when there is one (else no positions), the layer norm from the file
                 when present (else weight 1, bias 0).
@@ -229,17 +238,21 @@ class GPTEmbedding:
                 another process truncates a mapped file, touching a lost page kills the
                 process with SIGBUS: that is why reading is the default.
             **overrides: what the checkpoint does not say: ``num_threads`` (0 = all
-                cores), ``seed`` (dropout masks), ``dropout`` (default 0),
-                ``layer_norm_eps`` (1e-5), ``scale_embeddings`` (default False, GPT-2),
-                ``position_encoding`` (``None``: from the file; ``"learned"``,
-                ``"sinusoidal"`` or ``"none"``) or ``use_sinusoidal=True``, ``max_seq_len``
-                (rows of the sinusoidal table, 1024), ``padding_idx`` (``None``).
+                cores), ``seed`` (dropout masks), ``dropout`` and ``layer_norm_eps``
+                (absent or ``None``: the family's value from config.json, else 0 and
+                1e-5), ``scale_embeddings`` (default False, GPT-2), ``position_encoding``
+                (``None``: from the file; ``"learned"``, ``"sinusoidal"`` or ``"none"``) or
+                ``use_sinusoidal=True``, ``max_seq_len`` (rows of the sinusoidal table,
+                1024), ``padding_idx`` (``None``), ``by_tensor_names`` (``True``: ignore a
+                folder's config.json and open by tensor names alone; default ``False``).
 
         The layer is returned in eval mode, as ``transformers``' ``from_pretrained`` does
         (call :meth:`train` to train it). Raises ``OSError`` when the checkpoint cannot be
         read, ``ValueError`` for a malformed one (the message names the file, the tensor
-        and the problem) or a bad dtype or override value, and ``TypeError`` for an unknown
-        keyword."""
+        and the problem: e.g. config.json that is not JSON, a tensor missing or of the
+        wrong shape for its family, an OPT ``word_embed_proj_dim`` other than
+        ``hidden_size``) or a bad dtype or override value, and ``TypeError`` for an
+        unknown keyword."""
         options = _open_options(dtype, mmap, overrides)
         layer = cls._from_handle(_Handle.open(_path(path), options))
         return layer.eval()
@@ -294,12 +307,12 @@ class GPTEmbedding:
 
     # -- forward / backward ----------------------------------------------------------
 
-    def __call__(self, input_ids: ArrayLike, use_layer_norm: bool = False, start_position: int = 0,
+    def __call__(self, input_ids: ArrayLike, use_layer_norm: Optional[bool] = None, start_position: int = 0,
                  position_ids: Optional[ArrayLike] = None, out: Optional[np.ndarray] = None,
                  out_dtype: Any = None) -> np.ndarray:
         return self.forward(input_ids, use_layer_norm, start_position, position_ids, out, out_dtype)
 
-    def forward(self, input_ids: ArrayLike, use_layer_norm: bool = False, start_position: int = 0,
+    def forward(self, input_ids: ArrayLike, use_layer_norm: Optional[bool] = None, start_position: int = 0,
                 position_ids: Optional[ArrayLike] = None, out: Optional[np.ndarray] = None,
                 out_dtype: Any = None) -> np.ndarray:
         """Embeds ``input_ids`` and returns [batch, seq, embed_dim], float32 unless
@@ -312,11 +325,14 @@ class GPTEmbedding:
                 converted to int64 (a copy). A 1-D array [seq] is one sequence: the result
                 is then [1, seq, embed_dim]. Strided arrays (``x[:, :-1]``) are copied.
                 Floats and bools raise ``ValueError``.
-            use_layer_norm: apply the layer norm (the seed's flag).
+            use_layer_norm: apply the layer norm (the seed's flag): ``True`` or ``False``;
+                ``None`` (default) follows the configuration's ``layer_norm`` (off unless
+                the layer was configured so, e.g. a BLOOM checkpoint).
             start_position: positions are ``start_position + t`` (the past length when
                 decoding with a KV cache). Ignored when ``position_ids`` is given.
             position_ids: explicit positions, the shape of ``input_ids`` (left-padded
-                batches).
+                batches). With a ``position_offset`` (OPT: 2) they may be as low as
+                ``-position_offset`` (OPT's padding position -1 reads row 1).
             out: a writeable, C-contiguous array of the result's shape and dtype to write
                 into instead of allocating; it is returned. Anything else raises
                 ``ValueError`` (nothing is converted, since the result must land in it).
@@ -366,7 +382,7 @@ class GPTEmbedding:
         shape = (batch, seq, self.embed_dim)
         result = aligned_empty(shape, dtype=numpy_dtype(code)) if out is None else out_array(out, shape, code)
         training = self.training
-        flags = (_lib.TRAINING if training else 0) | (_lib.LAYER_NORM if use_layer_norm else 0)
+        flags = (_lib.TRAINING if training else 0) | self._norm_flag(use_layer_norm)
         pos = None if positions is None else iptr(positions)
         if code == _lib.DTYPE_F32:
             fn = _lib.lib.gpt_embedding_forward if ids.dtype == np.int32 else _lib.lib.gpt_embedding_forward_i64
@@ -383,6 +399,16 @@ class GPTEmbedding:
         else:
             self._access.read(_lib.call, *args)
         return result
+
+    def _norm_flag(self, use_layer_norm: Optional[bool]) -> int:
+        """The forward flag for ``use_layer_norm``: none for ``None`` (the configuration's
+        default), ``LAYER_NORM`` for true, ``NO_LAYER_NORM`` for false when the
+        configuration's default is on (else none: off is already the default)."""
+        if use_layer_norm is None:
+            return 0
+        if use_layer_norm:
+            return _lib.LAYER_NORM
+        return _lib.NO_LAYER_NORM if self._config.layer_norm else 0
 
     def backward(self, grad_output: ArrayLike) -> None:
         """Adds the gradients of the latest training forward into the layer's gradients.
@@ -646,7 +672,9 @@ def _shape_of(name: str, rows: int, cols: int) -> Tuple[int, ...]:
 def _open_options(dtype: Any, mmap: Any, overrides: Dict[str, Any]) -> _lib.OpenOptions:
     """``gpt_embedding_open_options`` for :meth:`GPTEmbedding.from_pretrained`: the
     library's defaults (``gpt_embedding_open_options_init``) with the given fields changed.
-    Python checks only what the C fields cannot hold; the library checks the values."""
+    Python checks only what the C fields cannot hold (and that ``dropout`` and
+    ``layer_norm_eps`` are not negative: a negative value is the C spelling of "from
+    config.json", which Python spells ``None``); the library checks the values."""
     for key in overrides:
         if key not in OPEN_OVERRIDES:
             raise TypeError(f"from_pretrained() got an unexpected keyword argument {key!r}; "
@@ -661,10 +689,12 @@ def _open_options(dtype: Any, mmap: Any, overrides: Dict[str, Any]) -> _lib.Open
         o.num_threads = _int("num_threads", overrides["num_threads"])
     if "seed" in overrides:
         o.seed = _int("seed", overrides["seed"])
-    if "dropout" in overrides:
-        o.dropout = _float("dropout", overrides["dropout"])
-    if "layer_norm_eps" in overrides:
-        o.layer_norm_eps = _float("layer_norm_eps", overrides["layer_norm_eps"])
+    for key in ("dropout", "layer_norm_eps"):  # absent or None: -1, config.json's value
+        if overrides.get(key) is not None:
+            value = _float(key, overrides[key])
+            if value < 0:
+                raise ValueError(f"{key} = {value}: must not be negative (None: from config.json)")
+            setattr(o, key, value)
     if "scale_embeddings" in overrides:
         o.scale_embeddings = 1 if overrides["scale_embeddings"] else 0
     if "max_seq_len" in overrides:
@@ -684,6 +714,11 @@ def _open_options(dtype: Any, mmap: Any, overrides: Dict[str, Any]) -> _lib.Open
             raise ValueError(f"position_encoding = {encoding!r}: expected None (from the file), "
                              + ", ".join(repr(k) for k in _ENCODINGS))
         o.position_encoding = _ENCODINGS[encoding]
+    if "by_tensor_names" in overrides:
+        flag = overrides["by_tensor_names"]
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"by_tensor_names must be True or False, got {flag!r}")
+        o.by_tensor_names = 1 if flag else 0
     return o
 
 

@@ -1,0 +1,583 @@
+/*
+ * gpt_embedding.h -- the input layer of a GPT model, forward and backward.
+ *
+ * This header is the whole contract of libgpt_embedding: C and C++ programs
+ * include it, the Python package mirrors it through ctypes, and the Swift
+ * shims are checked against it at compile time (@c @implementation).
+ *
+ * What the layer computes, in float32, for every token (b, t):
+ *
+ *     x[b,t,:]  = s * wte[ids[b,t], :] + P[pos[b,t], :]
+ *     y[b,t,:]  = LayerNorm(x[b,t,:])       if GPT_EMBEDDING_LAYER_NORM is set
+ *     out[b,t,:] = dropout(y[b,t,:])        if GPT_EMBEDDING_TRAINING is set
+ *
+ *   s    sqrt(embed_dim) when config.scale_embeddings is 1, else 1 (GPT-2).
+ *   P    the learned table wpe [max_seq_len, embed_dim], or the sinusoidal
+ *        table (channel c even: sin(pos * 10000^(-c/D)); c odd:
+ *        cos(pos * 10000^(-(c-1)/D)); for odd D the last channel is a sin
+ *        channel, nothing is padded), or nothing (GPT_EMBEDDING_POSITION_NONE).
+ *   pos  start_position + t, or an explicit positions array [batch, seq].
+ *   LayerNorm: biased variance, eps = config.layer_norm_eps, affine weight
+ *        and bias (initialised to 1 and 0).
+ *   dropout: inverted; each element is kept with probability 1 - p and then
+ *        multiplied by 1 / (1 - p). The mask is a pure function of
+ *        (seed, training step, element index), so backward regenerates it.
+ *
+ * Conventions used by every function below:
+ *   - Functions return int status codes: GPT_EMBEDDING_OK (0) on success, a
+ *     positive GPT_EMBEDDING_ERROR_* value otherwise. Values never change.
+ *   - On failure a readable message is available from
+ *     gpt_embedding_last_error() on the same thread, and nothing was written:
+ *     output buffers, weights and gradients are exactly as they were.
+ *   - Every argument is validated before memory is touched: NULL pointers,
+ *     sizes <= 0, size products that overflow, token ids outside
+ *     [0, vocab_size), positions outside the table, unknown flags, wrong state.
+ *     No input makes the library abort, trap or print.
+ *   - Sizes and counts are int64_t; element counts, not bytes.
+ *   - Arrays are row-major and contiguous; ids and positions [batch, seq];
+ *     outputs and gradients [batch, seq, embed_dim].
+ *
+ * Thread safety (the concurrency contract):
+ *   - Different handles are fully independent: any calls on different
+ *     handles may run at the same time on different threads.
+ *   - On one handle, calls that only read it may run at the same time:
+ *     eval forwards (flags without GPT_EMBEDDING_TRAINING), get_config,
+ *     get_parameter, get_gradient, num_parameters, parameter_shape, sizeof.
+ *   - Calls that modify a handle (training forward, backward, zero_grad,
+ *     set_parameter, parameter_data, gradient_data, free) need exclusive
+ *     access: the caller must not run anything else on that handle meanwhile.
+ *   - The last-error message is per thread.
+ *   - Functions without a handle are safe to call from any thread.
+ *   - Worker threads: large calls are split over one process-wide team of
+ *     worker threads, started on the first call worth splitting and grown to
+ *     the largest num_threads a layer asks for; they live until the process
+ *     exits, spin for about 0.1 ms after a job and then sleep. Small calls (a
+ *     decode step, one short sequence) run on the calling thread only. A call
+ *     that finds the team busy with another call runs on its own thread.
+ *     Results never depend on how work was split.
+ *
+ * Memory ownership: the library never takes ownership of caller memory and
+ * never keeps a caller pointer past the call. Handles are released with
+ * gpt_embedding_free(). Strings returned by the library are owned by it.
+ */
+#ifndef GPT_EMBEDDING_H
+#define GPT_EMBEDDING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define GPT_EMBEDDING_VERSION_MAJOR 0
+#define GPT_EMBEDDING_VERSION_MINOR 2
+#define GPT_EMBEDDING_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH, as zstd and SQLite do. */
+#define GPT_EMBEDDING_VERSION_NUMBER                                           \
+    (GPT_EMBEDDING_VERSION_MAJOR * 10000 + GPT_EMBEDDING_VERSION_MINOR * 100 + \
+     GPT_EMBEDDING_VERSION_PATCH)
+#define GPT_EMBEDDING_VERSION_STRING "0.2.0"
+
+/* The version of the library actually loaded; compare it with
+ * GPT_EMBEDDING_VERSION_NUMBER to detect a header/library mismatch.
+ * Thread-safe. */
+unsigned gpt_embedding_version_number(void);
+
+/* The same as a static string such as "0.2.0". Never NULL; owned by the
+ * library; valid for the life of the process. Thread-safe. */
+const char *gpt_embedding_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes and errors                                                  */
+/* ------------------------------------------------------------------------ */
+
+enum gpt_embedding_status {
+    GPT_EMBEDDING_OK = 0,
+    GPT_EMBEDDING_ERROR_NULL_POINTER = 1,     /* a required pointer was NULL */
+    GPT_EMBEDDING_ERROR_INVALID_ARGUMENT = 2, /* bad size, flag or selector */
+    GPT_EMBEDDING_ERROR_INVALID_CONFIG = 3,   /* a config field is invalid */
+    GPT_EMBEDDING_ERROR_OUT_OF_RANGE = 4,     /* token id or position outside its table */
+    GPT_EMBEDDING_ERROR_SIZE_OVERFLOW = 5,    /* a size product overflows */
+    GPT_EMBEDDING_ERROR_BUFFER_TOO_SMALL = 6, /* an output buffer is too short */
+    GPT_EMBEDDING_ERROR_BAD_STATE = 7,        /* e.g. backward without training forward */
+    GPT_EMBEDDING_ERROR_OUT_OF_MEMORY = 8,    /* an allocation failed */
+    GPT_EMBEDDING_ERROR_INVALID_HANDLE = 9,   /* not a live handle (freed?) */
+    GPT_EMBEDDING_ERROR_VERSION_MISMATCH = 10,/* config.struct_size is unknown */
+    GPT_EMBEDDING_ERROR_IO = 11,              /* a file could not be read or written */
+    GPT_EMBEDDING_ERROR_BAD_FILE = 12,        /* a file is malformed */
+    GPT_EMBEDDING_ERROR_UNSUPPORTED_CPU = 13  /* GPT_EMBEDDING_ISA names an unknown
+                                                 path or one this CPU cannot run */
+};
+
+/* A static, human-readable name for a status code, e.g.
+ * "GPT_EMBEDDING_ERROR_OUT_OF_RANGE: ...". Never NULL (unknown codes give a
+ * generic text). Owned by the library. Thread-safe. */
+const char *gpt_embedding_status_string(int status);
+
+/* The message of the most recent failed call made on the calling thread,
+ * naming the bad value and where it is, e.g.
+ * "gpt_embedding_forward: token id 50300 at [1, 7] is out of range [0, 50257)".
+ * Returns NULL if the most recent call on this thread succeeded (every call
+ * clears it on entry). The string is owned by the library and stays valid
+ * until the next call of any gpt_embedding function on the same thread.
+ * Thread-safe: each thread has its own message. */
+const char *gpt_embedding_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* CPU paths                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* One library runs on every x86-64 CPU. Its kernels (forward, backward, layer
+ * norm, dropout, init) are compiled twice: for the x86-64 baseline (SSE2) and
+ * for x86-64-v3 (AVX2, FMA, BMI1/2, F16C, LZCNT, MOVBE: Intel Haswell, AMD
+ * Excavator and newer); everything else is baseline code. The path is chosen
+ * once per process, at the first call that needs it (gpt_embedding_create or
+ * the two functions below):
+ *   - the environment variable GPT_EMBEDDING_ISA, when set: "baseline",
+ *     "x86-64-v3", or "auto" (the default);
+ *   - otherwise x86-64-v3 when CPUID and XGETBV say that the CPU and the
+ *     operating system support it, else the baseline.
+ * Both paths give bit-identical results (the same operations in the same
+ * order, no fused multiply-add), so the choice changes speed only.
+ * A GPT_EMBEDDING_ISA value that is unknown, or names a path this CPU cannot
+ * run, makes gpt_embedding_create fail with GPT_EMBEDDING_ERROR_UNSUPPORTED_CPU
+ * and a message naming the value and the paths this CPU supports; nothing
+ * runs an instruction the CPU lacks. */
+
+/* The name of the active path, "baseline" or "x86-64-v3". Returns NULL (and
+ * sets gpt_embedding_last_error) when GPT_EMBEDDING_ISA is invalid. Static
+ * string owned by the library. Thread-safe. */
+const char *gpt_embedding_isa(void);
+
+/* The paths this CPU can run, best first, comma-separated, e.g.
+ * "x86-64-v3,baseline". Never NULL; static; thread-safe. */
+const char *gpt_embedding_isa_supported(void);
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Element types of tables, outputs and gradient inputs. Arithmetic is always
+ * float32: bf16 and f16 values are widened exactly (bf16: the bits shifted;
+ * f16: IEEE half with subnormals, infinities and NaN) and results are rounded
+ * once, to nearest even, when stored as bf16 or f16 (a NaN becomes 0x7FC0 in
+ * bf16 and a quiet NaN with its sign in f16, as PyTorch writes them).
+ * Gradients are always float32. */
+enum gpt_embedding_dtype {
+    GPT_EMBEDDING_DTYPE_F32 = 0,
+    GPT_EMBEDDING_DTYPE_BF16 = 1,
+    GPT_EMBEDDING_DTYPE_F16 = 2
+};
+
+/* config.position_encoding */
+enum gpt_embedding_position_encoding {
+    GPT_EMBEDDING_POSITION_LEARNED = 0,    /* trainable wpe [max_seq_len, D] */
+    GPT_EMBEDDING_POSITION_SINUSOIDAL = 1, /* fixed; positions may exceed max_seq_len */
+    GPT_EMBEDDING_POSITION_NONE = 2        /* token embedding only (e.g. RoPE models) */
+};
+
+/* The configuration of a layer. Always start from
+ * gpt_embedding_default_config() or gpt_embedding_preset_config(), then
+ * change fields: that keeps struct_size right. Fields are only ever appended
+ * in later versions; create() rejects a struct_size it does not know.
+ * All fields are plain scalars so that FFI layers can mirror the struct. */
+typedef struct gpt_embedding_config {
+    uint32_t struct_size;      /* sizeof(gpt_embedding_config); set by the defaults */
+    int32_t position_encoding; /* enum gpt_embedding_position_encoding; default LEARNED */
+    int64_t vocab_size;        /* rows of the token table, 1 .. 2^31-1; default 50257 */
+    int64_t embed_dim;         /* D; default 768 */
+    int64_t max_seq_len;       /* rows of the learned position table (and of the cached
+                                  sinusoidal rows), 1 .. 2^31-1; may be 0 with
+                                  POSITION_NONE, where it is unused; default 1024 */
+    int64_t padding_idx;       /* token row that receives no gradient; -1 = none (default) */
+    uint64_t seed;             /* initialisation and dropout; default 0 */
+    float dropout;             /* probability in [0, 1]; default 0.1 */
+    float layer_norm_eps;      /* > 0; default 1e-5 */
+    float init_std;            /* >= 0; std of the N(0, std) init; default 0.02 */
+    int32_t scale_embeddings;  /* 1: multiply token rows by sqrt(D) (the seed's
+                                  TokenEmbedding, default); 0: GPT-2 exactly */
+    int32_t num_threads;       /* worker threads; 0 = all cores (default) */
+    /* Added in 0.2 (in what was the struct's tail padding, so sizeof and
+     * struct_size are unchanged and 0.1 programs, whose configs come from the
+     * functions below, keep working): */
+    int32_t weight_dtype;      /* enum gpt_embedding_dtype of the token table and the
+                                  learned position table; default F32. The layer
+                                  norm vectors and sinusoidal rows are F32. */
+} gpt_embedding_config;
+
+/* sizeof(gpt_embedding_config) as compiled into the library. FFI bindings
+ * compare it with their own struct at load time. Thread-safe. */
+size_t gpt_embedding_config_size(void);
+
+/* The default configuration: the seed's GPTEmbeddingConfig defaults
+ * (vocab 50257, D 768, max_seq_len 1024, dropout 0.1, learned positions,
+ * token scaling on), eps 1e-5, init_std 0.02, no padding row, seed 0,
+ * all cores. Returned by value. Thread-safe. */
+gpt_embedding_config gpt_embedding_default_config(void);
+
+/* Fills *out with a named preset that reproduces the Hugging Face GPT-2
+ * embedding exactly (learned positions, no scaling, dropout 0.1,
+ * max_seq_len 1024, vocab 50257): "gpt2" (alias "gpt2-small", D 768),
+ * "gpt2-medium" (D 1024), "gpt2-large" (D 1280), "gpt2-xl" (D 1600).
+ * Returns GPT_EMBEDDING_ERROR_NULL_POINTER or _INVALID_ARGUMENT (unknown
+ * name; *out untouched). Thread-safe. */
+int gpt_embedding_preset_config(const char *name, gpt_embedding_config *out);
+
+/* Checks every field of *config without allocating anything. Returns
+ * GPT_EMBEDDING_OK, _NULL_POINTER, _VERSION_MISMATCH (struct_size),
+ * _INVALID_CONFIG (message names the field and the value) or _SIZE_OVERFLOW
+ * (tables too large to address). Thread-safe. */
+int gpt_embedding_config_validate(const gpt_embedding_config *config);
+
+/* ------------------------------------------------------------------------ */
+/* Parameters                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Selects a parameter (and its gradient). */
+enum gpt_embedding_param {
+    GPT_EMBEDDING_PARAM_ALL = -1,               /* counts only: the total */
+    GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING = 0,    /* wte [vocab_size, D] */
+    GPT_EMBEDDING_PARAM_POSITION_EMBEDDING = 1, /* wpe [max_seq_len, D]; learned only */
+    GPT_EMBEDDING_PARAM_LAYER_NORM_WEIGHT = 2,  /* [D] */
+    GPT_EMBEDDING_PARAM_LAYER_NORM_BIAS = 3     /* [D] */
+};
+
+/* The number of trainable parameters a layer with this configuration has:
+ * for one parameter, or all of them (GPT_EMBEDDING_PARAM_ALL). A parameter
+ * the configuration does not have (wpe when positions are not learned)
+ * counts 0. Allocates nothing, so it works for any size. The layer norm
+ * parameters always exist (the norm is switched per forward call).
+ * Returns _NULL_POINTER, _VERSION_MISMATCH, _INVALID_CONFIG, _SIZE_OVERFLOW
+ * or _INVALID_ARGUMENT (unknown selector). Thread-safe. */
+int gpt_embedding_config_num_parameters(const gpt_embedding_config *config,
+                                        int param, int64_t *out_count);
+
+/* ------------------------------------------------------------------------ */
+/* Lifetime                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* An opaque layer. Create with gpt_embedding_create, release with
+ * gpt_embedding_free. */
+typedef struct gpt_embedding gpt_embedding;
+
+/* Validates *config, allocates a layer and initialises it from config.seed:
+ * token and learned position tables N(0, init_std) (the padding row, if
+ * any, zero, as torch.nn.Embedding does), layer norm weight 1, bias 0.
+ * Gradients are allocated on first use. The same seed gives the same
+ * weights on every platform and thread count.
+ * On success *out receives the handle (owned by the caller, release it with
+ * gpt_embedding_free). On failure *out is set to NULL (if out is not NULL)
+ * and the status is _NULL_POINTER, _VERSION_MISMATCH, _INVALID_CONFIG,
+ * _SIZE_OVERFLOW or _OUT_OF_MEMORY. Thread-safe. */
+int gpt_embedding_create(const gpt_embedding_config *config, gpt_embedding **out);
+
+/* Releases the layer and everything it owns, including memory returned by
+ * gpt_embedding_parameter_data and gpt_embedding_gradient_data. NULL is a
+ * no-op; so is a handle that was already freed (it is recognised and
+ * ignored). Needs exclusive access to the handle. */
+void gpt_embedding_free(gpt_embedding *layer);
+
+/* Copies the layer's configuration into *out (struct_size included).
+ * Returns _NULL_POINTER or _INVALID_HANDLE. Read-only. */
+int gpt_embedding_get_config(const gpt_embedding *layer, gpt_embedding_config *out);
+
+/* Bytes of memory the layer owns right now: tables, gradients (if
+ * allocated) and what the latest training forward keeps for backward.
+ * Errors: _NULL_POINTER, _INVALID_HANDLE. Read-only. */
+int gpt_embedding_sizeof(const gpt_embedding *layer, int64_t *out_bytes);
+
+/* ------------------------------------------------------------------------ */
+/* Forward and backward                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Flags for the forward call (bitwise or). Unknown bits are an error. */
+#define GPT_EMBEDDING_TRAINING 1u   /* dropout on; keep what backward needs */
+#define GPT_EMBEDDING_LAYER_NORM 2u /* apply the layer norm (the seed's use_layer_norm) */
+
+/* Forward for int32 ids. Writes out[batch, seq, embed_dim].
+ *   ids          [batch, seq] token ids, each in [0, vocab_size).
+ *   positions    [batch, seq] explicit positions (left-padded batches), or
+ *                NULL to use start_position + t for every row (the past
+ *                length when decoding with a KV cache).
+ *   start_position  >= 0; ignored when positions is not NULL.
+ *   flags        GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM or 0.
+ *   out, out_len the caller's buffer and its length in floats; out_len must
+ *                be at least batch * seq * embed_dim. Exactly that many
+ *                floats are written.
+ * Learned positions must be < max_seq_len; sinusoidal ones may be larger
+ * (up to 2^31 - 1); with GPT_EMBEDDING_POSITION_NONE positions are checked
+ * against the same limit but unused.
+ * A training forward replaces what the previous training forward kept for
+ * backward (the ids, the positions, per-token mean and rstd: about
+ * 12 bytes per token) and advances the dropout step.
+ * Errors: _NULL_POINTER, _INVALID_HANDLE, _INVALID_ARGUMENT (batch or seq
+ * <= 0, negative start_position, unknown flags), _SIZE_OVERFLOW,
+ * _BUFFER_TOO_SMALL, _OUT_OF_RANGE (message names the id or position, its
+ * [b, t] index and the valid range), _OUT_OF_MEMORY. Nothing is written on
+ * error.
+ * Thread safety: an eval forward only reads the layer; a training forward
+ * needs exclusive access. */
+int gpt_embedding_forward(gpt_embedding *layer, const int32_t *ids,
+                          int64_t batch, int64_t seq, const int32_t *positions,
+                          int64_t start_position, uint32_t flags, float *out,
+                          int64_t out_len);
+
+/* The same for int64 ids and positions (numpy's and PyTorch's default
+ * integer type). */
+int gpt_embedding_forward_i64(gpt_embedding *layer, const int64_t *ids,
+                              int64_t batch, int64_t seq,
+                              const int64_t *positions, int64_t start_position,
+                              uint32_t flags, float *out, int64_t out_len);
+
+/* Backward of the latest training forward. grad_output is
+ * [batch, seq, embed_dim] and batch, seq must equal the forward's. Adds
+ * (+=) into the gradients of the token table, the learned position table
+ * and the layer norm weight and bias (if the forward used the norm).
+ * Repeated ids accumulate; the padding row receives nothing; dropout uses
+ * exactly the forward's mask. Gradients accumulate across calls until
+ * gpt_embedding_zero_grad. The result is bit-identical for any thread count.
+ * Calling it twice for one forward adds the gradient twice.
+ * Errors: _NULL_POINTER, _INVALID_HANDLE, _BAD_STATE (no training forward
+ * since creation), _INVALID_ARGUMENT (shape differs from the forward's),
+ * _OUT_OF_MEMORY (first allocation of the gradients). Gradients are
+ * unchanged on error. Needs exclusive access. */
+int gpt_embedding_backward(gpt_embedding *layer, const float *grad_output,
+                           int64_t batch, int64_t seq);
+
+/* gpt_embedding_forward with an output element type: out holds out_len
+ * elements of out_dtype (enum gpt_embedding_dtype), at least batch * seq * D;
+ * bf16 and f16 results are the float32 result rounded once to nearest even.
+ * The _i64 variant takes int64 ids and positions. Errors as for
+ * gpt_embedding_forward, plus _INVALID_ARGUMENT for an unknown out_dtype.
+ * Thread safety as gpt_embedding_forward. */
+int gpt_embedding_forward_typed(gpt_embedding *layer, const int32_t *ids,
+                                int64_t batch, int64_t seq, const int32_t *positions,
+                                int64_t start_position, uint32_t flags,
+                                int out_dtype, void *out, int64_t out_len);
+int gpt_embedding_forward_typed_i64(gpt_embedding *layer, const int64_t *ids,
+                                    int64_t batch, int64_t seq, const int64_t *positions,
+                                    int64_t start_position, uint32_t flags,
+                                    int out_dtype, void *out, int64_t out_len);
+
+/* gpt_embedding_backward with grad_output [batch, seq, D] of grad_dtype (F32,
+ * or BF16 / F16, widened exactly; typically the forward's output dtype).
+ * Gradients accumulate in float32 whatever the table dtype. Errors as for
+ * gpt_embedding_backward, plus _INVALID_ARGUMENT for an unknown grad_dtype. */
+int gpt_embedding_backward_typed(gpt_embedding *layer, int grad_dtype,
+                                 const void *grad_output, int64_t batch, int64_t seq);
+
+/* Sets every gradient to zero. Only the table rows backward wrote since the
+ * last zero_grad are cleared, so the cost follows the batch, not the
+ * vocabulary; once gpt_embedding_gradient_data has handed out a gradient's
+ * address (writes through it cannot be tracked) that whole gradient is
+ * cleared. Errors: _INVALID_HANDLE, _NULL_POINTER. Needs exclusive access. */
+int gpt_embedding_zero_grad(gpt_embedding *layer);
+
+/* The token rows whose gradient backward has written since the last
+ * zero_grad, ascending, without duplicates (the padding row is never among
+ * them): an optimizer can update just these rows. *out_count always receives
+ * their number. rows may be NULL when capacity is 0 (a size query);
+ * otherwise capacity must be at least that number, or the call fails with
+ * _BUFFER_TOO_SMALL and writes no row. Writes through
+ * gpt_embedding_gradient_data are not tracked. Read-only. */
+int gpt_embedding_touched_rows(const gpt_embedding *layer, int32_t *rows,
+                               int64_t capacity, int64_t *out_count);
+
+/* ------------------------------------------------------------------------ */
+/* Parameters and gradients                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* The total number of trainable parameters of the layer (see
+ * gpt_embedding_config_num_parameters). Errors: _NULL_POINTER,
+ * _INVALID_HANDLE. Read-only. */
+int gpt_embedding_num_parameters(const gpt_embedding *layer, int64_t *out_count);
+
+/* The shape of one parameter: [rows, cols] (rows is 1 for the layer norm
+ * vectors). Returns _INVALID_ARGUMENT for an unknown selector or for
+ * GPT_EMBEDDING_PARAM_POSITION_EMBEDDING when positions are not learned.
+ * Read-only. */
+int gpt_embedding_parameter_shape(const gpt_embedding *layer, int param,
+                                  int64_t *out_rows, int64_t *out_cols);
+
+/* Copies a parameter into dst as float32 (dst_len >= rows * cols floats;
+ * exactly rows * cols are written), whatever its stored dtype (bf16 and f16
+ * are widened exactly). Read-only. */
+int gpt_embedding_get_parameter(const gpt_embedding *layer, int param,
+                                float *dst, int64_t dst_len);
+
+/* Replaces a parameter with src (src_len must equal rows * cols), rounded to
+ * the stored dtype to nearest even. Gradients are not touched. Needs
+ * exclusive access. */
+int gpt_embedding_set_parameter(gpt_embedding *layer, int param,
+                                const float *src, int64_t src_len);
+
+/* Copies a gradient into dst, like gpt_embedding_get_parameter. Before the
+ * first backward (or after zero_grad) the gradient is all zeros. Read-only. */
+int gpt_embedding_get_gradient(const gpt_embedding *layer, int param,
+                               float *dst, int64_t dst_len);
+
+/* Zero-copy access: *out_data receives a pointer to the parameter's
+ * row-major storage and *out_len its length in floats. The memory is owned
+ * by the layer; it stays valid and at the same address until
+ * gpt_embedding_free. Writing through it changes the parameter (tie the
+ * token table to an output head, run an optimizer in place). Needs
+ * exclusive access while used for writing. A table stored as bf16 or f16 is
+ * refused with _INVALID_ARGUMENT (use gpt_embedding_parameter_data_typed);
+ * *out_data is then NULL. */
+int gpt_embedding_parameter_data(gpt_embedding *layer, int param,
+                                 float **out_data, int64_t *out_len);
+
+/* Zero-copy access for any dtype: *out_data receives the storage, *out_dtype
+ * its enum gpt_embedding_dtype and *out_rows, *out_cols its shape (elements,
+ * not bytes). Same lifetime and rules as gpt_embedding_parameter_data. For a
+ * mapped table (gpt_embedding_open with mmap) the pointer is inside the
+ * private mapping: writes make private copies of the pages and never reach
+ * the file. */
+int gpt_embedding_parameter_data_typed(gpt_embedding *layer, int param, void **out_data,
+                                       int *out_dtype, int64_t *out_rows, int64_t *out_cols);
+
+/* The stored dtype of a parameter (enum gpt_embedding_dtype). Read-only. */
+int gpt_embedding_parameter_dtype(const gpt_embedding *layer, int param, int *out_dtype);
+
+/* The same for a gradient; allocates the gradients (zeroed) if no backward
+ * ran yet, so it can fail with _OUT_OF_MEMORY. Backward adds into this
+ * memory, so an output head tied to the token table can add its own
+ * gradient here too. */
+int gpt_embedding_gradient_data(gpt_embedding *layer, int param,
+                                float **out_data, int64_t *out_len);
+
+/* ------------------------------------------------------------------------ */
+/* Stateless helpers                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* Writes the sinusoidal table rows for positions start_position ..
+ * start_position + num_positions - 1 into out[num_positions, embed_dim]
+ * (out_len >= num_positions * embed_dim), with the formula at the top of
+ * this header, computed in double and rounded to float. Errors:
+ * _NULL_POINTER, _INVALID_ARGUMENT, _SIZE_OVERFLOW, _BUFFER_TOO_SMALL,
+ * _OUT_OF_RANGE (a position past 2^31 - 1). Thread-safe. */
+int gpt_embedding_sinusoidal_table(int64_t start_position, int64_t num_positions,
+                                   int64_t embed_dim, float *out, int64_t out_len);
+
+/* ------------------------------------------------------------------------ */
+/* Weights in and out: safetensors                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Flag for gpt_embedding_save_safetensors: name the tables wte.weight and
+ * wpe.weight (Hugging Face GPT-2) instead of the library's names. */
+#define GPT_EMBEDDING_SAVE_GPT2_NAMES 1u
+
+/* Loads parameters from a safetensors file (the file is memory-mapped, not
+ * copied). Tensor names: the library's (token_embedding.weight,
+ * position_embedding.weight, layer_norm.weight, layer_norm.bias) or Hugging
+ * Face GPT-2's (wte.weight, wpe.weight, with or without "transformer.");
+ * other tensors are ignored. The token table is required, the position table
+ * too when positions are learned; the layer norm vectors are optional. F32,
+ * F16 and BF16 are converted to the layer's dtypes (exactly when widening, to
+ * nearest even when narrowing). The file is validated completely
+ * before anything is written (header length cap, JSON, dtypes, shapes
+ * against the configuration, offsets contiguous and inside the file):
+ * after an error the layer is unchanged. Gradients are not touched.
+ * Errors: _NULL_POINTER, _INVALID_HANDLE, _IO (cannot open or map),
+ * _BAD_FILE (the message names the tensor and the problem).
+ * Needs exclusive access. */
+int gpt_embedding_load_safetensors(gpt_embedding *layer, const char *path);
+
+/* The same from a whole file held in memory: data[0 .. size). The library
+ * does not keep the pointer. */
+int gpt_embedding_load_safetensors_buffer(gpt_embedding *layer, const void *data,
+                                          int64_t size);
+
+/* Saves every parameter as safetensors to path, each in its stored dtype (a
+ * bf16 table stays BF16; the layer norm vectors are F32), loadable by the
+ * official safetensors package and torch (written to a temporary file, then
+ * renamed, so a failure leaves no partial file). flags: 0 or
+ * GPT_EMBEDDING_SAVE_GPT2_NAMES. Errors: _NULL_POINTER, _INVALID_HANDLE,
+ * _INVALID_ARGUMENT (unknown flags), _IO. Read-only. */
+int gpt_embedding_save_safetensors(const gpt_embedding *layer, const char *path,
+                                   uint32_t flags);
+
+/* ------------------------------------------------------------------------ */
+/* Opening a checkpoint (no random initialisation)                          */
+/* ------------------------------------------------------------------------ */
+
+/* gpt_embedding_open_options.dtype: keep each table's dtype from the file. */
+#define GPT_EMBEDDING_DTYPE_KEEP (-1)
+/* gpt_embedding_open_options.position_encoding: from the file (learned when it
+ * has a position table, else none). */
+#define GPT_EMBEDDING_POSITION_FROM_FILE (-1)
+
+/* How gpt_embedding_open builds a layer. Fill it with
+ * gpt_embedding_open_options_init (never by hand: struct_size must be right).
+ * Fields are only ever appended; scalars only. */
+typedef struct gpt_embedding_open_options {
+    uint32_t struct_size;      /* sizeof(gpt_embedding_open_options) */
+    int32_t dtype;             /* GPT_EMBEDDING_DTYPE_KEEP (default) or an enum
+                                  gpt_embedding_dtype to convert the tables to */
+    int32_t mmap;              /* 0 (default): read the tables into the layer's
+                                  memory; 1: map the file privately (below) */
+    int32_t num_threads;       /* worker threads; 0 = all cores (default) */
+    uint64_t seed;             /* dropout masks; default 0 */
+    float dropout;             /* default 0 (a checkpoint says nothing about it) */
+    float layer_norm_eps;      /* default 1e-5 */
+    int32_t scale_embeddings;  /* 1: multiply token rows by sqrt(D); default 0 */
+    int32_t position_encoding; /* GPT_EMBEDDING_POSITION_FROM_FILE (default): learned
+                                  when the file has a position table, else none;
+                                  _LEARNED (the file must have one), _SINUSOIDAL or
+                                  _NONE (a position table in the file is ignored) */
+    int64_t max_seq_len;       /* rows of the cached sinusoidal table when
+                                  position_encoding is SINUSOIDAL (ignored otherwise:
+                                  learned tables have their own); default 1024 */
+    int64_t padding_idx;       /* -1 (default) or a token row without gradient */
+} gpt_embedding_open_options;
+
+/* Fills *options (size = sizeof *options as the caller was compiled) with the
+ * defaults; a library with a longer struct writes only the caller's part.
+ * Returns _NULL_POINTER or _VERSION_MISMATCH (size too small). Thread-safe. */
+int gpt_embedding_open_options_init(gpt_embedding_open_options *options, size_t size);
+
+/* Opens a checkpoint as a layer, with no random initialisation. path is a
+ * .safetensors file, or a folder holding model.safetensors or a sharded
+ * checkpoint (model.safetensors.index.json: "weight_map" from tensor name to
+ * shard file in the folder). Tensor names as for gpt_embedding_load_safetensors.
+ * The configuration comes from the tensors: vocab_size and embed_dim from the
+ * token table; learned positions and max_seq_len from the position table when
+ * there is one, else no positions; the layer norm vectors from the file when
+ * present, else weight 1 and bias 0; the rest from options (NULL: defaults).
+ * The file's dtype (F32, BF16, F16) is kept unless options->dtype converts.
+ *
+ * Read mode (mmap 0, the default) reads the tables with plain I/O straight
+ * into the layer's memory: no second copy. Mapped mode (mmap 1) points the
+ * tables into a private copy-on-write mapping of the file (MAP_PRIVATE):
+ * pages are shared with the page cache and other processes until written;
+ * writes (training, set_parameter, zero-copy pointers) stay in this process
+ * and never reach the file. Only a tensor whose dtype is kept and whose data
+ * is aligned for it is mapped (the layer norm vectors too, when the file has
+ * them); the others are read (see gpt_embedding_parameter_mapped). The hazard no library can catch: if
+ * another process truncates the file while it is mapped, touching a page
+ * past the new end raises SIGBUS. That is why reading is the default.
+ *
+ * On success *out receives the handle (release it with gpt_embedding_free).
+ * On failure *out is NULL and nothing survives. Errors: _NULL_POINTER,
+ * _VERSION_MISMATCH (options->struct_size), _INVALID_ARGUMENT (an option),
+ * _IO, _BAD_FILE (the message names the file, the tensor and the problem:
+ * unknown or non-float dtypes, shapes that disagree between tables, an index
+ * naming a missing shard or a shard outside the folder, a tensor listed in two
+ * shards, a truncated shard), _OUT_OF_MEMORY. Thread-safe. */
+int gpt_embedding_open(const char *path, const gpt_embedding_open_options *options,
+                       gpt_embedding **out);
+
+/* Whether a parameter's values live in a mapping of the checkpoint file
+ * (*out_mapped 1) or in the layer's memory (0). Read-only. */
+int gpt_embedding_parameter_mapped(const gpt_embedding *layer, int param, int *out_mapped);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* GPT_EMBEDDING_H */
