@@ -583,7 +583,7 @@ typedef struct gpt_embedding_open_options {
                                   selects the family (gpt_embedding_open) */
 } gpt_embedding_open_options;
 
-/* The 0.2 size of gpt_embedding_open_options (before by_tensor_names). */
+/* The 0.2 size of the open options struct (before by_tensor_names). */
 #define GPT_EMBEDDING_OPEN_OPTIONS_SIZE_0_2 56u
 
 /* Fills *options (size = sizeof *options as the caller was compiled) with the
