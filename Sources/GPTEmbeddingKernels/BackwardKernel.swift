@@ -28,9 +28,11 @@ func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ d
         // The gradient row and dy row `prefetchDistance` tokens ahead, a line per 16
         // columns inside the loops below (a burst would fill the miss buffers).
         let ra = r + prefetchDistance < r1 ? r + prefetchDistance : r
-        let wAhead = dwte + Int(tokens.ids[ra]) * d, gAhead = dyRows + (ra - firstRow) * d
+        // A shard's gradient holds its rows only: row id - t.firstRow; other ids add nothing.
+        let idAhead = tokens.ids[ra]
+        let wAhead = dwte + (t.holds(idAhead) ? Int(idAhead) - t.firstRow : 0) * d, gAhead = dyRows + (ra - firstRow) * d
         let id = Int(tokens.ids[r])
-        let dwRow = id == t.paddingIdx ? nil : dwte + id * d
+        let dwRow = id == t.paddingIdx || !t.holds(tokens.ids[r]) ? nil : dwte + (id - t.firstRow) * d
         let dpRow = dwpe.map { $0 + tokens.position(r) * d }
         let key = mask?.rowKey(r) ?? 0
         var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: c0) }
@@ -84,6 +86,12 @@ func layerNormBackwardRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1
         layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F16Elements.self, F16Elements.self)
     case (Int32(GPTE_DTYPE_F16), _):
         layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F16Elements.self, F32Elements.self)
+    // Float32 token rows with 16-bit position rows: the summed token part of a two-phase
+    // forward next to a 16-bit learned position table.
+    case (_, Int32(GPTE_DTYPE_BF16)):
+        layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F32Elements.self, BF16Elements.self)
+    case (_, Int32(GPTE_DTYPE_F16)):
+        layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F32Elements.self, F16Elements.self)
     default:
         layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F32Elements.self, F32Elements.self)
     }

@@ -30,6 +30,10 @@ struct Tables {
     let gamma: UnsafePointer<Float>?
     let beta: UnsafePointer<Float>?
     let eps: Float
+    /// The vocabulary row of `wte`'s first row (a shard's start; 0 for a whole table).
+    let firstRow: Int
+    /// Rows `wte` holds, or 0 for the whole vocabulary (every id is held).
+    let heldRows: Int
 
     @inline(__always)
     init(_ a: UnsafePointer<gpte_kernel_args>) {
@@ -48,11 +52,24 @@ struct Tables {
         gamma = a.gamma
         beta = a.beta
         eps = a.eps
+        heldRows = Int(a.wte_rows)
+        firstRow = heldRows == 0 ? 0 : Int(a.wte_first_row)
     }
 
-    /// The row of token `id` (elements of `wteDType`).
+    /// The row of token `id` (elements of `wteDType`); `id` must be held (``holds(_:)``).
     @inline(__always)
-    func tokenRow(_ id: Int32) -> UnsafeRawPointer { wte + Int(id) * wteRowBytes }
+    func tokenRow(_ id: Int32) -> UnsafeRawPointer { wte + (Int(id) - firstRow) * wteRowBytes }
+
+    /// Whether token `id` is one of the rows `wte` holds (always, for a whole table).
+    @inline(__always)
+    func holds(_ id: Int32) -> Bool {
+        heldRows == 0 || UInt(bitPattern: Int(id) - firstRow) < UInt(heldRows)
+    }
+
+    /// The row of token `id` when it is held, else the table's first row: an address that
+    /// is always inside the table, for prefetching.
+    @inline(__always)
+    func tokenRowForPrefetch(_ id: Int32) -> UnsafeRawPointer { holds(id) ? tokenRow(id) : wte }
 
     /// The row of position `p` (elements of `wpeDType`: float32 for sinusoidal rows), or
     /// `nil` when there are no positions. Sinusoidal rows past the cached ones are computed

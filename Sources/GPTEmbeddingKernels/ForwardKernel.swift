@@ -17,6 +17,10 @@ func forwardRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ s
     case (Int32(GPTE_DTYPE_BF16), _): forwardRows(a, r0, r1, spill, BF16Elements.self, F32Elements.self)
     case (Int32(GPTE_DTYPE_F16), Int32(GPTE_DTYPE_F16)): forwardRows(a, r0, r1, spill, F16Elements.self, F16Elements.self)
     case (Int32(GPTE_DTYPE_F16), _): forwardRows(a, r0, r1, spill, F16Elements.self, F32Elements.self)
+    // Float32 token rows with 16-bit position rows: phase two of a two-phase forward reads
+    // the summed float32 token part next to a 16-bit learned position table.
+    case (_, Int32(GPTE_DTYPE_BF16)): forwardRows(a, r0, r1, spill, F32Elements.self, BF16Elements.self)
+    case (_, Int32(GPTE_DTYPE_F16)): forwardRows(a, r0, r1, spill, F32Elements.self, F16Elements.self)
     default: forwardRows(a, r0, r1, spill, F32Elements.self, F32Elements.self)
     }
 }
@@ -73,7 +77,7 @@ private struct ForwardRows {
         let d = t.dim
         let outRowBytes = d * S.elementBytes
         for r in rows.lowerBound..<min(rows.upperBound, rows.lowerBound + prefetchDistance) {
-            prefetchRow(t.tokenRow(tokens.ids[r]), t.wteRowBytes)
+            prefetchRow(t.tokenRowForPrefetch(tokens.ids[r]), t.wteRowBytes)
         }
         // A line (64 bytes) of the row ahead per 16 columns of float32, 32 of 16-bit elements.
         let aheadStep = W.bytes == 4 ? 15 : 31
@@ -81,11 +85,20 @@ private struct ForwardRows {
             // Plain lookups: one row at a time, straight into the output.
             let sv = Vec(repeating: t.scale)
             var st = S(row: out + rows.lowerBound * outRowBytes)
+            // A shard's rows of tokens it does not hold are -0.0 (see gpte_kernel_args).
+            let negativeZero = Vec(repeating: -0.0)
             for r in rows {
-                let ahead = t.tokenRow(tokens.ids[r + prefetchDistance < rows.upperBound ? r + prefetchDistance : r])
-                let row = out + r * outRowBytes, w = t.tokenRow(tokens.ids[r])
+                let ahead = t.tokenRowForPrefetch(tokens.ids[r + prefetchDistance < rows.upperBound ? r + prefetchDistance : r])
+                let row = out + r * outRowBytes
                 if r != rows.lowerBound { st.next(row: row) }
                 var c = 0
+                guard t.holds(tokens.ids[r]) else {
+                    while c + 8 <= d { st.put(negativeZero, column: c); c &+= 8 }
+                    while c < d { st.put1(-0.0, column: c); c += 1 }
+                    st.endRow()
+                    continue
+                }
+                let w = t.tokenRow(tokens.ids[r])
                 // A sinusoidal row past the cache goes to the scratch row, or (float32
                 // output in place) to the output row itself, which is then rewritten.
                 if let p = t.positionRow(tokens.position(r), spill: spill ?? row.assumingMemoryBound(to: Float.self)) {

@@ -78,6 +78,15 @@ typedef struct gpte_kernel_args {
     const float *dout;           /* [R, D] */
     float *dwte;                 /* [V, D] */
     float *dwpe;                 /* [wpe_rows, D] learned positions, or NULL */
+    /* A shard of the token table (vocabulary parallelism): wte and dwte hold the rows
+     * [wte_first_row, wte_first_row + wte_rows) of the vocabulary, and ids stay global.
+     * wte_rows == 0 means the whole table (first row 0), so arguments that leave these
+     * fields zero keep their meaning. Only the plain lookup of the forward (no layer
+     * norm, no dropout) and scatter_rows look at it: a token outside the shard gives an
+     * output row of -0.0 (the additive identity: summing it into another rank's value
+     * changes no bit, not even the sign of a zero) and adds nothing to dwte. */
+    int64_t wte_first_row;
+    int64_t wte_rows;
 } gpte_kernel_args;
 
 /* One path's kernels. Each is called for one part of a call and is free of threads. */

@@ -67,6 +67,18 @@ struct CheckpointPlan {
         let dtype: TensorDType
         /// The dtype in the file.
         let fileDType: TensorDType
+        /// The first row of the tensor to load (a shard of the token table), else 0.
+        var firstRow = 0
+    }
+
+    /// The rows of a `vocab`-row token table that `o` asks for (its shard), or `nil` for all.
+    static func shardRows(vocab: Int, options o: OpenOptions, files: CheckpointFiles) throws(GPTEmbeddingError) -> Range<Int>? {
+        guard o.shardWorld != 0 || o.shardRank != 0 else { return nil }
+        do {
+            return try VocabShard.range(vocabSize: vocab, rank: o.shardRank, world: o.shardWorld, rule: o.shardRule)
+        } catch {
+            throw GPTEmbeddingError(error.code, "\(files.description): shard rank \(o.shardRank) of world \(o.shardWorld) (\(o.shardRule) rule) does not fit the checkpoint's token table of \(vocab) rows: \(error.message)")
+        }
     }
 
     let config: GPTEmbeddingConfig
@@ -111,7 +123,10 @@ struct CheckpointPlan {
         c.layerNormEps = o.layerNormEps ?? 1e-5
         c.scaleEmbeddings = o.scaleEmbeddings
         c.paddingIdx = o.paddingIdx
-        token = Entry(location: tokenAt, rows: vocab, cols: dim, dtype: dtype, fileDType: fileType)
+        let shard = try Self.shardRows(vocab: vocab, options: o, files: files)
+        c.vocabShard = shard
+        token = Entry(location: tokenAt, rows: shard?.count ?? vocab, cols: dim, dtype: dtype, fileDType: fileType,
+                      firstRow: shard?.lowerBound ?? 0)
 
         let positionAt = try find(.positionEmbedding)
         switch o.positionEncoding ?? (positionAt == nil ? PositionEncoding.none : .learned) {
@@ -220,7 +235,10 @@ struct CheckpointPlan {
                 c.tokenScale = exact
             }
         }
-        token = Entry(location: tokenAt, rows: vocab, cols: dim, dtype: dtype, fileDType: fileType)
+        let shard = try Self.shardRows(vocab: vocab, options: o, files: files)
+        c.vocabShard = shard
+        token = Entry(location: tokenAt, rows: shard?.count ?? vocab, cols: dim, dtype: dtype, fileDType: fileType,
+                      firstRow: shard?.lowerBound ?? 0)
         if let bare = f.position, o.positionEncoding == nil || o.positionEncoding == .learned {
             let p = try find(bare, "position table")
             let ps = p.tensor.shape
@@ -266,7 +284,8 @@ struct CheckpointPlan {
               kernels: Kernels, pool: WorkerPool) throws(GPTEmbeddingError) -> ParameterTensor {
         let shard = files.shards[entry.location.shard]
         let count = entry.rows * entry.cols
-        let offset = entry.location.offset
+        // A shard starts firstRow rows into the tensor: only its own rows are read or mapped.
+        let offset = entry.location.offset + entry.firstRow * entry.cols * entry.fileDType.byteCount
         if options.mmap && entry.dtype == entry.fileDType && offset % entry.dtype.byteCount == 0 {
             let mapping = try files.mapping(of: entry.location.shard)
             return ParameterTensor(name: name, rows: entry.rows, cols: entry.cols,

@@ -28,6 +28,15 @@ public struct OpenOptions: Sendable, Equatable {
     /// Read the folder's `config.json`, when there is one, for the model family (the
     /// default). `false` opens by tensor names alone, whatever config.json says.
     public var useConfigJSON: Bool = true
+    /// Open one shard of the token table for vocabulary parallelism: the layer holds the
+    /// rows ``VocabShard/range(vocabSize:rank:world:rule:)`` gives rank ``shardRank`` of
+    /// ``shardWorld`` under ``shardRule``, and only those rows are read (or mapped), so each
+    /// rank's memory is about 1/world of the table. 0 (the default): the whole table.
+    public var shardWorld: Int = 0
+    /// This process's rank in `0 ..< shardWorld` (0 when ``shardWorld`` is 0).
+    public var shardRank: Int = 0
+    /// How the vocabulary is split (``VocabShardRule``).
+    public var shardRule: VocabShardRule = .balanced
 
     /// The defaults.
     public init() {}

@@ -12,12 +12,14 @@ enum CounterRandom {
 
     /// Fills every element of `table` with N(0, std) samples of stream `key` (element `i` is
     /// a function of `(key, i)` only, rounded to the table's dtype), in parallel parts.
-    static func fillNormal(_ table: TableStorage, std: Float, key: UInt64, kernels: Kernels, pool: WorkerPool) {
+    /// `table[j]` receives stream element `firstElement + j`: a shard of a table fills
+    /// exactly the values its rows have in the whole table.
+    static func fillNormal(_ table: TableStorage, std: Float, key: UInt64, firstElement: Int = 0, kernels: Kernels, pool: WorkerPool) {
         let o = SendablePointer(table.base.assumingMemoryBound(to: UInt8.self))
         let fill = kernels.fillNormal, dtype = table.dtype, bytes = table.dtype.byteCount
         pool.parallelFor(count: table.count, grain: WorkerPool.minComputePerPart) { _, range in
-            fill(UnsafeMutableRawPointer(o.pointer + range.lowerBound * bytes), dtype.rawValue, Int64(range.lowerBound),
-                 Int64(range.upperBound), std, key)
+            fill(UnsafeMutableRawPointer(o.pointer + range.lowerBound * bytes), dtype.rawValue,
+                 Int64(firstElement + range.lowerBound), Int64(firstElement + range.upperBound), std, key)
         }
     }
 }

@@ -29,6 +29,8 @@ struct EmbeddingTables: @unchecked Sendable {
     let gamma: UnsafeMutablePointer<Float>
     let beta: UnsafeMutablePointer<Float>
     let eps: Float
+    /// The vocabulary rows `wte` holds when it is a shard of the table, else `nil`.
+    let shard: Range<Int>?
 
     /// The kernel arguments of a call on `tokens`, with `mask` (`nil`: no dropout).
     func arguments(_ tokens: TokenBatch, mask: DropoutMask?) -> gpte_kernel_args {
@@ -38,6 +40,10 @@ struct EmbeddingTables: @unchecked Sendable {
         a.wte_dtype = wte.dtype.rawValue
         a.scale = scale
         a.padding_idx = Int64(paddingIdx)
+        if let shard {
+            a.wte_first_row = Int64(shard.lowerBound)
+            a.wte_rows = Int64(shard.count)
+        }
         switch positions {
         case .none:
             a.position_kind = Int32(GPTE_POSITIONS_NONE)
@@ -170,6 +176,10 @@ func backwardScratchCount(rows: Int, dim d: Int, pool: WorkerPool) throws(GPTEmb
 
 /// Adds the gradients of `embeddingForward` for `dout` into `grads`.
 ///
+/// `recompute`, when given, is where the layer norm backward reads the token part from
+/// (a two-phase forward's summed partials, which a shard cannot rebuild from its own rows);
+/// the scatter always uses `tables` and `tokens`, the real ids.
+///
 /// Without the layer norm, one pass over column ranges scatters dout through the dropout
 /// mask (each worker owns a column range and walks all rows in order). With the layer
 /// norm, rows are processed in cache-sized blocks: phase 1 (sub-blocks of rows in
@@ -178,7 +188,8 @@ func backwardScratchCount(rows: Int, dim d: Int, pool: WorkerPool) throws(GPTEmb
 /// sub-block sums in order.
 func embeddingBackward(
     kernels: Kernels, tables t: EmbeddingTables, tokens: TokenBatch, saved: SavedStatistics, mask: DropoutMask?,
-    dout: UnsafePointer<Float>, grads g: EmbeddingGradients, scratch: FloatBuffer, pool: WorkerPool
+    dout: UnsafePointer<Float>, grads g: EmbeddingGradients, scratch: FloatBuffer, pool: WorkerPool,
+    recompute: (tables: EmbeddingTables, tokens: TokenBatch)? = nil
 ) {
     let d = t.dim
     let n = tokens.count
@@ -203,8 +214,10 @@ func embeddingBackward(
         return
     }
 
-    a.mean = UnsafePointer(meanBuf.base)
-    a.rstd = UnsafePointer(rstdBuf.base)
+    var norm = recompute.map { $0.tables.arguments($0.tokens, mask: mask) } ?? a
+    norm.mean = UnsafePointer(meanBuf.base)
+    norm.rstd = UnsafePointer(rstdBuf.base)
+    norm.dout = dout
     let block = min(n, backwardBlockRows(d))
     let subBlocksPerBlock = (block + subBlockRows - 1) / subBlockRows
     let dxBlock = SendablePointer(scratch.base)
@@ -212,7 +225,8 @@ func embeddingBackward(
     let rowScratch = SendablePointer(scratch.base + (block + 2 * subBlocksPerBlock) * d)
     let dg = SendablePointer(dgamma), db = SendablePointer(dbeta)
     withUnsafePointer(to: a) { args in
-        let p = SendableConstPointer(args)
+      withUnsafePointer(to: norm) { normArgs in
+        let p = SendableConstPointer(args), pn = SendableConstPointer(normArgs)
         var b0 = 0
         while b0 < n {
             let rows = b0..<min(n, b0 + block)
@@ -223,7 +237,7 @@ func embeddingBackward(
                 for sb in local {
                     let lo = rows.lowerBound + sb * subBlockRows
                     let hi = min(rows.upperBound, lo + subBlockRows)
-                    lnRows(p.pointer, Int64(lo), Int64(hi), dxBlock.pointer + (lo - rows.lowerBound) * d,
+                    lnRows(pn.pointer, Int64(lo), Int64(hi), dxBlock.pointer + (lo - rows.lowerBound) * d,
                            partials.pointer + 2 * sb * d, partials.pointer + (2 * sb + 1) * d, xhat, xhat + d)
                 }
             }
@@ -240,6 +254,7 @@ func embeddingBackward(
             }
             b0 = rows.upperBound
         }
+      }
     }
 }
 

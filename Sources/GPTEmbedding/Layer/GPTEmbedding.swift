@@ -30,21 +30,30 @@ public final class GPTEmbedding: @unchecked Sendable {
     let pool: WorkerPool
     /// The kernels this layer runs (the process's choice, see ``InstructionSet``).
     let kernels: Kernels
-    private var saved: TrainingState?
+    /// The latest training forward (single call or finished two-phase one).
+    var saved: TrainingState?
+    /// Phase one of a two-phase forward, waiting for ``forwardFinish(batch:seq:summed:capacity:)``.
+    var pending: PendingForward?
     /// Backward's working memory, kept between calls so it is not allocated (and faulted
     /// in) on every step.
     private var scratch: FloatBuffer?
     /// Token and position rows written by backward since the last `zeroGrad`.
     private let touchedTokens: RowTracker
     private let touchedPositions: RowTracker
-    private var trainingStep: UInt64 = 0
+    var trainingStep: UInt64 = 0
 
     /// What the latest training forward keeps for backward.
-    private struct TrainingState {
+    struct TrainingState {
         let tokens: TokenBatch
         let stats: SavedStatistics
         let mask: DropoutMask?
-        var byteCount: Int { tokens.byteCount + (stats.mean?.byteCount ?? 0) + (stats.rstd?.byteCount ?? 0) }
+        /// A two-phase forward with the layer norm: the summed token part `[R, D]` (phase
+        /// two's input, which a shard cannot recompute from its rows) and the identity ids
+        /// that read it as a table, for the layer norm backward.
+        var summed: SummedTokens? = nil
+        var byteCount: Int {
+            tokens.byteCount + (stats.mean?.byteCount ?? 0) + (stats.rstd?.byteCount ?? 0) + (summed?.byteCount ?? 0)
+        }
     }
 
     /// Creates a layer and initialises it from `config.seed`: tables N(0, initStd) (the
@@ -75,7 +84,7 @@ public final class GPTEmbedding: @unchecked Sendable {
             positionalEmbedding = nil
             sinusoidalEmbedding = nil
         }
-        touchedTokens = RowTracker(rows: config.vocabSize)
+        touchedTokens = RowTracker(rows: config.heldTokenRows.count)
         touchedPositions = RowTracker(rows: config.positionEncoding == .learned ? config.maxSeqLen : 0)
         (layerNormWeight, layerNormBias) = try Self.defaultLayerNorm(config, kernels)
     }
@@ -93,7 +102,7 @@ public final class GPTEmbedding: @unchecked Sendable {
         positionalEmbedding = positionTable.map { PositionalEmbedding(weight: $0) }
         sinusoidalEmbedding = config.positionEncoding == .sinusoidal
             ? try SinusoidalPositionalEmbedding(maxSeqLen: config.maxSeqLen, embedDim: config.embedDim) : nil
-        touchedTokens = RowTracker(rows: config.vocabSize)
+        touchedTokens = RowTracker(rows: config.heldTokenRows.count)
         touchedPositions = RowTracker(rows: config.positionEncoding == .learned ? config.maxSeqLen : 0)
         if let layerNorm {
             (layerNormWeight, layerNormBias) = layerNorm
@@ -159,6 +168,9 @@ public final class GPTEmbedding: @unchecked Sendable {
         startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool? = nil,
         into out: UnsafeMutableRawPointer, dtype: TensorDType, capacity: Int
     ) throws(GPTEmbeddingError) {
+        guard !config.isPartialShard else {
+            throw GPTEmbeddingError(.badState, "this layer holds rows [\(config.heldTokenRows.lowerBound), \(config.heldTokenRows.upperBound)) of a vocabulary of \(config.vocabSize): run the two-phase forward (forward_partial, the all-reduce of the partials across the ranks, forward_finish)")
+        }
         // Sizes first: a batch * seq that disagrees with out_len must be reported before
         // the ids (batch * seq of them, by contract) are read.
         let need = try Checked.multiply(TokenBatch.count(batch: batch, seq: seq), embedDim, "batch * seq * embed_dim")
@@ -295,8 +307,10 @@ public final class GPTEmbedding: @unchecked Sendable {
         // With dropout 1 nothing reached the output, so no gradient flows back.
         if saved.mask?.dropAll == true { return }
         let tokens = saved.tokens
-        for r in 0..<tokens.count where Int(tokens.ids[r]) != config.paddingIdx {
-            touchedTokens.record(tokens.ids[r])
+        let held = config.heldTokenRows
+        // Rows are the table's own: a shard records row id - shard start for the ids it holds.
+        for r in 0..<tokens.count where Int(tokens.ids[r]) != config.paddingIdx && held.contains(Int(tokens.ids[r])) {
+            touchedTokens.record(Int32(Int(tokens.ids[r]) - held.lowerBound))
         }
         if dwpe != nil {
             for r in 0..<tokens.count { touchedPositions.record(Int32(truncatingIfNeeded: tokens.position(r))) }
@@ -315,7 +329,8 @@ public final class GPTEmbedding: @unchecked Sendable {
         }
         let grads = EmbeddingGradients(dwte: dwte.base, dwpe: dwpe?.base, dgamma: dgamma?.base, dbeta: dbeta?.base)
         embeddingBackward(kernels: kernels, tables: tables, tokens: saved.tokens, saved: saved.stats, mask: saved.mask,
-                          dout: dout, grads: grads, scratch: scratch, pool: pool)
+                          dout: dout, grads: grads, scratch: scratch, pool: pool,
+                          recompute: saved.summed.map { (summedTables($0), $0.tokens) })
     }
 
     /// Backward from a buffer; `gradOutput.count` must be `batch * seq * embedDim`.
@@ -402,19 +417,20 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// Bytes owned now: tables, gradients, cached sinusoidal rows and the training state.
     public var memoryBytes: Int {
         parameters.reduce(0) { $0 + $1.byteCount } + (sinusoidalEmbedding?.table.byteCount ?? 0) + (saved?.byteCount ?? 0)
+            + (pending?.tokens.byteCount ?? 0)
             + (scratch?.byteCount ?? 0) + touchedTokens.byteCount + touchedPositions.byteCount
     }
 
     // MARK: Internals
 
-    private var positionLimit: Int {
+    var positionLimit: Int {
         switch config.positionEncoding {
         case .learned: config.maxSeqLen
         case .sinusoidal, .none: SinusoidalPositionalEmbedding.maxPosition + 1
         }
     }
 
-    private var positionRule: String {
+    var positionRule: String {
         switch config.positionEncoding {
         case .learned: "max_seq_len, learned positions"
         case .sinusoidal: "sinusoidal positions"
@@ -422,7 +438,7 @@ public final class GPTEmbedding: @unchecked Sendable {
         }
     }
 
-    private var tables: EmbeddingTables {
+    var tables: EmbeddingTables {
         let positions: PositionSource = if let positionalEmbedding {
             .learned(positionalEmbedding.weight.storage)
         } else if let sinusoidalEmbedding {
@@ -434,6 +450,17 @@ public final class GPTEmbedding: @unchecked Sendable {
             dim: embedDim, wte: tokenEmbedding.weight.storage, scale: tokenEmbedding.scale,
             paddingIdx: config.paddingIdx ?? -1, positions: positions,
             gamma: layerNormWeight.storage.base.assumingMemoryBound(to: Float.self),
-            beta: layerNormBias.storage.base.assumingMemoryBound(to: Float.self), eps: config.layerNormEps)
+            beta: layerNormBias.storage.base.assumingMemoryBound(to: Float.self), eps: config.layerNormEps,
+            shard: config.isPartialShard ? config.heldTokenRows : nil)
+    }
+
+    /// The layer's tables with the token part read from `summed` (row r of the call is
+    /// row r of `summed`, scale 1): what phase two of a two-phase forward, and the layer
+    /// norm backward after it, compute from. `1 * v == v` exactly, so `summed + P` is the
+    /// single call's `s * wte[id] + P` bit for bit.
+    func summedTables(_ summed: SummedTokens) -> EmbeddingTables {
+        let t = tables
+        return EmbeddingTables(dim: t.dim, wte: summed.rows, scale: 1, paddingIdx: -1, positions: t.positions,
+                               gamma: t.gamma, beta: t.beta, eps: t.eps, shard: nil)
     }
 }

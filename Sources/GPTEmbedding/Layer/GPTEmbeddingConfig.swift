@@ -59,6 +59,13 @@ public struct GPTEmbeddingConfig: Sendable, Equatable {
     /// Forwards apply the layer norm unless a call says otherwise (BLOOM's
     /// `word_embeddings_layernorm`). Default `false`: the seed's `use_layer_norm` per call.
     public var layerNormByDefault: Bool = false
+    /// The rows of the token table this layer holds, when it is one shard of a
+    /// vocabulary-parallel table (Megatron-LM's `VocabParallelEmbedding`); `nil` (the
+    /// default) holds all `vocabSize` rows. Ids stay global (validated against
+    /// ``vocabSize``); a shard's forward runs in two phases with the caller's all-reduce
+    /// between them (``GPTEmbedding/forwardPartial(ids:batch:seq:positions:startPosition:training:useLayerNorm:into:capacity:)``).
+    /// ``VocabShard/range(vocabSize:rank:world:rule:)`` computes the ranges of a split.
+    public var vocabShard: Range<Int>? = nil
 
     /// The seed's defaults.
     public init() {}
@@ -153,6 +160,10 @@ public struct GPTEmbeddingConfig: Sendable, Equatable {
         guard positionOffset >= -maxRows, positionOffset <= maxRows else {
             throw bad("position_offset", positionOffset, "must be in [-\(maxRows), \(maxRows)]")
         }
+        if let shard = vocabShard, shard.isEmpty || shard.lowerBound < 0 || shard.upperBound > vocabSize {
+            throw bad("shard", "[\(shard.lowerBound), \(shard.upperBound))",
+                      "must be a non-empty range of rows inside the vocabulary [0, \(vocabSize)) (shard_start < shard_end <= vocab_size)")
+        }
         guard numThreads >= 0, numThreads <= 1024 else {
             throw bad("num_threads", numThreads, "must be in [0, 1024] (0 = all cores)")
         }
@@ -164,9 +175,9 @@ public struct GPTEmbeddingConfig: Sendable, Equatable {
     // MARK: Sizes
 
     /// Trainable parameters per component. Layer norm parameters always exist (the norm
-    /// is switched on per forward call, as in the seed).
+    /// is switched on per forward call, as in the seed). A shard counts its own rows.
     public struct ParameterCounts: Sendable, Equatable {
-        /// `vocabSize * embedDim`.
+        /// `vocabSize * embedDim` (a shard's rows times `embedDim` for a shard).
         public var tokenEmbedding: Int
         /// `maxSeqLen * embedDim` for learned positions, else 0.
         public var positionEmbedding: Int
@@ -182,10 +193,18 @@ public struct GPTEmbeddingConfig: Sendable, Equatable {
     public func parameterCounts() throws(GPTEmbeddingError) -> ParameterCounts {
         try validate()
         return ParameterCounts(
-            tokenEmbedding: vocabSize * embedDim,
+            tokenEmbedding: heldTokenRows.count * embedDim,
             positionEmbedding: positionEncoding == .learned ? maxSeqLen * embedDim : 0,
             layerNorm: 2 * embedDim)
     }
+
+    /// The rows of the token table a layer with this configuration holds: ``vocabShard``,
+    /// or the whole vocabulary.
+    public var heldTokenRows: Range<Int> { vocabShard ?? 0..<vocabSize }
+
+    /// Whether a layer with this configuration holds only part of the vocabulary (its
+    /// forward then needs the two phases and an all-reduce).
+    public var isPartialShard: Bool { heldTokenRows != 0..<vocabSize }
 
     /// The number of worker threads a layer with this configuration uses.
     var resolvedThreads: Int { numThreads > 0 ? numThreads : WorkerPool.coreCount }

@@ -10,9 +10,14 @@ public final class TokenEmbedding: @unchecked Sendable {
     public let scale: Float
     /// The row that receives no gradient, if any.
     public let paddingIdx: Int?
+    /// The vocabulary rows the table holds: all of them, or a shard's (``GPTEmbeddingConfig/vocabShard``).
+    /// Ids are global; row `i` of ``weight`` is vocabulary row `heldRows.lowerBound + i`.
+    public let heldRows: Range<Int>
+    /// Rows of the whole vocabulary (ids are checked against it).
+    public let globalVocabSize: Int
     let pool: WorkerPool
 
-    /// Rows of the table.
+    /// Rows of the table (a shard's own rows).
     public var vocabSize: Int { weight.rows }
     /// Width of a row.
     public var embedDim: Int { weight.cols }
@@ -34,17 +39,22 @@ public final class TokenEmbedding: @unchecked Sendable {
     }
 
     init(config c: GPTEmbeddingConfig, pool: WorkerPool, kernels: Kernels) throws(GPTEmbeddingError) {
-        weight = try ParameterTensor(name: "token_embedding.weight", rows: c.vocabSize, cols: c.embedDim,
+        let held = c.heldTokenRows
+        weight = try ParameterTensor(name: "token_embedding.weight", rows: held.count, cols: c.embedDim,
                                      dtype: c.weightDType, zeroed: false,  // the fill below writes every element
                                      kernels: kernels)
         scale = c.resolvedTokenScale
         paddingIdx = c.paddingIdx
+        heldRows = held
+        globalVocabSize = c.vocabSize
         self.pool = pool
+        // A shard draws the stream elements of its own rows: its values are exactly those
+        // rows of the whole table made with the same seed.
         CounterRandom.fillNormal(weight.storage, std: c.initStd, key: CounterRandom.streamKey(seed: c.seed, stream: 1),
-                                 kernels: kernels, pool: pool)
-        if let p = paddingIdx {
+                                 firstElement: held.lowerBound * c.embedDim, kernels: kernels, pool: pool)
+        if let p = paddingIdx, held.contains(p) {
             let rowBytes = c.embedDim * weight.dtype.byteCount
-            (weight.storage.base + p * rowBytes).initializeMemory(as: UInt8.self, repeating: 0, count: rowBytes)
+            (weight.storage.base + (p - held.lowerBound) * rowBytes).initializeMemory(as: UInt8.self, repeating: 0, count: rowBytes)
         }
     }
 
@@ -53,19 +63,22 @@ public final class TokenEmbedding: @unchecked Sendable {
         self.weight = weight
         scale = c.resolvedTokenScale
         paddingIdx = c.paddingIdx
+        heldRows = c.heldTokenRows
+        globalVocabSize = c.vocabSize
         self.pool = pool
     }
 
-    /// `[ids.count, embedDim]` rows `s * weight[id]`.
+    /// `[ids.count, embedDim]` rows `s * weight[id]`. A shard gives -0.0 rows for ids it
+    /// does not hold (the additive identity: a sum over the shards is the whole table's row).
     public func forward<I: EmbeddingIndex>(_ ids: [I]) throws(GPTEmbeddingError) -> [Float] {
         let d = embedDim
         try checkIDs(ids)
-        var out = [Float](repeating: 0, count: try Checked.multiply(ids.count, d, "output size"))
+        var out = [Float](repeating: -0.0, count: try Checked.multiply(ids.count, d, "output size"))
         out.withUnsafeMutableBufferPointer { o in
             guard let base = o.baseAddress else { return }
-            for (i, id) in ids.enumerated() {
+            for (i, id) in ids.enumerated() where heldRows.contains(Int(id)) {
                 let row = base + i * d
-                weight.widen(into: row, from: Int(id) * d, count: d)
+                weight.widen(into: row, from: (Int(id) - heldRows.lowerBound) * d, count: d)
                 for c in 0..<d { row[c] *= scale }
             }
         }
@@ -82,15 +95,15 @@ public final class TokenEmbedding: @unchecked Sendable {
         }
         let g = try weight.gradientBuffer().base
         weight.markUntrackedWrites()
-        for (i, id) in ids.enumerated() where Int(id) != paddingIdx {
-            let row = g + Int(id) * d
+        for (i, id) in ids.enumerated() where Int(id) != paddingIdx && heldRows.contains(Int(id)) {
+            let row = g + (Int(id) - heldRows.lowerBound) * d
             for c in 0..<d { row[c] += scale * gradOutput[i * d + c] }
         }
     }
 
     private func checkIDs<I: EmbeddingIndex>(_ ids: [I]) throws(GPTEmbeddingError) {
-        for (i, id) in ids.enumerated() where id < 0 || id >= vocabSize {
-            throw GPTEmbeddingError(.outOfRange, "token id \(id) at [\(i)] is out of range [0, \(vocabSize))")
+        for (i, id) in ids.enumerated() where id < 0 || id >= globalVocabSize {
+            throw GPTEmbeddingError(.outOfRange, "token id \(id) at [\(i)] is out of range [0, \(globalVocabSize))")
         }
     }
 }
