@@ -223,12 +223,22 @@ typedef struct gpt_embedding_config {
                                   learned positions: 2, so the -1 OPT gives padding
                                   tokens reads row 1); positions may be as low as
                                   -position_offset; default 0 */
+    /* Added in 0.4 (vocabulary parallelism; see "Vocabulary-parallel shards"
+     * below): */
+    int64_t shard_start;       /* the layer holds rows [shard_start, shard_end) of */
+    int64_t shard_end;         /* the token table of vocab_size rows (one shard);
+                                  shard_end 0 (the default, with shard_start 0) =
+                                  the whole vocabulary. Otherwise 0 <= shard_start
+                                  < shard_end <= vocab_size, else _INVALID_CONFIG. */
 } gpt_embedding_config;
 
 /* The 0.1 / 0.2 size of the struct (before token_scale), which programs built
  * against those headers pass; the library accepts it and gives the later
  * fields their defaults. */
 #define GPT_EMBEDDING_CONFIG_SIZE_0_2 72u
+/* The 0.3 size (before shard_start); accepted, the shard fields default to
+ * the whole vocabulary. */
+#define GPT_EMBEDDING_CONFIG_SIZE_0_3 88u
 
 /* sizeof(gpt_embedding_config) as compiled into the library. FFI bindings
  * compare it with their own struct at load time. Thread-safe. */
@@ -581,10 +591,23 @@ typedef struct gpt_embedding_open_options {
     int32_t by_tensor_names;   /* 1: ignore a folder's config.json and open by tensor
                                   names alone; 0 (default): config.json's model_type
                                   selects the family (gpt_embedding_open) */
+    /* Added in 0.4 (after the 0.3 struct's tail padding, named here so that the new
+     * fields start past the 0.3 size): */
+    int32_t reserved_0_3;      /* ignored */
+    int32_t shard_rank;        /* open one shard of the token table: the rows that
+                                  gpt_embedding_shard_range gives rank shard_rank */
+    int32_t shard_world;       /* of shard_world ranks under shard_rule; only those
+                                  rows are read (or mapped). 0 (default): the whole
+                                  table. A rank outside [0, shard_world), a world
+                                  larger than the table, or a rule that cannot split
+                                  it: _INVALID_ARGUMENT naming the checkpoint */
+    int32_t shard_rule;        /* enum gpt_embedding_shard_rule; default BALANCED */
 } gpt_embedding_open_options;
 
 /* The 0.2 size of the open options struct (before by_tensor_names). */
 #define GPT_EMBEDDING_OPEN_OPTIONS_SIZE_0_2 56u
+/* The 0.3 size (before the shard fields, which then default to the whole table). */
+#define GPT_EMBEDDING_OPEN_OPTIONS_SIZE_0_3 64u
 
 /* Fills *options (size = sizeof *options as the caller was compiled) with the
  * defaults; a library with a longer struct writes only the caller's part.
@@ -625,6 +648,97 @@ int gpt_embedding_open(const char *path, const gpt_embedding_open_options *optio
 /* Whether a parameter's values live in a mapping of the checkpoint file
  * (*out_mapped 1) or in the layer's memory (0). Read-only. */
 int gpt_embedding_parameter_mapped(const gpt_embedding *layer, int param, int *out_mapped);
+
+/* ------------------------------------------------------------------------ */
+/* Vocabulary-parallel shards                                               */
+/* ------------------------------------------------------------------------ */
+
+/* A token table too large for one process is split by rows over ranks, as
+ * Megatron-LM's VocabParallelEmbedding does: each rank's layer holds a
+ * contiguous range of the vocabulary (config.shard_start / shard_end, or
+ * gpt_embedding_open_options.shard_rank / shard_world). Ids stay global and
+ * are validated against vocab_size. The position table, the layer norm and
+ * dropout are replicated on every rank (same config, same seed).
+ *
+ * The forward runs in two phases with the caller's all-reduce (sum) between
+ * them; the library links no communication library:
+ *
+ *   gpt_embedding_forward_partial(layer, ids, B, T, NULL, 0, flags, x, n);
+ *   MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_FLOAT, MPI_SUM, comm);
+ *   gpt_embedding_forward_finish(layer, B, T, x, n);
+ *   ... gpt_embedding_backward(layer, dy, B, T);   dy replicated on every rank
+ *
+ * Phase one writes the scaled token row of each token whose id the shard
+ * holds and -0.0 for the others. -0.0 is the additive identity of IEEE
+ * arithmetic (-0 + x == x for every x, zeros of both signs included) and each
+ * token has exactly one owner, so the all-reduce's sum is exact in any order
+ * and phase two gives bit for bit what one layer holding the whole table gives
+ * in one call (a one-rank layer is such a layer). The all-reduce moves
+ * batch * seq * embed_dim floats per forward; backward needs no
+ * communication: with grad_output replicated (as tensor parallelism has it),
+ * every rank runs the layer norm and dropout backward and adds into its own
+ * token rows only, and the position and layer norm gradients come out
+ * identical on every rank. The single-call forward of a layer holding part of
+ * the vocabulary fails with _BAD_STATE. Parameter and gradient functions see
+ * the shard's rows ([shard_end - shard_start, D]); gpt_embedding_touched_rows
+ * lists the shard's own row numbers (id - shard_start), so an optimizer works
+ * on a shard unchanged. Saving a shard writes its rows; loading
+ * (gpt_embedding_load_safetensors) expects a table of the shard's shape. */
+
+/* enum gpt_embedding_shard_rule: how a vocabulary of V rows is split over
+ * world ranks (contiguous ranges, rank 0 first, tiling [0, V)). */
+enum gpt_embedding_shard_rule {
+    GPT_EMBEDDING_SHARD_BALANCED = 0, /* sizes differ by at most one row: the first
+                                         V % world ranks hold V / world + 1 rows */
+    GPT_EMBEDDING_SHARD_MEGATRON = 1  /* Megatron-LM's: V / world rows each; V must be
+                                         divisible by world (Megatron pads the
+                                         vocabulary to a multiple of
+                                         make_vocab_size_divisible_by * world) */
+};
+
+/* The rows [*out_start, *out_end) rank `rank` of `world` holds for a
+ * vocabulary of vocab_size rows under `rule`. Errors: _NULL_POINTER,
+ * _INVALID_ARGUMENT (world < 1, rank outside [0, world), vocab_size < 1, a
+ * world larger than vocab_size, an unknown rule, or a vocab_size the megatron
+ * rule cannot divide); the outputs are untouched on error. Thread-safe. */
+int gpt_embedding_shard_range(int64_t vocab_size, int32_t rank, int32_t world, int32_t rule,
+                              int64_t *out_start, int64_t *out_end);
+
+/* Phase one of a two-phase forward. Arguments as gpt_embedding_forward (the
+ * flags of the whole forward -- GPT_EMBEDDING_TRAINING, _LAYER_NORM,
+ * _NO_LAYER_NORM -- are given here); partial[batch, seq, embed_dim]
+ * (partial_len >= that many floats) receives the shard's part of the token
+ * embedding as described above. The validated ids and positions are copied
+ * and kept for phase two (4 or 8 bytes per token); calling phase one again
+ * replaces them. Works on any layer (with the whole vocabulary, the partial
+ * is already the sum). Errors as gpt_embedding_forward; nothing is written or
+ * kept on error. Needs exclusive access. */
+int gpt_embedding_forward_partial(gpt_embedding *layer, const int32_t *ids,
+                                  int64_t batch, int64_t seq, const int32_t *positions,
+                                  int64_t start_position, uint32_t flags, float *partial,
+                                  int64_t partial_len);
+
+/* The same for int64 ids and positions. */
+int gpt_embedding_forward_partial_i64(gpt_embedding *layer, const int64_t *ids,
+                                      int64_t batch, int64_t seq, const int64_t *positions,
+                                      int64_t start_position, uint32_t flags, float *partial,
+                                      int64_t partial_len);
+
+/* Phase two, in place: x[batch, seq, embed_dim] (x_len >= that many floats)
+ * holds the sum over the ranks of their phase-one partials; this adds the
+ * positions and applies the layer norm and dropout that phase one's flags
+ * asked for, writing the output over x. A training call then keeps what
+ * backward needs (the ids and positions; with the layer norm also mean, rstd
+ * and the summed token part, 4 * embed_dim bytes per token, which a shard
+ * cannot recompute from its own rows) and advances the dropout step, as a
+ * training gpt_embedding_forward does. batch and seq must be phase one's.
+ * Each phase one is finished once. Errors: _NULL_POINTER, _INVALID_HANDLE,
+ * _BAD_STATE (no phase one pending), _INVALID_ARGUMENT (batch or seq differ
+ * from phase one's), _BUFFER_TOO_SMALL, _OUT_OF_MEMORY. Nothing is written
+ * or changed on error (a pending phase one stays pending). Needs exclusive
+ * access. */
+int gpt_embedding_forward_finish(gpt_embedding *layer, int64_t batch, int64_t seq,
+                                 float *x, int64_t x_len);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -23,10 +23,13 @@ extension gpt_embedding_config {
         token_scale = c.tokenScale ?? 0
         layer_norm = c.layerNormByDefault ? 1 : 0
         position_offset = Int64(c.positionOffset)
+        shard_start = Int64(c.vocabShard?.lowerBound ?? 0)
+        shard_end = Int64(c.vocabShard?.upperBound ?? 0)
     }
 
-    /// The struct sizes this library knows: 0.1 / 0.2 (72 bytes) and its own.
-    static let knownSizes: Set<Int> = [Int(GPT_EMBEDDING_CONFIG_SIZE_0_2), MemoryLayout<gpt_embedding_config>.size]
+    /// The struct sizes this library knows: 0.1 / 0.2 (72 bytes), 0.3 (88) and its own.
+    static let knownSizes: Set<Int> = [Int(GPT_EMBEDDING_CONFIG_SIZE_0_2), Int(GPT_EMBEDDING_CONFIG_SIZE_0_3),
+                                       MemoryLayout<gpt_embedding_config>.size]
 
     /// The caller's struct at `p`, reading only its `struct_size` bytes (a 0.2 caller's
     /// struct is shorter than ours); the fields it does not have keep their defaults.
@@ -92,6 +95,14 @@ extension gpt_embedding_config {
         }
         c.layerNormByDefault = layer_norm == 1
         c.positionOffset = Int(position_offset)
+        // shard_end 0 is the whole vocabulary (the default, and what older structs mean);
+        // then shard_start must be 0 too, or the range is out of order.
+        if shard_end != 0 || shard_start != 0 {
+            guard shard_start >= 0, shard_start < shard_end, shard_end <= vocab_size else {
+                throw GPTEmbeddingError(.invalidConfig, "invalid config: shard [shard_start, shard_end) = [\(shard_start), \(shard_end)): must be a non-empty range of rows inside the vocabulary [0, \(vocab_size)) (shard_start < shard_end <= vocab_size), or 0 and 0 for the whole vocabulary")
+            }
+            c.vocabShard = Int(shard_start)..<Int(shard_end)
+        }
         try c.validate()
         return c
     }

@@ -149,3 +149,69 @@ public func gpt_embedding_touched_rows(_ layer: OpaquePointer?, _ rows: UnsafeMu
         dst.update(from: touched, count: touched.count)
     }
 }
+
+// Vocabulary-parallel shards: the split rule and the two-phase forward.
+
+@c @implementation
+public func gpt_embedding_shard_range(_ vocabSize: Int64, _ rank: Int32, _ world: Int32, _ rule: Int32,
+                                      _ outStart: UnsafeMutablePointer<Int64>?, _ outEnd: UnsafeMutablePointer<Int64>?) -> Int32 {
+    api("gpt_embedding_shard_range") { () throws(GPTEmbeddingError) in
+        let start = try required(outStart, "out_start"), end = try required(outEnd, "out_end")
+        guard let r = VocabShardRule(rawValue: rule) else {
+            throw GPTEmbeddingError(.invalidArgument, "rule = \(rule): must be 0 (GPT_EMBEDDING_SHARD_BALANCED) or 1 (GPT_EMBEDDING_SHARD_MEGATRON)")
+        }
+        let range = try VocabShard.range(vocabSize: Int(vocabSize), rank: Int(rank), world: Int(world), rule: r)
+        start.pointee = Int64(range.lowerBound)
+        end.pointee = Int64(range.upperBound)
+    }
+}
+
+/// The shared body of the phase-one shims (int32 and int64 ids).
+private func forwardPartial<I: EmbeddingIndex>(
+    _ function: StaticString, _ layer: OpaquePointer?, _ ids: UnsafePointer<I>?, _ batch: Int64, _ seq: Int64,
+    _ positions: UnsafePointer<I>?, _ start: Int64, _ flags: UInt32, _ partial: UnsafeMutablePointer<Float>?,
+    _ partialLen: Int64
+) -> Int32 {
+    api(function) { () throws(GPTEmbeddingError) in
+        let layer = try HandleRegistry.layer(layer)
+        let ids = try required(ids, "ids")
+        let partial = try required(partial, "partial")
+        guard flags & ~knownFlags == 0 else {
+            throw GPTEmbeddingError(.invalidArgument, "unknown flags 0x\(String(flags & ~knownFlags, radix: 16)): expected GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM or GPT_EMBEDDING_NO_LAYER_NORM")
+        }
+        let on = flags & UInt32(GPT_EMBEDDING_LAYER_NORM) != 0, off = flags & UInt32(GPT_EMBEDDING_NO_LAYER_NORM) != 0
+        guard !(on && off) else {
+            throw GPTEmbeddingError(.invalidArgument, "flags: GPT_EMBEDDING_LAYER_NORM and GPT_EMBEDDING_NO_LAYER_NORM together")
+        }
+        try layer.forwardPartial(ids: ids, batch: Int(batch), seq: Int(seq), positions: positions,
+                                 startPosition: Int(start), training: flags & UInt32(GPT_EMBEDDING_TRAINING) != 0,
+                                 useLayerNorm: on ? true : (off ? false : nil), into: partial, capacity: Int(partialLen))
+    }
+}
+
+@c @implementation
+public func gpt_embedding_forward_partial(
+    _ layer: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ batch: Int64, _ seq: Int64,
+    _ positions: UnsafePointer<Int32>?, _ startPosition: Int64, _ flags: UInt32,
+    _ partial: UnsafeMutablePointer<Float>?, _ partialLen: Int64
+) -> Int32 {
+    forwardPartial("gpt_embedding_forward_partial", layer, ids, batch, seq, positions, startPosition, flags, partial, partialLen)
+}
+
+@c @implementation
+public func gpt_embedding_forward_partial_i64(
+    _ layer: OpaquePointer?, _ ids: UnsafePointer<Int64>?, _ batch: Int64, _ seq: Int64,
+    _ positions: UnsafePointer<Int64>?, _ startPosition: Int64, _ flags: UInt32,
+    _ partial: UnsafeMutablePointer<Float>?, _ partialLen: Int64
+) -> Int32 {
+    forwardPartial("gpt_embedding_forward_partial_i64", layer, ids, batch, seq, positions, startPosition, flags, partial, partialLen)
+}
+
+@c @implementation
+public func gpt_embedding_forward_finish(_ layer: OpaquePointer?, _ batch: Int64, _ seq: Int64,
+                                         _ x: UnsafeMutablePointer<Float>?, _ xLen: Int64) -> Int32 {
+    api("gpt_embedding_forward_finish") { () throws(GPTEmbeddingError) in
+        let layer = try HandleRegistry.layer(layer)
+        try layer.forwardFinish(batch: Int(batch), seq: Int(seq), summed: try required(x, "x"), capacity: Int(xLen))
+    }
+}

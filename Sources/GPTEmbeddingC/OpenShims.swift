@@ -10,6 +10,7 @@ import Glibc
 /// a later header may pass a longer one (its extra fields are ignored).
 private let optionsSize = MemoryLayout<gpt_embedding_open_options>.size
 private let smallestOptions = Int(GPT_EMBEDDING_OPEN_OPTIONS_SIZE_0_2)
+private let options03 = Int(GPT_EMBEDDING_OPEN_OPTIONS_SIZE_0_3)
 
 extension gpt_embedding_open_options {
     /// The defaults, as the header documents them.
@@ -27,6 +28,10 @@ extension gpt_embedding_open_options {
         o.max_seq_len = 1024
         o.padding_idx = -1
         o.by_tensor_names = 0
+        o.reserved_0_3 = 0
+        o.shard_rank = 0
+        o.shard_world = 0
+        o.shard_rule = Int32(GPT_EMBEDDING_SHARD_BALANCED.rawValue)
         return o
     }
 
@@ -62,6 +67,15 @@ extension gpt_embedding_open_options {
         o.scaleEmbeddings = scale_embeddings == 1
         o.maxSeqLen = Int(max_seq_len)
         o.paddingIdx = padding_idx == -1 ? nil : Int(padding_idx)
+        guard let rule = VocabShardRule(rawValue: shard_rule) else {
+            throw GPTEmbeddingError(.invalidArgument, "options.shard_rule = \(shard_rule): must be 0 (GPT_EMBEDDING_SHARD_BALANCED) or 1 (GPT_EMBEDDING_SHARD_MEGATRON)")
+        }
+        guard shard_world >= 0 else {
+            throw GPTEmbeddingError(.invalidArgument, "options.shard_world = \(shard_world): must be >= 1, or 0 for the whole table")
+        }
+        o.shardRank = Int(shard_rank)
+        o.shardWorld = Int(shard_world)
+        o.shardRule = rule
         return o
     }
 }
@@ -76,7 +90,7 @@ public func gpt_embedding_open_options_init(_ options: UnsafeMutablePointer<gpt_
         // Only the caller's bytes: a 0.2 struct is shorter, a later one longer (zeroed tail).
         // A 0.2 caller gets 0.2's defaults: explicit dropout 0 and epsilon 1e-5.
         var d = gpt_embedding_open_options.defaults
-        if size < optionsSize {
+        if size < options03 {
             d.dropout = 0
             d.layer_norm_eps = 1e-5
         }
@@ -102,7 +116,7 @@ public func gpt_embedding_open(_ path: UnsafePointer<CChar>?, _ options: UnsafeP
             }
             var full = gpt_embedding_open_options.defaults
             // A 0.2 caller (56 bytes) keeps 0.2's meaning: tensor names only, no config.json.
-            if size < optionsSize { full.by_tensor_names = 1 }
+            if size < options03 { full.by_tensor_names = 1 }
             withUnsafeMutableBytes(of: &full) { $0.baseAddress!.copyMemory(from: UnsafeRawPointer(options), byteCount: min(size, optionsSize)) }
             o = try full.swiftOptions()
         }

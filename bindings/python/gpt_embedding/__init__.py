@@ -22,7 +22,7 @@ from .config import GPTEmbeddingConfig
 from .errors import error_for
 from .errors import (GPTEmbeddingError, GPTEmbeddingIndexError, GPTEmbeddingIOError, GPTEmbeddingMemoryError,
                      GPTEmbeddingStateError, GPTEmbeddingValueError)
-from .layer import GPTEmbedding
+from .layer import GPTEmbedding, shard_range
 
 #: The path of the loaded libgpt_embedding.
 library_path: str = _lib.library_path
@@ -51,6 +51,6 @@ def __getattr__(name: str):
 __all__ = [
     "GPTEmbedding", "GPTEmbeddingConfig", "TokenEmbedding", "PositionalEmbedding", "SinusoidalPositionalEmbedding",
     "GPTEmbeddingError", "GPTEmbeddingValueError", "GPTEmbeddingIndexError", "GPTEmbeddingMemoryError",
-    "GPTEmbeddingStateError", "GPTEmbeddingIOError", "library_path", "library_version", "isa_supported",
+    "GPTEmbeddingStateError", "GPTEmbeddingIOError", "library_path", "library_version", "isa_supported", "shard_range",
     "__version__",
 ]

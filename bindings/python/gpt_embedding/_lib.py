@@ -114,6 +114,9 @@ class Config(ctypes.Structure):
         ("token_scale", ctypes.c_float),  # multiplier of token rows; 0 = derived from scale_embeddings
         ("layer_norm", ctypes.c_int32),  # 1: forwards apply the layer norm unless told NO_LAYER_NORM
         ("position_offset", ctypes.c_int64),  # position p reads row p + position_offset
+        # 0.4 (vocabulary parallelism); 88 -> 104 bytes:
+        ("shard_start", ctypes.c_int64),  # the layer holds rows [shard_start, shard_end) of the table;
+        ("shard_end", ctypes.c_int64),  # shard_end 0 = the whole vocabulary
     ]
 
 
@@ -132,6 +135,11 @@ class OpenOptions(ctypes.Structure):
         ("max_seq_len", ctypes.c_int64),
         ("padding_idx", ctypes.c_int64),
         ("by_tensor_names", ctypes.c_int32),  # 0.3: 1 = ignore a folder's config.json
+        # 0.4: open one shard of the token table (64 -> 80 bytes)
+        ("reserved_0_3", ctypes.c_int32),  # the 0.3 struct's tail padding, named
+        ("shard_rank", ctypes.c_int32),
+        ("shard_world", ctypes.c_int32),  # 0 = the whole table
+        ("shard_rule", ctypes.c_int32),  # enum gpt_embedding_shard_rule
     ]
 
 
@@ -148,6 +156,8 @@ POSITION_FROM_FILE = -1
 # enum gpt_embedding_param
 PARAM_ALL, PARAM_TOKEN, PARAM_POSITION, PARAM_LN_WEIGHT, PARAM_LN_BIAS = -1, 0, 1, 2, 3
 SAVE_GPT2_NAMES = 1
+# enum gpt_embedding_shard_rule
+SHARD_BALANCED, SHARD_MEGATRON = 0, 1
 
 _I = ctypes.c_int
 _i64 = ctypes.c_int64
@@ -195,6 +205,10 @@ SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
     "gpt_embedding_open_options_init": ([ctypes.POINTER(OpenOptions), ctypes.c_size_t], _I),
     "gpt_embedding_open": ([ctypes.c_char_p, ctypes.POINTER(OpenOptions), ctypes.POINTER(handle_t)], _I),
     "gpt_embedding_parameter_mapped": ([handle_t, _I, ctypes.POINTER(_I)], _I),
+    "gpt_embedding_shard_range": ([_i64, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, c_int64_p, c_int64_p], _I),
+    "gpt_embedding_forward_partial": ([handle_t, c_int32_p, _i64, _i64, c_int32_p, _i64, ctypes.c_uint32, c_float_p, _i64], _I),
+    "gpt_embedding_forward_partial_i64": ([handle_t, c_int64_p, _i64, _i64, c_int64_p, _i64, ctypes.c_uint32, c_float_p, _i64], _I),
+    "gpt_embedding_forward_finish": ([handle_t, _i64, _i64, c_float_p, _i64], _I),
 }
 
 #: Functions a later library may export that this header does not declare; they are

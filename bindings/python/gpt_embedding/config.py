@@ -16,9 +16,9 @@ _NAMES = {v: k for k, v in _ENCODINGS.items()}
 PRESETS = ("gpt2", "gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl")
 _FIELDS = ("vocab_size", "embed_dim", "max_seq_len", "dropout", "position_encoding", "scale_embeddings",
            "layer_norm_eps", "init_std", "padding_idx", "seed", "num_threads", "weight_dtype", "token_scale",
-           "layer_norm", "position_offset")
+           "layer_norm", "position_offset", "shard_start", "shard_end")
 _INT_RANGES = {"vocab_size": 63, "embed_dim": 63, "max_seq_len": 63, "padding_idx": 63, "num_threads": 31,
-               "position_offset": 63}
+               "position_offset": 63, "shard_start": 63, "shard_end": 63}
 
 
 def _int(name: str, value: Any) -> int:
@@ -100,6 +100,12 @@ class GPTEmbeddingConfig:
         position ``p`` reads row ``p + position_offset`` of the position table (OPT: 2, so
         the position -1 OPT gives padding tokens reads row 1); positions may be as low as
         ``-position_offset``. Default 0.
+    ``shard_start``, ``shard_end``
+        the layer holds rows ``[shard_start, shard_end)`` of a token table of
+        ``vocab_size`` rows: one shard of a vocabulary-parallel table (Megatron-LM's
+        ``VocabParallelEmbedding``; see :meth:`GPTEmbedding.forward_partial` and
+        :func:`gpt_embedding.shard_range`). ``0, 0`` (default): the whole vocabulary. Ids
+        stay global.
 
     The object is a plain mutable record: a layer copies it when it is created. Invalid
     values raise ``ValueError`` with the library's message naming the field and the value
@@ -121,13 +127,16 @@ class GPTEmbeddingConfig:
     token_scale: Optional[float]
     layer_norm: bool
     position_offset: int
+    shard_start: int
+    shard_end: int
 
     def __init__(self, vocab_size: int = 50257, embed_dim: int = 768, max_seq_len: int = 1024,
                  dropout: float = 0.1, use_sinusoidal: bool = False, *,
                  position_encoding: Optional[str] = None, scale_embeddings: bool = True,
                  layer_norm_eps: float = 1e-5, init_std: float = 0.02, padding_idx: Optional[int] = None,
                  seed: int = 0, num_threads: int = 0, weight_dtype: Any = "float32",
-                 token_scale: Optional[float] = None, layer_norm: bool = False, position_offset: int = 0) -> None:
+                 token_scale: Optional[float] = None, layer_norm: bool = False, position_offset: int = 0,
+                 shard_start: int = 0, shard_end: int = 0) -> None:
         if position_encoding is None:
             position_encoding = "sinusoidal" if use_sinusoidal else "learned"
         elif use_sinusoidal and position_encoding != "sinusoidal":
@@ -150,6 +159,8 @@ class GPTEmbeddingConfig:
         self.token_scale = _token_scale(token_scale)
         self.layer_norm = bool(layer_norm)
         self.position_offset = position_offset
+        self.shard_start = shard_start
+        self.shard_end = shard_end
         self.validate()
 
     @property
@@ -237,6 +248,8 @@ class GPTEmbeddingConfig:
         c.token_scale = 0.0 if self.token_scale is None else _float("token_scale", self.token_scale)
         c.layer_norm = 1 if self.layer_norm else 0
         c.position_offset = _int("position_offset", self.position_offset)
+        c.shard_start = _int("shard_start", self.shard_start)
+        c.shard_end = _int("shard_end", self.shard_end)
         return c
 
     @classmethod
@@ -248,7 +261,8 @@ class GPTEmbeddingConfig:
                    seed=c.seed, num_threads=c.num_threads,
                    weight_dtype=DTYPE_NAMES.get(c.weight_dtype, c.weight_dtype),
                    token_scale=None if c.token_scale == 0 else _from_float32(c.token_scale),
-                   layer_norm=bool(c.layer_norm), position_offset=c.position_offset)
+                   layer_norm=bool(c.layer_norm), position_offset=c.position_offset,
+                   shard_start=c.shard_start, shard_end=c.shard_end)
 
     def validate(self) -> None:
         """Raises ``ValueError`` (the library's message, from

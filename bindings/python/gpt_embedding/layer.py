@@ -29,7 +29,9 @@ _INT64 = (-(1 << 63), (1 << 63) - 1)
 #: ``gpt_embedding_open_options``; ``use_sinusoidal`` is the seed's spelling of
 #: ``position_encoding="sinusoidal"``).
 OPEN_OVERRIDES = ("num_threads", "seed", "dropout", "layer_norm_eps", "scale_embeddings", "position_encoding",
-                  "use_sinusoidal", "max_seq_len", "padding_idx", "by_tensor_names")
+                  "use_sinusoidal", "max_seq_len", "padding_idx", "by_tensor_names", "shard", "shard_rule")
+#: Names of enum gpt_embedding_shard_rule.
+SHARD_RULES = {"balanced": _lib.SHARD_BALANCED, "megatron": _lib.SHARD_MEGATRON}
 
 ArrayLike = Any  # numpy arrays or nested lists of ints
 
@@ -181,6 +183,8 @@ class GPTEmbedding:
         self.training: bool = True
         self._views: "weakref.WeakSet[_View]" = weakref.WeakSet()
         self._last_shape: Optional[Tuple[int, int]] = None
+        #: Whether the pending phase one of a two-phase forward was a training call.
+        self._pending_training = False
 
     @classmethod
     def _from_handle(cls, handle: _Handle) -> "GPTEmbedding":
@@ -244,7 +248,15 @@ class GPTEmbedding:
                 (``None``: from the file; ``"learned"``, ``"sinusoidal"`` or ``"none"``) or
                 ``use_sinusoidal=True``, ``max_seq_len`` (rows of the sinusoidal table,
                 1024), ``padding_idx`` (``None``), ``by_tensor_names`` (``True``: ignore a
-                folder's config.json and open by tensor names alone; default ``False``).
+                folder's config.json and open by tensor names alone; default ``False``),
+                ``shard=(rank, world)``: open only the rows of the token table that
+                :func:`gpt_embedding.shard_range` gives ``rank`` of ``world`` (read or mapped:
+                each rank's memory is about 1/world of the table), for vocabulary
+                parallelism (:meth:`forward_partial`); ``shard_rule`` ``"balanced"``
+                (default: sizes differ by at most one row) or ``"megatron"`` (equal split;
+                the vocabulary must divide). A shard that does not fit the checkpoint (a
+                rank outside ``[0, world)``, more ranks than rows, a vocabulary the rule
+                cannot split) raises ``ValueError`` naming the checkpoint.
 
         The layer is returned in eval mode, as ``transformers``' ``from_pretrained`` does
         (call :meth:`train` to train it). Raises ``OSError`` when the checkpoint cannot be
@@ -399,6 +411,72 @@ class GPTEmbedding:
         else:
             self._access.read(_lib.call, *args)
         return result
+
+    def forward_partial(self, input_ids: ArrayLike, use_layer_norm: Optional[bool] = None, start_position: int = 0,
+                        position_ids: Optional[ArrayLike] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Phase one of a two-phase (vocabulary-parallel) forward
+        (``gpt_embedding_forward_partial``): returns float32 [batch, seq, embed_dim]
+        holding, for each token, its scaled token row when this layer's shard holds the id
+        and -0.0 otherwise (the additive identity, so that summing the ranks' partials is
+        exact in any order). Arguments as :meth:`forward` (float32 output only); the mode
+        (:meth:`train` / :meth:`eval`) and ``use_layer_norm`` of the whole forward are
+        taken here. Sum the partials over the ranks with your all-reduce (MPI,
+        torch.distributed, NCCL, gloo), then call :meth:`forward_finish` on the sum::
+
+            x = layer.forward_partial(ids)
+            comm.Allreduce(MPI.IN_PLACE, x, op=MPI.SUM)   # mpi4py
+            y = layer.forward_finish(x)                   # == the whole table's forward
+        """
+        ids = ids_array(input_ids, "input_ids")
+        if ids.ndim == 1:
+            ids = ids.reshape(1, -1)
+        batch, seq = ids.shape
+        positions = None
+        if position_ids is not None:
+            positions = ids_array(position_ids, "position_ids")
+            if positions.ndim == 1:
+                positions = positions.reshape(1, -1)
+            if positions.shape != ids.shape:
+                raise ValueError(f"position_ids must have the shape of input_ids {list(ids.shape)}, "
+                                 f"got {list(positions.shape)}")
+            if positions.dtype != ids.dtype:
+                ids = ids.astype(np.int64)
+                positions = positions.astype(np.int64)
+        try:
+            start = operator.index(start_position)
+        except TypeError:
+            raise TypeError(f"start_position must be an integer, got {start_position!r}") from None
+        if not _INT64[0] <= start <= _INT64[1]:
+            raise ValueError(f"start_position = {start} is out of the 64-bit range")
+        shape = (batch, seq, self.embed_dim)
+        result = aligned_empty(shape, dtype=np.float32) if out is None else out_array(out, shape, _lib.DTYPE_F32)
+        flags = (_lib.TRAINING if self.training else 0) | self._norm_flag(use_layer_norm)
+        fn = (_lib.lib.gpt_embedding_forward_partial if ids.dtype == np.int32
+              else _lib.lib.gpt_embedding_forward_partial_i64)
+        self._access.write(_lib.call, fn, self._handle.get(), iptr(ids), batch, seq,
+                           None if positions is None else iptr(positions), start, flags, fptr(result), result.size)
+        self._pending_training = self.training
+        return result
+
+    def forward_finish(self, x: np.ndarray) -> np.ndarray:
+        """Phase two of a two-phase forward (``gpt_embedding_forward_finish``), in place:
+        ``x`` (a writeable, C-contiguous float32 [batch, seq, embed_dim] array with phase
+        one's batch and seq) holds the sum over the ranks of their :meth:`forward_partial`
+        results; the positions, the layer norm and dropout are applied to it and it is
+        returned. After a training phase one, :meth:`backward` follows (with
+        ``grad_output`` replicated on every rank: each rank adds into its own token rows;
+        the position and layer norm gradients come out identical everywhere). Raises
+        ``RuntimeError`` (``BadState``) without a pending phase one, ``ValueError`` for
+        another shape; nothing is changed then."""
+        if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != self.embed_dim:
+            raise ValueError(f"x must be a float32 array [batch, seq, {self.embed_dim}], "
+                             f"got {getattr(x, 'shape', type(x).__name__)}")
+        x = out_array(x, x.shape, _lib.DTYPE_F32)
+        self._access.write(_lib.call, _lib.lib.gpt_embedding_forward_finish, self._handle.get(), x.shape[0],
+                           x.shape[1], fptr(x), x.size)
+        if self._pending_training:
+            self._last_shape = (x.shape[0], x.shape[1])
+        return x
 
     def _norm_flag(self, use_layer_norm: Optional[bool]) -> int:
         """The forward flag for ``use_layer_norm``: none for ``None`` (the configuration's
@@ -719,7 +797,40 @@ def _open_options(dtype: Any, mmap: Any, overrides: Dict[str, Any]) -> _lib.Open
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"by_tensor_names must be True or False, got {flag!r}")
         o.by_tensor_names = 1 if flag else 0
+    if overrides.get("shard") is not None:
+        shard = overrides["shard"]
+        try:
+            rank, world = (operator.index(v) for v in shard)
+        except (TypeError, ValueError):
+            raise TypeError(f"shard must be a pair of integers (rank, world), got {shard!r}") from None
+        for name, v in (("shard rank", rank), ("shard world", world)):
+            if not -(1 << 31) <= v < (1 << 31):
+                raise ValueError(f"{name} = {v}: out of the 32-bit range of the C field")
+        o.shard_rank, o.shard_world = rank, world
+    if "shard_rule" in overrides:
+        rule = overrides["shard_rule"]
+        if rule not in SHARD_RULES:
+            raise ValueError(f"shard_rule = {rule!r}: expected one of {', '.join(map(repr, SHARD_RULES))}")
+        o.shard_rule = SHARD_RULES[rule]
     return o
+
+
+def shard_range(vocab_size: int, rank: int, world: int, rule: str = "balanced") -> Tuple[int, int]:
+    """The rows ``(start, end)`` rank ``rank`` of ``world`` holds of a vocabulary of
+    ``vocab_size`` rows (``gpt_embedding_shard_range``): contiguous ranges, rank 0 first.
+    ``rule`` ``"balanced"`` (sizes differ by at most one row) or ``"megatron"`` (Megatron-LM's
+    equal split: ``vocab_size`` must be divisible by ``world``). Raises ``ValueError`` for a
+    rank outside ``[0, world)``, more ranks than rows, or a vocabulary the rule cannot split."""
+    if rule not in SHARD_RULES:
+        raise ValueError(f"rule = {rule!r}: expected one of {', '.join(map(repr, SHARD_RULES))}")
+    values = [operator.index(v) for v in (vocab_size, rank, world)]
+    for name, v, bits in zip(("vocab_size", "rank", "world"), values, (63, 31, 31)):
+        if not -(1 << bits) <= v < (1 << bits):
+            raise ValueError(f"{name} = {v}: out of the {bits + 1}-bit range of the C argument")
+    start, end = ctypes.c_int64(), ctypes.c_int64()
+    _lib.call(_lib.lib.gpt_embedding_shard_range, values[0], values[1], values[2], SHARD_RULES[rule],
+              ctypes.byref(start), ctypes.byref(end))
+    return start.value, end.value
 
 
 def _optional(name: str) -> Callable[..., int]:
