@@ -117,6 +117,7 @@ test-install: lib
 
 golden:
 	$(PYTHON) Tests/golden/generate.py
+	$(PYTHON) Tests/golden/adamw/generate_adamw.py
 
 clean:
 	rm -rf .build
