@@ -504,6 +504,116 @@ int gpt_embedding_gradient_data(gpt_embedding *layer, int param,
                                 float **out_data, int64_t *out_len);
 
 /* ------------------------------------------------------------------------ */
+/* Training step: AdamW                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Bit masks of parameters (1u << enum gpt_embedding_param), for
+ * gpt_embedding_adamw_options.params and .decay_params. */
+#define GPT_EMBEDDING_PARAM_BIT(param) (1u << (param))
+#define GPT_EMBEDDING_PARAMS_ALL 0xFu
+#define GPT_EMBEDDING_PARAMS_TABLES 0x3u /* token and position tables */
+
+/* One AdamW step: what torch.optim.AdamW computes, per element in float32
+ * (the scalars in double, rounded once to float as PyTorch does):
+ *     g = grad * grad_scale                       (the gradient is not changed)
+ *     p = p * (1 - lr * weight_decay)             (parameters in decay_params)
+ *     m = lerp(m, g, 1 - beta1)                   (torch.lerp's two forms)
+ *     v = beta2 * v + (1 - beta2) * g * g
+ *     p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+ * with t the parameter's own step count (incremented by every step that
+ * updates it). Fill it with gpt_embedding_adamw_options_init (never by hand:
+ * struct_size must be right), then change fields; schedulers change lr
+ * between steps. Fields are only ever appended; scalars only. */
+typedef struct gpt_embedding_adamw_options {
+    uint32_t struct_size;   /* sizeof(gpt_embedding_adamw_options) */
+    uint32_t params;        /* parameters this step updates (a parameter group);
+                               default GPT_EMBEDDING_PARAMS_ALL. A parameter
+                               without a gradient (the layer norm when no
+                               forward normalised) is skipped, as PyTorch
+                               skips a parameter whose grad is None */
+    double lr;              /* >= 0, finite; default 1e-3 */
+    double beta1;           /* [0, 1); default 0.9 */
+    double beta2;           /* [0, 1); default 0.999 */
+    double eps;             /* > 0, finite; default 1e-8 */
+    double weight_decay;    /* >= 0, finite; default 0.01 (decoupled) */
+    double grad_scale;      /* >= 0, finite; multiplies the gradients inside
+                               the step (clipping by a global norm); default 1 */
+    uint32_t decay_params;  /* parameters weight decay applies to; default
+                               GPT_EMBEDDING_PARAMS_ALL (PyTorch over
+                               model.parameters()); GPT recipes use
+                               GPT_EMBEDDING_PARAMS_TABLES */
+    int32_t lazy;           /* 1: update only the table rows backward touched
+                               since the last zero_grad (token and learned
+                               position tables; the layer norm is dense): the
+                               other rows keep their values and moments, as
+                               torch.optim.SparseAdam / LazyAdam do (weight
+                               decay too applies to touched rows only);
+                               0 (default): every row, as AdamW */
+} gpt_embedding_adamw_options;
+
+/* Fills *options (size = sizeof *options as the caller was compiled) with
+ * torch.optim.AdamW's defaults and the fields' defaults above. Returns
+ * _NULL_POINTER or _VERSION_MISMATCH (size unknown). Thread-safe. */
+int gpt_embedding_adamw_options_init(gpt_embedding_adamw_options *options, size_t size);
+
+/* One AdamW step on the parameters in options->params (options NULL: the
+ * defaults), each in one fused, multi-threaded pass; bit-identical for any
+ * thread count and on every CPU path. The optimizer state of a parameter
+ * (both moments in float32, its step count, and for a bf16/f16 table a
+ * float32 master copy of the weights, which the step updates and then rounds
+ * to nearest even into the table) is allocated on its first step and counted
+ * by gpt_embedding_sizeof. A lazy step costs what the batch costs. When
+ * gpt_embedding_gradient_data has handed out a table's gradient (a tied
+ * output head), a lazy step updates every row of that table: writes through
+ * the pointer cannot be tracked.
+ * Inf or NaN gradients propagate as IEEE arithmetic says; to skip such a
+ * step, check gpt_embedding_grad_norm_squared first.
+ * Errors: _NULL_POINTER, _INVALID_HANDLE, _VERSION_MISMATCH (struct_size),
+ * _INVALID_ARGUMENT (a value out of range, unknown bits in params or
+ * decay_params, lazy not 0 or 1: the message names it), _BAD_STATE (no
+ * backward since the last zero_grad), _OUT_OF_MEMORY. On error no parameter
+ * and no state has changed. Needs exclusive access. */
+int gpt_embedding_adamw_step(gpt_embedding *layer, const gpt_embedding_adamw_options *options);
+
+/* *out receives the squared L2 norm of all the layer's gradients, in double
+ * (the tables over the rows backward touched, the others being zero: it costs
+ * what the batch costs). Add the other layers' squared norms and clip by a
+ * global norm with grad_scale = min(1, max_norm / (sqrt(total) + 1e-6)).
+ * Infinite or NaN when a gradient is; 0 before any backward. Deterministic.
+ * Errors: _NULL_POINTER, _INVALID_HANDLE. Read-only. */
+int gpt_embedding_grad_norm_squared(const gpt_embedding *layer, double *out);
+
+/* Selects one tensor of a parameter's optimizer state. */
+enum gpt_embedding_optimizer_state {
+    GPT_EMBEDDING_STATE_EXP_AVG = 0,    /* first moment, float32, the parameter's shape */
+    GPT_EMBEDDING_STATE_EXP_AVG_SQ = 1, /* second moment */
+    GPT_EMBEDDING_STATE_MASTER = 2      /* float32 master weights (bf16/f16 tables only) */
+};
+
+/* Zero-copy access to one optimizer state tensor of a parameter, for saving
+ * and restoring it (PyTorch's state_dict): *out_data receives its address
+ * (valid until gpt_embedding_optimizer_reset or gpt_embedding_free; writing
+ * changes the state), *out_len its float count. Allocates the parameter's
+ * state when no step has yet (zero moments, step 0, master from the table).
+ * Errors: _NULL_POINTER, _INVALID_HANDLE, _INVALID_ARGUMENT (unknown param or
+ * kind; MASTER of a float32 parameter; the position table when positions are
+ * not learned), _OUT_OF_MEMORY. */
+int gpt_embedding_optimizer_state_data(gpt_embedding *layer, int param, int kind,
+                                       float **out_data, int64_t *out_len);
+
+/* A parameter's step count (0 before its first step). Read-only. */
+int gpt_embedding_optimizer_get_step(const gpt_embedding *layer, int param, int64_t *out_step);
+
+/* Sets a parameter's step count (>= 0), allocating its state as
+ * gpt_embedding_optimizer_state_data does: to restore a saved state. */
+int gpt_embedding_optimizer_set_step(gpt_embedding *layer, int param, int64_t step);
+
+/* Frees every optimizer state; the next step starts from step 1 with zero
+ * moments (and master weights taken from the tables). Errors:
+ * _INVALID_HANDLE, _NULL_POINTER. */
+int gpt_embedding_optimizer_reset(gpt_embedding *layer);
+
+/* ------------------------------------------------------------------------ */
 /* Stateless helpers                                                        */
 /* ------------------------------------------------------------------------ */
 
@@ -523,6 +633,14 @@ int gpt_embedding_sinusoidal_table(int64_t start_position, int64_t num_positions
 /* Flag for gpt_embedding_save_safetensors: name the tables wte.weight and
  * wpe.weight (Hugging Face GPT-2) instead of the library's names. */
 #define GPT_EMBEDDING_SAVE_GPT2_NAMES 1u
+/* Flag for gpt_embedding_save_safetensors: save the optimizer state with the
+ * weights (tensors "optimizer.<parameter name>.exp_avg", ".exp_avg_sq" and,
+ * for 16-bit tables, ".master", all F32; each step count in the header's
+ * __metadata__ as "optimizer.<parameter name>.step", and the position of the
+ * dropout masks' stream as "dropout.step"), so that training of a layer
+ * created with the same configuration (seed included) resumes bit for bit
+ * after gpt_embedding_load_safetensors. */
+#define GPT_EMBEDDING_SAVE_OPTIMIZER 2u
 
 /* Loads parameters from a safetensors file (the file is memory-mapped, not
  * copied). Tensor names: the library's (token_embedding.weight,
@@ -535,6 +653,10 @@ int gpt_embedding_sinusoidal_table(int64_t start_position, int64_t num_positions
  * before anything is written (header length cap, JSON, dtypes, shapes
  * against the configuration, offsets contiguous and inside the file):
  * after an error the layer is unchanged. Gradients are not touched.
+ * Optimizer state saved with GPT_EMBEDDING_SAVE_OPTIMIZER is restored (moments,
+ * master weights, step counts, the dropout stream's position); for a parameter whose state the file lacks,
+ * the state is kept, except that a 16-bit table's master weights are re-taken
+ * from the loaded table.
  * Errors: _NULL_POINTER, _INVALID_HANDLE, _IO (cannot open or map),
  * _BAD_FILE (the message names the tensor and the problem).
  * Needs exclusive access. */
@@ -548,8 +670,8 @@ int gpt_embedding_load_safetensors_buffer(gpt_embedding *layer, const void *data
 /* Saves every parameter as safetensors to path, each in its stored dtype (a
  * bf16 table stays BF16; the layer norm vectors are F32), loadable by the
  * official safetensors package and torch (written to a temporary file, then
- * renamed, so a failure leaves no partial file). flags: 0 or
- * GPT_EMBEDDING_SAVE_GPT2_NAMES. Errors: _NULL_POINTER, _INVALID_HANDLE,
+ * renamed, so a failure leaves no partial file). flags: 0, or
+ * GPT_EMBEDDING_SAVE_GPT2_NAMES and/or GPT_EMBEDDING_SAVE_OPTIMIZER. Errors: _NULL_POINTER, _INVALID_HANDLE,
  * _INVALID_ARGUMENT (unknown flags), _IO. Read-only. */
 int gpt_embedding_save_safetensors(const gpt_embedding *layer, const char *path,
                                    uint32_t flags);

@@ -26,9 +26,11 @@ public func gpt_embedding_save_safetensors(_ layer: OpaquePointer?, _ path: Unsa
     api("gpt_embedding_save_safetensors") { () throws(GPTEmbeddingError) in
         let layer = try HandleRegistry.layer(layer)
         let path = String(cString: try required(path, "path"))
-        guard flags & ~UInt32(GPT_EMBEDDING_SAVE_GPT2_NAMES) == 0 else {
-            throw GPTEmbeddingError(.invalidArgument, "unknown flags 0x\(String(flags, radix: 16)): expected 0 or GPT_EMBEDDING_SAVE_GPT2_NAMES")
+        let known = UInt32(GPT_EMBEDDING_SAVE_GPT2_NAMES) | UInt32(GPT_EMBEDDING_SAVE_OPTIMIZER)
+        guard flags & ~known == 0 else {
+            throw GPTEmbeddingError(.invalidArgument, "unknown flags 0x\(String(flags, radix: 16)): expected GPT_EMBEDDING_SAVE_GPT2_NAMES and/or GPT_EMBEDDING_SAVE_OPTIMIZER")
         }
-        try layer.saveSafetensors(path: path, gpt2Names: flags != 0)
+        try layer.saveSafetensors(path: path, gpt2Names: flags & UInt32(GPT_EMBEDDING_SAVE_GPT2_NAMES) != 0,
+                                  optimizerState: flags & UInt32(GPT_EMBEDDING_SAVE_OPTIMIZER) != 0)
     }
 }

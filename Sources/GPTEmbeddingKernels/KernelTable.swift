@@ -20,7 +20,9 @@ private func makeTable() -> gpte_kernel_table {
         fill_normal: { out, dtype, begin, end, std, key in
             fillNormal(out!, dtype: dtype, from: Int(begin), to: Int(end), std: std, key: key)
         },
-        convert: { dst, dstType, src, srcType, count in convert(dst!, dstType, src!, srcType, Int(count)) }
+        convert: { dst, dstType, src, srcType, count in convert(dst!, dstType, src!, srcType, Int(count)) },
+        adamw_rows: { a, i0, i1 in adamwRows(a!, Int(i0), Int(i1)) },
+        sum_squares_rows: { x, cols, rows, i0, i1, out in sumSquaresRows(x!, Int(cols), rows, Int(i0), Int(i1), out!) }
     )
 }
 

@@ -89,6 +89,31 @@ typedef struct gpte_kernel_args {
     int64_t wte_rows;
 } gpte_kernel_args;
 
+/* One AdamW update (torch.optim.AdamW's single-tensor arithmetic, in float32) over rows of
+ * a [rows, cols] parameter. Every scalar is computed by the caller in double and rounded
+ * to float once, as PyTorch does with its Python-float hyperparameters. */
+typedef struct gpte_adamw_args {
+    int64_t cols;
+    void *param;                 /* [rows, cols] of param_dtype: the stored values */
+    int32_t param_dtype;         /* GPTE_DTYPE_*; 16-bit tables need master */
+    float *master;               /* [rows, cols] float32 master copy, or NULL (then the
+                                    F32 param is the master and is updated in place) */
+    const float *grad;           /* [rows, cols] */
+    float *exp_avg;              /* [rows, cols] first moment */
+    float *exp_avg_sq;           /* [rows, cols] second moment */
+    const int32_t *rows;         /* row list (lazy updates), or NULL: item i is row i */
+    float grad_scale;            /* g = grad * grad_scale */
+    float decay;                 /* p *= decay (1 - lr * weight_decay) */
+    int32_t lerp_small;          /* 1: m += w1 * (g - m); 0: m = g - (g - m) * (1 - w1),
+                                    torch's two lerp forms, chosen by w1 < 0.5 */
+    float lerp_weight;           /* w1 = 1 - beta1 when lerp_small, else 1 - w1 */
+    float beta2;
+    float one_minus_beta2;
+    float bias_correction2_sqrt; /* sqrt(1 - beta2^step) */
+    float eps;
+    float neg_step_size;         /* -lr / (1 - beta1^step) */
+} gpte_adamw_args;
+
 /* One path's kernels. Each is called for one part of a call and is free of threads. */
 typedef struct gpte_kernel_table {
     /* out rows [r0, r1) of the forward; spill: D floats of the worker's own scratch (the
@@ -113,6 +138,12 @@ typedef struct gpte_kernel_table {
     /* dst[i] = src[i] for i in [0, count), converted from src_dtype to dst_dtype: widening
      * is exact, narrowing rounds to nearest even. */
     void (*convert)(void *dst, int32_t dst_dtype, const void *src, int32_t src_dtype, int64_t count);
+    /* The AdamW update of items [i0, i1) (rows[i], or row i when rows is NULL). */
+    void (*adamw_rows)(const gpte_adamw_args *a, int64_t i0, int64_t i1);
+    /* out[i - i0] = sum of x[row][c]^2 over the row's cols columns, for items [i0, i1)
+     * (rows[i], or row i when rows is NULL); each row summed in one fixed order. */
+    void (*sum_squares_rows)(const float *x, int64_t cols, const int32_t *rows, int64_t i0, int64_t i1,
+                             double *out);
 } gpte_kernel_table;
 
 /* The tables of each path, defined by the kernel modules. The x86-64-v3 one is a weak

@@ -38,8 +38,13 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// in) on every step.
     private var scratch: FloatBuffer?
     /// Token and position rows written by backward since the last `zeroGrad`.
-    private let touchedTokens: RowTracker
-    private let touchedPositions: RowTracker
+    let touchedTokens: RowTracker
+    let touchedPositions: RowTracker
+    /// Whether backward has written the gradients since the last `zeroGrad` (a step needs
+    /// a gradient to apply).
+    var gradientPending = false
+    /// Training forwards so far: the dropout masks' stream position (saved with the
+    /// optimizer state, so that resumed training draws the same masks).
     var trainingStep: UInt64 = 0
 
     /// What the latest training forward keeps for backward.
@@ -304,6 +309,7 @@ public final class GPTEmbedding: @unchecked Sendable {
         let dbeta = normalize ? try layerNormBias.gradientBuffer() : nil
         try touchedTokens.prepare()
         if dwpe != nil { try touchedPositions.prepare() }
+        gradientPending = true
         // With dropout 1 nothing reached the output, so no gradient flows back.
         if saved.mask?.dropAll == true { return }
         let tokens = saved.tokens
@@ -356,6 +362,7 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// (unless a gradient's address was handed out with `gradientData()`, which may have
     /// been written anywhere), so the cost follows the batch, not the vocabulary.
     public func zeroGrad() {
+        gradientPending = false
         clear(tokenEmbedding.weight, touchedTokens)
         if let wpe = positionalEmbedding?.weight { clear(wpe, touchedPositions) }
         layerNormWeight.zeroGradient()

@@ -124,6 +124,8 @@ public final class ParameterTensor: @unchecked Sendable {
             throw GPTEmbeddingError(.invalidArgument, "\(name) has \(count) elements [\(rows), \(cols)], got \(src.count)")
         }
         kernels.convert(storage.base, dtype.rawValue, UnsafeRawPointer(s), TensorDType.float32.rawValue, Int64(count))
+        // A 16-bit table's master weights take the given values exactly.
+        adamw?.master?.base.update(from: s, count: count)
     }
 
     /// Replaces the values with `src`.
@@ -140,8 +142,31 @@ public final class ParameterTensor: @unchecked Sendable {
     /// Sets the gradient to zero (no allocation if there is none).
     public func zeroGradient() { grad?.zero() }
 
-    /// Bytes owned (values in the layer's memory and gradient).
-    var byteCount: Int { storage.ownedByteCount + (grad?.byteCount ?? 0) }
+    /// The optimizer's state for this tensor, once a step (or a restore) has created it.
+    public internal(set) var adamw: AdamWState?
+
+    /// The optimizer state, allocated on first use: zero moments, step 0, and for a 16-bit
+    /// table a master copy taken from the table (widened exactly).
+    func adamwState(pool: WorkerPool) throws(GPTEmbeddingError) -> AdamWState {
+        if let adamw { return adamw }
+        let state = try AdamWState(count: count, name: name, needsMaster: dtype != .float32)
+        if let master = state.master { refreshMaster(master, pool: pool) }
+        adamw = state
+        return state
+    }
+
+    /// Copies the table, widened, into the master weights (after the table was replaced).
+    func refreshMaster(_ master: FloatBuffer, pool: WorkerPool) {
+        let d = SendablePointer(master.base), src = SendableConstPointer(UnsafeRawPointer(storage.base).assumingMemoryBound(to: UInt8.self))
+        let convert = kernels.convert, type = dtype
+        pool.parallelFor(count: count, grain: WorkerPool.memoryGrain(bytesPerItem: 6)) { _, range in
+            convert(UnsafeMutableRawPointer(d.pointer + range.lowerBound), TensorDType.float32.rawValue,
+                    UnsafeRawPointer(src.pointer + range.lowerBound * type.byteCount), type.rawValue, Int64(range.count))
+        }
+    }
+
+    /// Bytes owned (values in the layer's memory, gradient and optimizer state).
+    var byteCount: Int { storage.ownedByteCount + (grad?.byteCount ?? 0) + (adamw?.byteCount ?? 0) }
 
     static func checkCapacity(_ have: Int, _ need: Int, _ what: String, unit: String = "floats") throws(GPTEmbeddingError) {
         guard have >= need else {

@@ -46,6 +46,10 @@ final class RowTracker: @unchecked Sendable {
         count += 1
     }
 
+    /// The recorded rows in the order first recorded (token order: the same for any
+    /// thread count); valid until the next `record` or `reset`.
+    var rowList: UnsafePointer<Int32>? { list.map { UnsafePointer($0) } }
+
     /// The recorded rows, ascending.
     var sortedRows: [Int32] {
         guard let list else { return [] }

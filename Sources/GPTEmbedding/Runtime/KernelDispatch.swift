@@ -46,11 +46,14 @@ struct Kernels: @unchecked Sendable {
     let addColumns: @convention(c) (UnsafeMutablePointer<Float>?, UnsafePointer<Float>?, Int64, Int64) -> Void
     let fillNormal: @convention(c) (UnsafeMutableRawPointer?, Int32, Int64, Int64, Float, UInt64) -> Void
     let convert: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafeRawPointer?, Int32, Int64) -> Void
+    let adamwRows: @convention(c) (UnsafePointer<gpte_adamw_args>?, Int64, Int64) -> Void
+    let sumSquaresRows: @convention(c) (UnsafePointer<Float>?, Int64, UnsafePointer<Int32>?, Int64, Int64, UnsafeMutablePointer<Double>?) -> Void
 
     /// `nil` when the table lacks an entry (it never does).
     private init?(_ isa: InstructionSet, _ t: gpte_kernel_table) {
         guard let f = t.forward_rows, let s = t.scatter_rows, let l = t.layer_norm_backward_rows,
-              let a = t.add_columns, let n = t.fill_normal, let c = t.convert else { return nil }
+              let a = t.add_columns, let n = t.fill_normal, let c = t.convert,
+              let adam = t.adamw_rows, let sq = t.sum_squares_rows else { return nil }
         self.isa = isa
         forwardRows = f
         scatterRows = s
@@ -58,6 +61,8 @@ struct Kernels: @unchecked Sendable {
         addColumns = a
         fillNormal = n
         convert = c
+        adamwRows = adam
+        sumSquaresRows = sq
     }
 
     /// The kernels of `isa`, or `nil` when this build lacks them or this CPU cannot run them.
