@@ -1,10 +1,10 @@
 # gpt-embedding: build, run and test.
 #
 #   make demo     build the command-line tool and run the built-in demonstration
-#   make test     build everything and run every test suite (Swift, C, Python)
+#   make test     build everything and run every test suite (Swift, C, Python, MPI)
 #   make lib      build .build/release/libgpt_embedding.so (+ its SONAME link)
 #   make reliability  sanitizers, valgrind, 100k create/free, 10k open/free, fuzzing (FUZZ_SECONDS=300 per target)
-#   make bench    the benchmark tables (bench/run.py, bench/bench_checkpoint.py, bench/bench_adamw.py); make bench-smoke: a quick check
+#   make bench    the benchmark tables (bench/run.py, bench/bench_checkpoint.py, bench/bench_mpi.py, bench/bench_adamw.py); make bench-smoke: a quick check
 #   make golden   regenerate Tests/golden from PyTorch (needs torch; CI does not)
 
 SWIFT   ?= swift
@@ -30,7 +30,7 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 
-.PHONY: all lib cli demo install uninstall test-install test-isa reliability reliability-short reliability-checks test-fuzz-replay test test-swift test-c test-python test-examples bench bench-smoke golden clean
+.PHONY: all lib cli demo install uninstall test-install test-isa test-mpi reliability reliability-short reliability-checks test-fuzz-replay test test-swift test-c test-python test-examples bench bench-smoke golden clean
 
 all: lib cli
 
@@ -44,7 +44,7 @@ cli:
 demo: cli
 	$(BIN)/gpt-embedding demo
 
-test: test-swift test-c test-python test-examples test-isa test-install test-fuzz-replay bench-smoke reliability-short
+test: test-swift test-c test-python test-examples test-isa test-install test-fuzz-replay test-mpi bench-smoke reliability-short
 
 # Reliability (issue 6). `make reliability` runs the long versions; `make test` the short ones.
 FUZZ_SECONDS ?= 300
@@ -84,6 +84,11 @@ test-python: lib
 test-examples: lib
 	Tests/examples/run.sh
 
+# Vocabulary-parallel shards with a real MPI (issue 14): OpenMPI's mpicc / mpirun and mpi4py,
+# 2 and 3 ranks, every run under a timeout.
+test-mpi: lib
+	PYTHON=$(PYTHON) Tests/mpi/run.sh
+
 # One binary for every x86-64 CPU: disassembly check, paths compared, qemu-user runs.
 test-isa: lib cli
 	Tests/isa/run.sh
@@ -91,12 +96,14 @@ test-isa: lib cli
 bench: lib
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/bench_checkpoint.py
+	$(PYTHON) bench/bench_mpi.py
 	$(PYTHON) bench/bench_adamw.py
 
 bench-smoke: lib
 	$(PYTHON) bench/run.py --smoke --no-torch
 	$(PYTHON) bench/bench_checkpoint.py --smoke --no-torch
 	$(PYTHON) bench/bench_adamw.py --smoke --no-torch
+	$(PYTHON) bench/bench_mpi.py --smoke
 
 install: lib
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
