@@ -75,8 +75,8 @@ def main():
                 everyone = comm.allgather(bits(gb).tobytes())
                 assert all(e == everyone[0] for e in everyone), "replicated gradients differ between ranks"
                 checks += 1
-            whole.close()
-            shard.close()
+            # (Not closed: parameter() and gradient() views of them may still be alive; the
+            # garbage collector frees them.)
     comm.Barrier()
     if rank == 0:
         os.unlink(path)

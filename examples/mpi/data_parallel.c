@@ -86,7 +86,11 @@ int main(int argc, char **argv) {
     memcpy(buf + (size_t)unique * D, wpe_grad, (size_t)T * D * sizeof *buf);  /* positions 0 .. T-1 */
     memcpy(buf + (size_t)(unique + T) * D, g_gamma, D * sizeof *buf);
     memcpy(buf + (size_t)(unique + T + 1) * D, g_beta, D * sizeof *buf);
-    MPI_Allreduce(MPI_IN_PLACE, buf, (int)packed, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    /* Reduce to rank 0, then broadcast: MPI_Allreduce does not promise the same rounding on
+     * every rank (OpenMPI's algorithms for 3 ranks add in different orders on different
+     * ranks), and replicas whose gradients differ in one bit drift apart. */
+    MPI_Reduce(rank == 0 ? MPI_IN_PLACE : buf, rank == 0 ? buf : NULL, (int)packed, MPI_FLOAT, MPI_SUM, 0, MPI_COMM_WORLD);
+    MPI_Bcast(buf, (int)packed, MPI_FLOAT, 0, MPI_COMM_WORLD);
     for (int i = 0; i < unique; i++) memcpy(wte_grad + (size_t)rows[i] * D, buf + (size_t)i * D, D * sizeof *buf);
     memcpy(wpe_grad, buf + (size_t)unique * D, (size_t)T * D * sizeof *buf);
     memcpy(g_gamma, buf + (size_t)(unique + T) * D, D * sizeof *buf);
@@ -94,20 +98,26 @@ int main(int argc, char **argv) {
 
     /* Check: the summed token gradient against one process's sum of every rank's batch. */
     int bad = 0;
-    gpt_embedding *ref = NULL;
-    if (gpt_embedding_create(&c, &ref) != 0) die("create");
     double *sum = calloc((size_t)V * D, sizeof *sum);
     float *g = malloc((size_t)V * D * sizeof *g);
     for (int r = 0; r < world; r++) {
+        /* A fresh replica per batch: rank r's was its first training forward (the dropout
+         * masks follow each layer's count of training forwards). */
+        gpt_embedding *ref = NULL;
+        if (gpt_embedding_create(&c, &ref) != 0) die("create");
         batch_of(r, ids, dy);
-        gpt_embedding_zero_grad(ref);
         gpt_embedding_forward(ref, ids, B, T, NULL, 0, GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM, y, N);
         gpt_embedding_backward(ref, dy, B, T);
         gpt_embedding_get_gradient(ref, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, g, (int64_t)V * D);
         for (size_t i = 0; i < (size_t)V * D; i++) sum[i] += g[i];
+        gpt_embedding_free(ref);
     }
     for (size_t i = 0; i < (size_t)V * D; i++)
-        if (fabs(wte_grad[i] - sum[i]) > 1e-5 * (1 + fabs(sum[i]))) { bad++; break; }
+        if (fabs(wte_grad[i] - sum[i]) > 1e-5 * (1 + fabs(sum[i]))) {
+            fprintf(stderr, "rank %d: summed gradient element %zu is %g, expected %g\n", rank, i, wte_grad[i], sum[i]);
+            bad++;
+            break;
+        }
 
     /* The same step on every rank keeps the replicas identical. */
     gpt_embedding_adamw_options o;
@@ -119,14 +129,16 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < (size_t)V * D * sizeof *g; i++) h = (h ^ ((unsigned char *)g)[i]) * 1099511628211ull;
     MPI_Allreduce(&h, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
     MPI_Allreduce(&h, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
-    bad += lo != hi;
+    if (lo != hi) {
+        if (rank == 0) fprintf(stderr, "the replicas' weights differ after the step\n");
+        bad++;
+    }
     int bad_total = 0;
     MPI_Allreduce(&bad, &bad_total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0)
         printf("data parallel, %d ranks: %d touched rows summed (%.1f%% of the table), replicas %s\n", world, unique,
                100.0 * unique / V, bad_total ? "DIFFER" : "identical, gradients match");
     free(mine); free(counts); free(displs); free(rows); free(buf); free(sum); free(g);
-    gpt_embedding_free(ref);
     gpt_embedding_free(layer);
     MPI_Finalize();
     return bad_total ? 1 : 0;
