@@ -285,18 +285,18 @@ def test_sized_entry_points_replace_the_0_1_names():
         if file.endswith(".py"):
             text = open(os.path.join(package, file)).read()
             assert not re.search(r"lib\.gpt_embedding_(default_config|preset_config|get_config)\b", text), file
-    assert ctypes.sizeof(_lib.Config) == _lib.lib.gpt_embedding_config_size() == 88
+    assert ctypes.sizeof(_lib.Config) == _lib.lib.gpt_embedding_config_size() == 104  # 0.4: the shard fields
     c = _lib.preset_config("gpt2-medium")
-    assert c.struct_size == 88 and c.embed_dim == 1024 and c.token_scale == 0 and c.position_offset == 0
+    assert c.struct_size == 104 and c.embed_dim == 1024 and c.token_scale == 0 and c.position_offset == 0
     with pytest.raises(ValueError, match="gpt5"):
         _lib.preset_config("gpt5")
     # The sized functions write only the size they are given: a 0.2 caller's 72 bytes.
-    buf = (ctypes.c_ubyte * 88)(*([0xAB] * 88))
+    buf = (ctypes.c_ubyte * 104)(*([0xAB] * 104))
     assert _lib.lib.gpt_embedding_config_init(ctypes.cast(buf, ctypes.POINTER(_lib.Config)), 72) == 0
-    assert bytes(buf[72:]) == b"\xab" * 16
+    assert bytes(buf[72:]) == b"\xab" * 32
     assert ctypes.cast(buf, ctypes.POINTER(_lib.Config)).contents.struct_size == 72
     layer = GPTEmbedding(10, 4, 4)
-    assert _lib.layer_config(layer._handle.get()).struct_size == 88
+    assert _lib.layer_config(layer._handle.get()).struct_size == 104
 
 
 def compile_offsets(tmp_path, struct, fields):
@@ -318,7 +318,7 @@ def compile_offsets(tmp_path, struct, fields):
 def test_open_options_struct_matches_the_compiled_header(tmp_path):
     fields = [name for name, _ in _lib.OpenOptions._fields_]
     lines = compile_offsets(tmp_path, "gpt_embedding_open_options", fields)
-    assert int(lines.pop("size")) == ctypes.sizeof(_lib.OpenOptions) == 64
+    assert int(lines.pop("size")) == ctypes.sizeof(_lib.OpenOptions) == 80  # 0.4: the shard fields
     for name, ctype in _lib.OpenOptions._fields_:
         offset, size = map(int, lines[name].split())
         assert (getattr(_lib.OpenOptions, name).offset, ctypes.sizeof(ctype)) == (offset, size), name
