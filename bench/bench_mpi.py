@@ -111,7 +111,7 @@ def main():
     rows = [run(args, 1, cores), run(args, args.ranks, max(1, cores // args.ranks))]
     n = args.batch * args.seq
     print(f"\n### Vocabulary-parallel shards: {args.ranks} MPI ranks vs one, on this machine ({cores} cores)\n")
-    print(f"GPT-2 small-sized: vocabulary {args.vocab}, D {args.dim}, batch {args.batch} x {args.seq} tokens, "
+    print(f"{'GPT-2 small-sized: ' if args.vocab == 50257 and args.dim == 768 else ''}vocabulary {args.vocab}, D {args.dim}, batch {args.batch} x {args.seq} tokens, "
           f"layer norm + dropout 0.1, training step = two-phase forward + backward; "
           f"all-reduce of {n * args.dim * 4 / 2**20:.1f} MiB per forward. Median ms.\n")
     print("| ranks | token rows per rank (MiB) | threads per rank | phase one | all-reduce | phase two | backward | step (slowest rank) | vs one rank |")

@@ -11,6 +11,7 @@ public enum VocabShardRule: Int32, Sendable, CaseIterable, CustomStringConvertib
     /// looked up).
     case megatron = 1
 
+    /// The rule's name, as Python spells it: `balanced` or `megatron`.
     public var description: String {
         switch self {
         case .balanced: "balanced"
