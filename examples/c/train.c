@@ -132,12 +132,12 @@ static void get_batch(const int32_t *tokens, long n, uint64_t *rng,
 /* logits[N, V] = h[N, D] . wte[V, D]^T */
 static void head_forward(float *logits, const float *h, const float *wte, int N, int V) {
     for (int n = 0; n < N; n++) {
-        const float *hn = h + (size_t)n * D;
+        const float *hn = h + n * D;
         for (int v = 0; v < V; v++) {
-            const float *wv = wte + (size_t)v * D;
+            const float *wv = wte + v * D;
             float sum = 0.0f;
             for (int d = 0; d < D; d++) sum += hn[d] * wv[d];
-            logits[(size_t)n * V + v] = sum;
+            logits[n * V + v] = sum;
         }
     }
 }
@@ -156,7 +156,7 @@ static void softmax(float *row, int V) {
 static double softmax_cross_entropy(float *logits, const int32_t *targets, int N, int V) {
     double loss = 0.0;
     for (int n = 0; n < N; n++) {
-        float *row = logits + (size_t)n * V;
+        float *row = logits + n * V;
         softmax(row, V);
         loss -= log((double)row[targets[n]]);
     }
@@ -166,7 +166,7 @@ static double softmax_cross_entropy(float *logits, const int32_t *targets, int N
 /* probs[N, V] become dlogits = (probs - onehot(targets)) / N, in place. */
 static void softmax_cross_entropy_backward(float *probs, const int32_t *targets, int N, int V) {
     for (int n = 0; n < N; n++) {
-        float *row = probs + (size_t)n * V;
+        float *row = probs + n * V;
         row[targets[n]] -= 1.0f;
         for (int v = 0; v < V; v++) row[v] /= (float)N;
     }
@@ -176,13 +176,13 @@ static void softmax_cross_entropy_backward(float *probs, const int32_t *targets,
 static void head_backward(float *dh, float *dwte, const float *dlogits, const float *h,
                           const float *wte, int N, int V) {
     for (int n = 0; n < N; n++) {
-        const float *g = dlogits + (size_t)n * V;
-        const float *hn = h + (size_t)n * D;
-        float *dhn = dh + (size_t)n * D;
+        const float *g = dlogits + n * V;
+        const float *hn = h + n * D;
+        float *dhn = dh + n * D;
         for (int d = 0; d < D; d++) dhn[d] = 0.0f;
         for (int v = 0; v < V; v++) {
-            const float *wv = wte + (size_t)v * D;
-            float *dwv = dwte + (size_t)v * D;
+            const float *wv = wte + v * D;
+            float *dwv = dwte + v * D;
             for (int d = 0; d < D; d++) {
                 dhn[d] += g[v] * wv[d];
                 dwv[d] += g[v] * hn[d];
@@ -249,8 +249,8 @@ static void model_backward(model *m, const int32_t *targets) {
     CHECK(gpt_embedding_backward(m->layer, m->dh, B, T));
 }
 
-/* The mean loss over every whole window of T + 1 characters of tokens[0, n), without
- * dropout (the same windows each time, so two evaluations compare). */
+/* The mean loss over consecutive windows of T + 1 characters of tokens[0, n), in whole
+ * batches of B, without dropout (the same windows each time, so evaluations compare). */
 static double evaluate(model *m, const int32_t *tokens, long n) {
     int32_t inputs[B * T], targets[B * T];
     long windows = (n - 1) / T;
@@ -312,6 +312,10 @@ int main(int argc, char **argv) {
     const int32_t *val = tokens + n_train;
     long n_val = len - n_train;
     printf("%s: %ld characters, vocabulary %d, train %ld, val %ld\n", path, len, V, n_train, n_val);
+    if (n_val < B * T + 1) {
+        fprintf(stderr, "%s: too short (at least %d characters)\n", path, 10 * (B * T + 1));
+        return 1;
+    }
 
     model m;
     model_init(&m, V);
@@ -324,6 +328,9 @@ int main(int argc, char **argv) {
     CHECK(gpt_embedding_adamw_options_init(&adamw, sizeof adamw));
     adamw.lr = LR;
     adamw.weight_decay = WEIGHT_DECAY; /* on every parameter, as torch.optim.AdamW */
+    /* A dense step (lazy 0, the default): the head's gradient reaches every row of the
+     * token table anyway (and since its gradient pointer was handed out, a lazy step
+     * would update every row of it too). */
 
     double val_start = evaluate(&m, val, n_val);
     printf("val loss %.4f (ln V = %.4f)\n", val_start, log((double)V));

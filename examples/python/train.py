@@ -111,8 +111,8 @@ class Model:
         self.layer.backward(dh.reshape(B, T, D))
 
     def evaluate(self, tokens):
-        """The mean loss over every whole window of T + 1 characters of tokens, in batches
-        of B, without dropout (train.c's windows)."""
+        """The mean loss over consecutive windows of T + 1 characters of tokens, in whole
+        batches of B, without dropout (train.c's windows)."""
         self.layer.eval()
         windows = (len(tokens) - 1) // T
         losses = []
@@ -185,7 +185,9 @@ class _StandInAdamW:
 # ----------------------------------------------------------------------------------------
 
 def main():
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "data" / "shakespeare.txt"
+    default = Path(__file__).resolve().parents[1] / "data" / "shakespeare.txt"
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else default
+    shown = sys.argv[1] if len(sys.argv) > 1 else os.path.relpath(default)  # as train.c prints it
     text = path.read_bytes()
     chars = sorted(set(text))                       # the vocabulary: the bytes in the text
     index = {c: i for i, c in enumerate(chars)}
@@ -193,7 +195,10 @@ def main():
     n_train = len(tokens) - len(tokens) // 10       # the last 10% is the validation split
     train, val = tokens[:n_train], tokens[n_train:]
     V = len(chars)
-    print(f"{os.path.relpath(path)}: {len(tokens)} characters, vocabulary {V}, train {len(train)}, val {len(val)}")
+    print(f"{shown}: {len(tokens)} characters, vocabulary {V}, train {len(train)}, val {len(val)}")
+    if len(val) < B * T + 1:
+        print(f"{shown}: too short (at least {10 * (B * T + 1)} characters)", file=sys.stderr)
+        return 1
 
     model = Model(V)
     print(f"model: D {D}, T {T}, B {B}, {model.layer.num_parameters()} parameters (the head is the token table)")
