@@ -18,7 +18,7 @@ then one AdamW step (the library's fused kernel) updates every parameter. Withou
 the model sees one character (and its position), so the loss falls from about ln(V) = 4.06
 to about 2.5, what knowing the previous character is worth.
 
-Run from anywhere (after `make lib`):
+Run from the repository root (after `make lib`):
     PYTHONPATH=bindings/python python3 examples/python/train.py [path/to/text]
 Exits 1 if the validation loss did not fall below 0.8 times its starting value.
 """
