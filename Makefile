@@ -4,7 +4,7 @@
 #   make test     build everything and run every test suite (Swift, C, Python)
 #   make lib      build .build/release/libgpt_embedding.so (+ its SONAME link)
 #   make reliability  sanitizers, valgrind, 100k create/free, 10k open/free, fuzzing (FUZZ_SECONDS=300 per target)
-#   make bench    the benchmark tables (bench/run.py, bench/bench_checkpoint.py); make bench-smoke: a quick check
+#   make bench    the benchmark tables (bench/run.py, bench/bench_checkpoint.py, bench/bench_adamw.py); make bench-smoke: a quick check
 #   make golden   regenerate Tests/golden from PyTorch (needs torch; CI does not)
 
 SWIFT   ?= swift
@@ -91,10 +91,12 @@ test-isa: lib cli
 bench: lib
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/bench_checkpoint.py
+	$(PYTHON) bench/bench_adamw.py
 
 bench-smoke: lib
 	$(PYTHON) bench/run.py --smoke --no-torch
 	$(PYTHON) bench/bench_checkpoint.py --smoke --no-torch
+	$(PYTHON) bench/bench_adamw.py --smoke --no-torch
 
 install: lib
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
@@ -115,6 +117,7 @@ test-install: lib
 
 golden:
 	$(PYTHON) Tests/golden/generate.py
+	$(PYTHON) Tests/golden/adamw/generate_adamw.py
 
 clean:
 	rm -rf .build

@@ -626,8 +626,10 @@ int gpt_embedding_sinusoidal_table(int64_t start_position, int64_t num_positions
 /* Flag for gpt_embedding_save_safetensors: save the optimizer state with the
  * weights (tensors "optimizer.<parameter name>.exp_avg", ".exp_avg_sq" and,
  * for 16-bit tables, ".master", all F32; each step count in the header's
- * __metadata__ as "optimizer.<parameter name>.step"), so that training
- * resumes bit for bit after gpt_embedding_load_safetensors. */
+ * __metadata__ as "optimizer.<parameter name>.step", and the position of the
+ * dropout masks' stream as "dropout.step"), so that training of a layer
+ * created with the same configuration (seed included) resumes bit for bit
+ * after gpt_embedding_load_safetensors. */
 #define GPT_EMBEDDING_SAVE_OPTIMIZER 2u
 
 /* Loads parameters from a safetensors file (the file is memory-mapped, not
@@ -642,7 +644,7 @@ int gpt_embedding_sinusoidal_table(int64_t start_position, int64_t num_positions
  * against the configuration, offsets contiguous and inside the file):
  * after an error the layer is unchanged. Gradients are not touched.
  * Optimizer state saved with GPT_EMBEDDING_SAVE_OPTIMIZER is restored (moments,
- * master weights, step counts); for a parameter whose state the file lacks,
+ * master weights, step counts, the dropout stream's position); for a parameter whose state the file lacks,
  * the state is kept, except that a 16-bit table's master weights are re-taken
  * from the loaded table.
  * Errors: _NULL_POINTER, _INVALID_HANDLE, _IO (cannot open or map),

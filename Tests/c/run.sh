@@ -46,6 +46,8 @@ for extra in Tests/c/test_precision.c; do
     run "build $name" cc "${cflags[@]}" "$extra" -o "$out/$name" "${link[@]}"
     run "$name" "${runner[@]}" "$out/$name"
 done
+run "build test_adamw" cc "${cflags[@]}" Tests/c/test_adamw.c -o "$out/test_adamw" "${link[@]}"
+run test_adamw "${runner[@]}" "$out/test_adamw"
 for extra in Tests/c/test_families.c; do
     [ -f "$extra" ] || continue
     name=$(basename "$extra" .c)

@@ -48,6 +48,11 @@ extension GPTEmbedding {
             plan.append((target, t))
         }
         let optimizerPlan = try optimizerStatePlan(header)
+        var dropoutStep: UInt64? = nil
+        if let text = header.metadata["dropout.step"] {
+            guard let n = UInt64(text) else { throw GPTEmbeddingError(.badFile, "__metadata__ dropout.step is \"\(text)\", not a count") }
+            dropoutStep = n
+        }
         // Everything the restore needs is allocated before anything is written.
         var states: [ObjectIdentifier: AdamWState] = [:]
         for entry in optimizerPlan where states[ObjectIdentifier(entry.tensor)] == nil {
@@ -68,6 +73,7 @@ extension GPTEmbedding {
             // A 16-bit table's master weights follow the loaded table unless the file has them.
             if let master = target.adamw?.master { target.refreshMaster(master, pool: pool) }
         }
+        if let dropoutStep { trainingStep = dropoutStep }
         for entry in optimizerPlan {
             guard let state = states[ObjectIdentifier(entry.tensor)] else { continue }
             entry.tensor.adamw = state
@@ -181,6 +187,8 @@ extension GPTEmbedding {
                 }
                 metadata.append("\"optimizer.\(t.name).step\":\"\(state.step)\"")
             }
+            // Where the dropout masks' stream is, so that resumed training draws the same.
+            metadata.append("\"dropout.step\":\"\(trainingStep)\"")
         }
         var header = "{"
         if !metadata.isEmpty { header += "\"__metadata__\":{" + metadata.joined(separator: ",") + "}," }

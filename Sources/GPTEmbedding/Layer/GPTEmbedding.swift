@@ -40,7 +40,9 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// Whether backward has written the gradients since the last `zeroGrad` (a step needs
     /// a gradient to apply).
     var gradientPending = false
-    private var trainingStep: UInt64 = 0
+    /// Training forwards so far: the dropout masks' stream position (saved with the
+    /// optimizer state, so that resumed training draws the same masks).
+    var trainingStep: UInt64 = 0
 
     /// What the latest training forward keeps for backward.
     private struct TrainingState {
