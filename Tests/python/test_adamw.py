@@ -21,9 +21,9 @@ ALL = TABLES + NORM
 NUMPY16 = {"bfloat16": np.dtype(ml_dtypes.bfloat16), "float16": np.dtype(np.float16)}
 
 
-def make(V=50, D=16, T=8, dtype="float32", **kw):
+def make(V=50, D=16, T=8, dtype="float32", dropout=0.0, **kw):
     kw.setdefault("seed", 3)
-    return GPTEmbedding(V, D, T, 0.0, scale_embeddings=False, weight_dtype=dtype, **kw)
+    return GPTEmbedding(V, D, T, dropout, scale_embeddings=False, weight_dtype=dtype, **kw)
 
 
 def batch(layer, rng, B=2, T=6, ids=None, ln=True):
@@ -394,6 +394,23 @@ def test_state_dict_resumes_bit_for_bit(dtype, lazy):
     assert opt2.param_groups[0]["lr"] == 2e-3
     train(copy_, opt2, np.random.default_rng(10), 3)
     assert_bits_equal(raw(copy_), raw(layer))
+    assert_bits_equal(opt2.state_dict(), opt.state_dict())
+
+
+def test_safetensors_with_optimizer_resumes_with_dropout_bit_for_bit(tmp_path):
+    """The checkpoint carries the dropout stream's position: a layer created with the same
+    configuration (seed included) draws the same masks after loading it."""
+    layer = make(dropout=0.2, seed=5)
+    opt = AdamW(layer, lr=3e-3)
+    train(layer, opt, np.random.default_rng(21), 3)
+    path = tmp_path / "ckpt.safetensors"
+    layer.save_safetensors(path, optimizer=True)
+    train(layer, opt, np.random.default_rng(22), 3)
+    resumed = make(dropout=0.2, seed=5)
+    resumed.load_safetensors(path)
+    opt2 = AdamW(resumed, lr=3e-3)
+    train(resumed, opt2, np.random.default_rng(22), 3)
+    assert_bits_equal(raw(resumed), raw(layer))
     assert_bits_equal(opt2.state_dict(), opt.state_dict())
 
 

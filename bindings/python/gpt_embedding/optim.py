@@ -344,6 +344,13 @@ class AdamW:
             parameter of this optimizer whose step count is > 0 (float32 arrays with the
             parameter's shape; ``'master'``, the float32 master weights, for bfloat16 and
             float16 tables only), and copies of :attr:`param_groups`.
+
+        Notes
+        -----
+        The position of the layer's dropout stream is not part of it (no library call
+        exposes it): with dropout on, a run resumed from state dicts draws other masks.
+        ``layer.save_safetensors(path, optimizer=True)`` saves that position too, so
+        ``load_safetensors`` on a layer of the same configuration resumes bit for bit.
         """
         names = self._names()
         shapes = {name: self.layer._shape(name) for name in names}
