@@ -94,6 +94,8 @@ class AdamW:
 
     Attributes
     ----------
+    layer : GPTEmbedding
+        The layer this optimizer steps.
     param_groups : list of dict
         The groups, torch-style: change ``opt.param_groups[i]['lr']`` (a scheduler) and the
         next :meth:`step` uses it.
