@@ -45,9 +45,13 @@ private func adamw<S: RowStore>(_ a: gpte_adamw_args, _ p: UnsafeMutablePointer<
         let o = row * cols
         let pr = p + o, gr = grad + o, mr = ms + o, vr = vs + o
         var st = S(row: param + o * S.elementBytes)
+        // A row backward did not touch has a zero gradient: the same arithmetic on +0
+        // without reading it.
+        var hasGradient = true
+        if let flags = a.grad_rows { hasGradient = flags[row] != 0 }
         var c = 0
         while c + 8 <= cols {
-            let g = load(gr + c) * gs
+            let g = hasGradient ? load(gr + c) * gs : Vec()
             var x = load(pr + c) * decay
             var m = load(mr + c)
             m = small ? m + w * (g - m) : g - (g - m) * w
@@ -60,7 +64,7 @@ private func adamw<S: RowStore>(_ a: gpte_adamw_args, _ p: UnsafeMutablePointer<
             c += 8
         }
         while c < cols {
-            let g = gr[c] * a.grad_scale
+            let g = hasGradient ? gr[c] * a.grad_scale : 0
             var x = pr[c] * a.decay
             var m = mr[c]
             m = small ? m + a.lerp_weight * (g - m) : g - (g - m) * a.lerp_weight

@@ -46,8 +46,8 @@ for extra in Tests/c/test_precision.c Tests/c/test_shard.c; do
     run "build $name" cc "${cflags[@]}" "$extra" -o "$out/$name" "${link[@]}"
     run "$name" "${runner[@]}" "$out/$name"
 done
-run "build test_adamw" cc "${cflags[@]}" Tests/c/test_adamw.c -o "$out/test_adamw" "${link[@]}"
-run test_adamw "${runner[@]}" "$out/test_adamw"
+run "build test_adamw" cc "${cflags[@]}" Tests/c/test_adamw.c Tests/c/adamw_golden.c -o "$out/test_adamw" "${link[@]}"
+run test_adamw "${runner[@]}" "$out/test_adamw" Tests/golden/adamw
 for extra in Tests/c/test_families.c; do
     [ -f "$extra" ] || continue
     name=$(basename "$extra" .c)

@@ -4,6 +4,8 @@
  * file in it (Tests/golden/adamw, read by adamw_golden.c). */
 #include "gpt_embedding.h"
 #include "check.h"
+#include "adamw_golden.h"
+#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -224,11 +226,131 @@ static void test_threads(void) {
     gpt_embedding_free(b);
 }
 
-int main(void) {
+/* |a - b| <= rel |b| + abs for every element; the worst error / allowance goes to *worst. */
+static int close_to(const float *a, const float *b, size_t n, double rel, double abs_, double *worst) {
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)a[i] - (double)b[i]), allowed = rel * fabs((double)b[i]) + abs_;
+        if (err / allowed > *worst) *worst = err / allowed;
+        if (!(err <= allowed)) ok = 0;
+    }
+    return ok;
+}
+
+/* One PyTorch golden run replayed end to end: the layer's forward, backward and step on
+ * the file's inputs. Parameters and master weights to float rounding (1e-6 relative); the
+ * moments, fed by this library's gradients (its layer norm sums in another order), within
+ * 1e-5 relative + 1e-6 (the Swift test checks them to 1e-6 with PyTorch's gradients). */
+static void test_golden_file(const char *path) {
+    adamw_golden g;
+    if (adamw_golden_read(path, &g) != 0 || adamw_golden_validate(&g) != 0) {
+        CHECK(0, "cannot read %s", path);
+        return;
+    }
+    const int learned = !strcmp(g.position_encoding, "learned"), bf16 = !strcmp(g.weight_dtype, "bf16");
+    const char *names[4] = {"wte", "wpe", "ln_weight", "ln_bias"};
+    gpt_embedding_config c;
+    gpt_embedding_config_init(&c, sizeof c);
+    c.vocab_size = g.vocab_size;
+    c.embed_dim = g.embed_dim;
+    c.max_seq_len = learned ? g.max_seq_len : 0;
+    c.position_encoding = learned ? GPT_EMBEDDING_POSITION_LEARNED : GPT_EMBEDDING_POSITION_NONE;
+    c.padding_idx = g.padding_idx;
+    c.dropout = 0;
+    c.scale_embeddings = 0;
+    c.layer_norm_eps = g.layer_norm_eps;
+    c.weight_dtype = bf16 ? GPT_EMBEDDING_DTYPE_BF16 : GPT_EMBEDDING_DTYPE_F32;
+    c.num_threads = 2;
+    gpt_embedding *l = NULL;
+    CHECK(gpt_embedding_create(&c, &l) == GPT_EMBEDDING_OK, "%s: create: %s", g.name, gpt_embedding_last_error());
+    if (!l) { adamw_golden_free(&g); return; }
+    for (int p = 0; p < 4; p++) {
+        size_t n;
+        const float *v = adamw_golden_floats(&g, names[p], &n);
+        if (v) CHECK(gpt_embedding_set_parameter(l, p, v, (int64_t)n) == GPT_EMBEDDING_OK, "set %s", names[p]);
+    }
+    const int64_t BT = g.batch * g.seq, W = g.embed_dim;
+    int32_t *ids = malloc((size_t)BT * sizeof *ids);
+    float *out = malloc((size_t)(BT * W) * sizeof *out), *mine = malloc((size_t)(g.vocab_size + g.max_seq_len + 2) * (size_t)W * sizeof *mine);
+    double worst_p = 0, worst_m = 0;
+    for (int k = 1; k <= g.steps; k++) {
+        size_t n;
+        const int64_t *ids64 = adamw_golden_step_ints(&g, "ids", k, &n);
+        for (int64_t i = 0; i < BT; i++) ids[i] = (int32_t)ids64[i];
+        const float *dy = adamw_golden_step_floats(&g, "grad_output", k, &n);
+        gpt_embedding_zero_grad(l);
+        CHECK(gpt_embedding_forward(l, ids, g.batch, g.seq, NULL, 0, GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM,
+                                    out, BT * W) == GPT_EMBEDDING_OK, "forward");
+        CHECK(gpt_embedding_backward(l, dy, g.batch, g.seq) == GPT_EMBEDDING_OK, "backward");
+        double norm = 0, expected = adamw_golden_step_scalar(&g, "grad_norm_sq", k);
+        gpt_embedding_grad_norm_squared(l, &norm);
+        CHECK(fabs(norm - expected) <= 1e-6 * expected, "%s step %d: grad norm² %.17g vs %.17g", g.name, k, norm, expected);
+        gpt_embedding_adamw_options o;
+        gpt_embedding_adamw_options_init(&o, sizeof o);
+        o.lr = adamw_golden_step_scalar(&g, "lr", k);
+        o.beta1 = adamw_golden_step_scalar(&g, "beta1", k);
+        o.beta2 = adamw_golden_step_scalar(&g, "beta2", k);
+        o.eps = adamw_golden_step_scalar(&g, "eps", k);
+        o.weight_decay = adamw_golden_step_scalar(&g, "weight_decay", k);
+        o.grad_scale = adamw_golden_step_scalar(&g, "grad_scale", k);
+        o.decay_params = (uint32_t)adamw_golden_step_scalar(&g, "decay_mask", k);
+        o.lazy = (int32_t)adamw_golden_step_scalar(&g, "lazy", k);
+        CHECK(gpt_embedding_adamw_step(l, &o) == GPT_EMBEDDING_OK, "%s step %d: %s", g.name, k, gpt_embedding_last_error());
+        for (int p = 0; p < 4; p++) {
+            if (p == 1 && !learned) continue;
+            char key[64];
+            snprintf(key, sizeof key, "%s.%d", names[p], k);
+            const float *want = adamw_golden_floats(&g, key, &n);
+            gpt_embedding_get_parameter(l, p, mine, (int64_t)n);
+            CHECK(close_to(mine, want, n, 1e-6, 1e-7, &worst_p), "%s %s", g.name, key);
+            const char *kinds[3] = {"exp_avg", "exp_avg_sq", "master"};
+            for (int kind = 0; kind < 3; kind++) {
+                snprintf(key, sizeof key, "%s.%s.%d", kinds[kind], names[p], k);
+                want = adamw_golden_floats(&g, key, &n);
+                if (!want) continue;
+                float *state = NULL;
+                int64_t len = 0;
+                CHECK(gpt_embedding_optimizer_state_data(l, p, kind, &state, &len) == GPT_EMBEDDING_OK && len == (int64_t)n,
+                      "%s: state %s", g.name, key);
+                if (!state) continue;
+                if (kind == 2) CHECK(close_to(state, want, n, 1e-6, 1e-7, &worst_p), "%s %s", g.name, key);
+                else CHECK(close_to(state, want, n, 1e-5, 1e-6, &worst_m), "%s %s", g.name, key);
+            }
+        }
+    }
+    printf("golden %s: worst error %.3f x (1e-6|x| + 1e-7) in parameters and masters, %.3f x (1e-5|x| + 1e-6) in moments\n",
+           g.name, worst_p, worst_m);
+    free(ids);
+    free(out);
+    free(mine);
+    gpt_embedding_free(l);
+    adamw_golden_free(&g);
+}
+
+static void test_golden(const char *dir) {
+    DIR *d = opendir(dir);
+    CHECK(d != NULL, "cannot open %s", dir);
+    if (!d) return;
+    int files = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 4, ".txt")) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        test_golden_file(path);
+        files++;
+    }
+    closedir(d);
+    CHECK(files >= 6, "%d golden files in %s", files, dir);
+}
+
+int main(int argc, char **argv) {
     test_bad_input();
     test_resume(GPT_EMBEDDING_DTYPE_F32);
     test_resume(GPT_EMBEDDING_DTYPE_BF16);
     test_resume(GPT_EMBEDDING_DTYPE_F16);
     test_threads();
+    if (argc > 1) test_golden(argv[1]);
     return check_summary();
 }

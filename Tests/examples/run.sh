@@ -34,6 +34,14 @@ if cc -std=c11 -Wall -Wextra -Werror -Iinclude examples/c/quickstart.c -L"$bin" 
     ok "examples/c/quickstart.c builds and runs"
 else fail "examples/c/quickstart.c"; fi
 
+# The training example (issue 13): a character-level model whose output head is tied to the
+# token table, trained with the library's AdamW; it exits non-zero unless the loss falls.
+out=""
+if cc -std=c11 -O2 -Wall -Wextra -Werror -Iinclude examples/c/train.c -L"$bin" -lgpt_embedding \
+      -Wl,-rpath,"$bin" -lm -o "$work/train_c" && out=$("$work/train_c" examples/data/shakespeare.txt 2>&1); then
+    ok "examples/c/train.c trains: $(grep '^val loss' <<<"$out" | tail -1)"
+else fail "examples/c/train.c"; echo "$out" | tail -20; fi
+
 # Swift: a client package that depends on this one.
 if out=$(cd examples/swift && swift run -c release quickstart 2>&1) \
    && grep -q "parameters: 39385344" <<<"$out"; then
@@ -70,6 +78,12 @@ if [ -f examples/python/quickstart.py ]; then
         ok "examples/python/quickstart.py runs"
     else fail "examples/python/quickstart.py"; echo "$out" | tail -20; fi
 fi
+
+# Python: the training example's twin (the same model and steps, numpy and the package).
+out=""
+if out=$(PYTHONPATH="$root/bindings/python" python3 examples/python/train.py 2>&1); then
+    ok "examples/python/train.py trains: $(grep '^val loss' <<<"$out" | tail -1)"
+else fail "examples/python/train.py"; echo "$out" | tail -20; fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

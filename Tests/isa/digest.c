@@ -3,7 +3,7 @@
  * Runs a fixed set of cases through the C API (init from a seed; eval and training
  * forwards with and without layer norm and dropout; learned, sinusoidal -- past the cached
  * rows -- and no positions; odd widths; an output large enough for the streaming stores;
- * backward; 1 and 2 threads) and prints the kernel path and an FNV-1a hash of every byte
+ * backward, AdamW; 1 and 2 threads) and prints the kernel path and an FNV-1a hash of every byte
  * of every output, gradient and initialised table. The same binary run with
  * GPT_EMBEDDING_ISA=baseline and =x86-64-v3, natively and under qemu-x86_64 -cpu Nehalem /
  * Haswell, must print the same hash: the paths are bit-identical (Tests/isa/run.sh). */
@@ -65,6 +65,15 @@ static void run_case(int64_t vocab, int64_t dim, int32_t positions, float dropou
         if (flags & GPT_EMBEDDING_TRAINING) {
             for (int64_t i = 0; i < n * dim; i++) dy[i] = uniform();
             CHECK(gpt_embedding_backward(layer, dy, batch, seq));
+            /* The optimizer's kernels: the norm, then a dense and a lazy AdamW step. */
+            double norm2 = 0;
+            CHECK(gpt_embedding_grad_norm_squared(layer, &norm2));
+            mix(&norm2, sizeof norm2);
+            gpt_embedding_adamw_options o;
+            CHECK(gpt_embedding_adamw_options_init(&o, sizeof o));
+            o.lr = 1e-2;
+            o.lazy = step;
+            CHECK(gpt_embedding_adamw_step(layer, &o));
         }
     }
     for (int p = 0; p < 4; p++) hash_param(layer, p, 1);

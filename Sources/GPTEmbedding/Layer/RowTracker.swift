@@ -46,6 +46,9 @@ final class RowTracker: @unchecked Sendable {
         count += 1
     }
 
+    /// One byte per row, 1 for a recorded row (`nil` before `prepare`).
+    var rowFlags: UnsafePointer<UInt8>? { seen.map { UnsafePointer($0) } }
+
     /// The recorded rows in the order first recorded (token order: the same for any
     /// thread count); valid until the next `record` or `reset`.
     var rowList: UnsafePointer<Int32>? { list.map { UnsafePointer($0) } }

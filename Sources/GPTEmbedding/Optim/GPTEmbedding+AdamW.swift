@@ -28,7 +28,8 @@ extension GPTEmbedding {
         for target in targets { states.append(try target.tensor.adamwState(pool: pool)) }
         for (target, state) in zip(targets, states) {
             let rows: RowTracker? = options.lazy ? target.rows : nil
-            update(target.tensor, state, rows: rows, options: options, decay: options.decayed.contains(target.parameter))
+            update(target.tensor, state, rows: rows, tracked: target.rows, options: options,
+                   decay: options.decayed.contains(target.parameter))
         }
     }
 
@@ -107,7 +108,8 @@ extension GPTEmbedding {
     }
 
     /// One parameter's update: every row, or the rows in `rows` (a lazy step), in parallel.
-    private func update(_ t: ParameterTensor, _ state: AdamWState, rows: RowTracker?, options o: AdamW, decay: Bool) {
+    private func update(_ t: ParameterTensor, _ state: AdamWState, rows: RowTracker?, tracked: RowTracker?,
+                        options o: AdamW, decay: Bool) {
         guard let grad = t.grad else { return }
         state.step += 1
         // The scalars as PyTorch computes them: in double from Python floats, then rounded
@@ -138,6 +140,10 @@ extension GPTEmbedding {
         if let rows, !t.gradientShared {
             a.rows = rows.rowList
             items = rows.count
+        } else if let tracked, !t.gradientShared {
+            // Dense: rows backward never wrote since zero_grad hold +0 gradients (zeroed
+            // then, or never written); the kernel skips reading them, with the same result.
+            a.grad_rows = tracked.rowFlags
         }
         // Per element: p, m, v read and written, g read (28 bytes in float32).
         let kernel = kernels.adamwRows

@@ -9,6 +9,7 @@ and out.
 
 Tables may be float32, bfloat16 or float16 (``weight_dtype=``), outputs too (``out_dtype=``);
 ``GPTEmbedding.from_pretrained`` opens a safetensors checkpoint at its own precision.
+``AdamW`` is the library's fused training step with ``torch.optim.AdamW``'s API.
 bfloat16 arrays are ``ml_dtypes.bfloat16``, imported on first use.
 
 The package has no maths of its own: every number comes from the library. Calls release
@@ -23,6 +24,7 @@ from .errors import error_for
 from .errors import (GPTEmbeddingError, GPTEmbeddingIndexError, GPTEmbeddingIOError, GPTEmbeddingMemoryError,
                      GPTEmbeddingStateError, GPTEmbeddingValueError)
 from .layer import GPTEmbedding, shard_range
+from .optim import AdamW
 
 #: The path of the loaded libgpt_embedding.
 library_path: str = _lib.library_path
@@ -49,7 +51,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "GPTEmbedding", "GPTEmbeddingConfig", "TokenEmbedding", "PositionalEmbedding", "SinusoidalPositionalEmbedding",
+    "GPTEmbedding", "GPTEmbeddingConfig", "AdamW", "TokenEmbedding", "PositionalEmbedding", "SinusoidalPositionalEmbedding",
     "GPTEmbeddingError", "GPTEmbeddingValueError", "GPTEmbeddingIndexError", "GPTEmbeddingMemoryError",
     "GPTEmbeddingStateError", "GPTEmbeddingIOError", "library_path", "library_version", "isa_supported", "shard_range",
     "__version__",

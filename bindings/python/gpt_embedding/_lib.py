@@ -143,6 +143,24 @@ class OpenOptions(ctypes.Structure):
     ]
 
 
+class AdamWOptions(ctypes.Structure):
+    """``gpt_embedding_adamw_options`` (64 bytes): scalar fields only, append-only,
+    ``struct_size`` first. Always fill it with ``gpt_embedding_adamw_options_init``
+    (:func:`default_adamw_options`), then change fields."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("params", ctypes.c_uint32),  # bit mask of enum gpt_embedding_param: the parameter group
+        ("lr", ctypes.c_double),
+        ("beta1", ctypes.c_double),
+        ("beta2", ctypes.c_double),
+        ("eps", ctypes.c_double),
+        ("weight_decay", ctypes.c_double),
+        ("grad_scale", ctypes.c_double),
+        ("decay_params", ctypes.c_uint32),  # bit mask: the parameters weight decay applies to
+        ("lazy", ctypes.c_int32),  # 1: only the table rows backward touched
+    ]
+
+
 # Flags of gpt_embedding_forward.
 TRAINING = 1  # GPT_EMBEDDING_TRAINING
 LAYER_NORM = 2  # GPT_EMBEDDING_LAYER_NORM
@@ -158,6 +176,11 @@ PARAM_ALL, PARAM_TOKEN, PARAM_POSITION, PARAM_LN_WEIGHT, PARAM_LN_BIAS = -1, 0, 
 SAVE_GPT2_NAMES = 1
 # enum gpt_embedding_shard_rule
 SHARD_BALANCED, SHARD_MEGATRON = 0, 1
+SAVE_OPTIMIZER = 2  # GPT_EMBEDDING_SAVE_OPTIMIZER
+# GPT_EMBEDDING_PARAMS_ALL (bit mask of every parameter)
+PARAMS_ALL = 0xF
+# enum gpt_embedding_optimizer_state
+STATE_EXP_AVG, STATE_EXP_AVG_SQ, STATE_MASTER = 0, 1, 2
 
 _I = ctypes.c_int
 _i64 = ctypes.c_int64
@@ -198,6 +221,13 @@ SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
     "gpt_embedding_parameter_data_typed": ([handle_t, _I, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(_I), c_int64_p, c_int64_p], _I),
     "gpt_embedding_parameter_dtype": ([handle_t, _I, ctypes.POINTER(_I)], _I),
     "gpt_embedding_gradient_data": ([handle_t, _I, ctypes.POINTER(c_float_p), c_int64_p], _I),
+    "gpt_embedding_adamw_options_init": ([ctypes.POINTER(AdamWOptions), ctypes.c_size_t], _I),
+    "gpt_embedding_adamw_step": ([handle_t, ctypes.POINTER(AdamWOptions)], _I),
+    "gpt_embedding_grad_norm_squared": ([handle_t, ctypes.POINTER(ctypes.c_double)], _I),
+    "gpt_embedding_optimizer_state_data": ([handle_t, _I, _I, ctypes.POINTER(c_float_p), c_int64_p], _I),
+    "gpt_embedding_optimizer_get_step": ([handle_t, _I, c_int64_p], _I),
+    "gpt_embedding_optimizer_set_step": ([handle_t, _I, _i64], _I),
+    "gpt_embedding_optimizer_reset": ([handle_t], _I),
     "gpt_embedding_sinusoidal_table": ([_i64, _i64, _i64, c_float_p, _i64], _I),
     "gpt_embedding_load_safetensors": ([handle_t, ctypes.c_char_p], _I),
     "gpt_embedding_load_safetensors_buffer": ([handle_t, ctypes.c_void_p, _i64], _I),
@@ -266,6 +296,15 @@ def default_config() -> Config:
     c = Config()
     call(lib.gpt_embedding_config_init, ctypes.byref(c), ctypes.sizeof(c))
     return c
+
+
+def default_adamw_options() -> AdamWOptions:
+    """``torch.optim.AdamW``'s defaults in a new :class:`AdamWOptions`
+    (``gpt_embedding_adamw_options_init`` with ``ctypes.sizeof(AdamWOptions)``, which sets
+    ``struct_size``)."""
+    o = AdamWOptions()
+    call(lib.gpt_embedding_adamw_options_init, ctypes.byref(o), ctypes.sizeof(o))
+    return o
 
 
 def preset_config(name: str) -> Config:

@@ -692,18 +692,33 @@ class GPTEmbedding:
         library's names or Hugging Face GPT-2's (``wte.weight``, ``wpe.weight``, with or
         without ``transformer.``); F32, F16 or BF16. All or nothing: a bad file raises
         ``ValueError`` naming the tensor and the problem, ``OSError`` when the file cannot
-        be read) and changes nothing."""
+        be read) and changes nothing. Optimizer state saved with
+        ``save_safetensors(..., optimizer=True)`` is restored too (moments, master weights,
+        step counts), so that :class:`~gpt_embedding.AdamW` resumes bit for bit; a parameter
+        whose state the file lacks keeps its state (a 16-bit table's master weights are
+        re-taken from the loaded table)."""
         self._access.write(_lib.call, _optional("gpt_embedding_load_safetensors"), self._handle.get(),
                            _path(path))
 
-    def save_safetensors(self, path: Union[str, "os.PathLike[str]"], gpt2_names: bool = False) -> None:
+    def save_safetensors(self, path: Union[str, "os.PathLike[str]"], gpt2_names: bool = False,
+                         optimizer: bool = False) -> None:
         """Saves the parameters as safetensors, each in its stored dtype (a bfloat16 table
         stays BF16, a float16 one F16; the layer norm vectors are F32), readable by the
         official ``safetensors`` package and torch (the tables as ``wte.weight`` /
         ``wpe.weight`` with ``gpt2_names``). The file is written to a temporary name and
-        renamed, so a failure leaves no partial file."""
+        renamed, so a failure leaves no partial file.
+
+        With ``optimizer=True`` the AdamW state is saved too (``GPT_EMBEDDING_SAVE_OPTIMIZER``:
+        tensors ``optimizer.<name>.exp_avg``, ``.exp_avg_sq`` and, for 16-bit tables,
+        ``.master``, all F32; the step counts in the header's metadata), and
+        :meth:`load_safetensors` restores it, so training resumes bit for bit. The
+        hyperparameters (``param_groups``) are not in the file: they belong to the code that
+        builds the :class:`~gpt_embedding.AdamW`."""
+        if not isinstance(optimizer, (bool, np.bool_)):
+            raise TypeError(f"optimizer must be True or False, got {optimizer!r}")
+        flags = (_lib.SAVE_GPT2_NAMES if gpt2_names else 0) | (_lib.SAVE_OPTIMIZER if optimizer else 0)
         self._access.read(_lib.call, _optional("gpt_embedding_save_safetensors"), self._handle.get(),
-                          _path(path), _lib.SAVE_GPT2_NAMES if gpt2_names else 0)
+                          _path(path), flags)
 
     # -- lifetime ----------------------------------------------------------------------
 
