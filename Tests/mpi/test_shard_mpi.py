@@ -1,8 +1,9 @@
 """Vocabulary parallelism from Python with a real MPI (mpi4py; run by Tests/mpi/run.sh
 under mpirun -n 2 and -n 3): every rank opens its shard of one checkpoint with
 ``from_pretrained(path, shard=(rank, world))`` -- read and mapped -- and compares the
-two-phase forward (phase one, ``Allreduce``, phase two) and the backward with a layer
-holding the whole table, bit for bit: learned and sinusoidal positions, with and without
+two-phase forward (phase one, ``Allreduce``, phase two), the backward and three AdamW
+steps (dense with the read tables, lazy with the mapped ones) with a layer holding the
+whole table, bit for bit: learned and sinusoidal positions, with and without
 the layer norm, dropout, a vocabulary that no world divides. A failure on any rank
 aborts the whole job (``comm.Abort``), so no rank waits forever in a collective."""
 import os
@@ -51,6 +52,9 @@ def main():
             assert shard.parameter("token_embedding.weight").shape == (end - start, D)
             check_equal(shard.parameter("token_embedding.weight"), whole.parameter("token_embedding.weight")[start:end],
                         "opened rows")
+            # Dense steps on the read layers, lazy ones on the mapped layers.
+            opt_whole = ge.AdamW(whole, lr=1e-2, lazy=mmap)
+            opt_shard = ge.AdamW(shard, lr=1e-2, lazy=mmap)
             rng = np.random.default_rng(77)  # the same batch on every rank
             for step, layer_norm in enumerate((True, False, True)):
                 ids = rng.integers(0, V, size=(B, T), dtype=np.int64)
@@ -69,6 +73,13 @@ def main():
                     g, w = shard.gradient(name), whole.gradient(name)
                     check_equal(g, w[start:end] if name == "token_embedding.weight" else w,
                                 f"{positions} mmap={mmap} step {step} gradient of {name}")
+                    checks += 1
+                opt_whole.step()
+                opt_shard.step()
+                for name in shard.parameter_names():
+                    p, w = shard.parameter(name), whole.parameter(name)
+                    check_equal(p, w[start:end] if name == "token_embedding.weight" else w,
+                                f"{positions} {'lazy' if mmap else 'dense'} AdamW step {step}: {name}")
                     checks += 1
                 # The replicated gradients are identical on every rank.
                 gb = shard.gradient("layer_norm.bias") if layer_norm else shard.gradient("token_embedding.weight")[:0]
