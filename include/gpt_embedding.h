@@ -288,7 +288,8 @@ int gpt_embedding_config_validate(const gpt_embedding_config *config);
 /* Selects a parameter (and its gradient). */
 enum gpt_embedding_param {
     GPT_EMBEDDING_PARAM_ALL = -1,               /* counts only: the total */
-    GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING = 0,    /* wte [vocab_size, D] */
+    GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING = 0,    /* wte [vocab_size, D]; a shard's rows
+                                                   [shard_end - shard_start, D] */
     GPT_EMBEDDING_PARAM_POSITION_EMBEDDING = 1, /* wpe [max_seq_len, D]; learned only */
     GPT_EMBEDDING_PARAM_LAYER_NORM_WEIGHT = 2,  /* [D] */
     GPT_EMBEDDING_PARAM_LAYER_NORM_BIAS = 3     /* [D] */
