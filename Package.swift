@@ -11,7 +11,7 @@ import PackageDescription
 //                      at run time when the CPU can run it (Runtime/KernelDispatch.swift)
 //   CKernelDispatch    the C boundary of the kernels (pointers and scalars only), the
 //                      CPUID / XGETBV check and the weak reference to the v3 kernels
-//   CMemoryHints       prefetch and streaming-store builtins the kernels call (header only)
+//   CMemoryHints       prefetch, streaming-store and vector square-root builtins the kernels call (header only)
 //   CGPTEmbedding      the public C header as a clang module (include/gpt_embedding.h)
 //   GPTEmbeddingC      the C-ABI shims, checked against the header by @c @implementation
 //   GPTEmbeddingDylib  link-only target of libgpt_embedding.so (baseline and v3 kernels): static Swift runtime,

@@ -75,20 +75,20 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define GPT_EMBEDDING_VERSION_MAJOR 0
-#define GPT_EMBEDDING_VERSION_MINOR 3
+#define GPT_EMBEDDING_VERSION_MINOR 4
 #define GPT_EMBEDDING_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH, as zstd and SQLite do. */
 #define GPT_EMBEDDING_VERSION_NUMBER                                           \
     (GPT_EMBEDDING_VERSION_MAJOR * 10000 + GPT_EMBEDDING_VERSION_MINOR * 100 + \
      GPT_EMBEDDING_VERSION_PATCH)
-#define GPT_EMBEDDING_VERSION_STRING "0.3.0"
+#define GPT_EMBEDDING_VERSION_STRING "0.4.0"
 
 /* The version of the library actually loaded; compare it with
  * GPT_EMBEDDING_VERSION_NUMBER to detect a header/library mismatch.
  * Thread-safe. */
 unsigned gpt_embedding_version_number(void);
 
-/* The same as a static string such as "0.3.0". Never NULL; owned by the
+/* The same as a static string such as "0.4.0". Never NULL; owned by the
  * library; valid for the life of the process. Thread-safe. */
 const char *gpt_embedding_version_string(void);
 

@@ -1,4 +1,5 @@
 import CKernelDispatch
+import CMemoryHints
 
 /// AdamW, element by element, as `torch.optim.AdamW`'s single-tensor path computes it in
 /// float32 (shapes: a `[rows, cols]` parameter; p, grad, m, v, master all `[rows, cols]`):
@@ -69,7 +70,7 @@ private func adamw<S: RowStore>(_ a: gpte_adamw_args, _ p: UnsafeMutablePointer<
             var m = mr[c]
             m = small ? m + a.lerp_weight * (g - m) : g - (g - m) * a.lerp_weight
             let v = vr[c] * a.beta2 + (a.one_minus_beta2 * g) * g
-            x = x + (a.neg_step_size * m) / (v.squareRoot() / a.bias_correction2_sqrt + a.eps)
+            x = x + (a.neg_step_size * m) / (gpte_sqrt1(v) / a.bias_correction2_sqrt + a.eps)
             mr[c] = m
             vr[c] = v
             if separate { pr[c] = x }
@@ -80,14 +81,11 @@ private func adamw<S: RowStore>(_ a: gpte_adamw_args, _ p: UnsafeMutablePointer<
     }
 }
 
-/// The square root of each lane, correctly rounded (written per lane: the standard
-/// library's vector `squareRoot()` is a shared generic specialisation; LLVM still makes
-/// one `sqrtps` of this).
+/// The square root of each lane, correctly rounded, in one instruction (the standard
+/// library's vector `squareRoot()` is a lane loop, and `Float.squareRoot()` keeps C's
+/// errno branch and libm call per lane).
 @inline(__always)
-private func squareRoots(_ v: Vec) -> Vec {
-    Vec(v[0].squareRoot(), v[1].squareRoot(), v[2].squareRoot(), v[3].squareRoot(),
-        v[4].squareRoot(), v[5].squareRoot(), v[6].squareRoot(), v[7].squareRoot())
-}
+private func squareRoots(_ v: Vec) -> Vec { gpte_sqrt8(v) }
 
 /// `out[i - i0] = sum(x[row]^2)` for items `[i0, i1)`: two eight-lane accumulators, lanes
 /// added in ``hsum(_:)``'s order, the tail in column order; widened to double per row.

@@ -52,14 +52,14 @@ else fail "examples/swift"; echo "$out" | tail -20; fi
 # way Swift users depend on it. Fails if the GPTEmbedding product had unsafe flags.
 url_test() {
     local tmp; tmp=$(mktemp -d)
-    git clone -q "$root" "$tmp/gpt-embedding" && (cd "$tmp/gpt-embedding" && git tag -f 0.3.0 >/dev/null)
+    git clone -q "$root" "$tmp/gpt-embedding" && (cd "$tmp/gpt-embedding" && git tag -f 0.4.0 >/dev/null)
     mkdir -p "$tmp/client/Sources/client"
     cat > "$tmp/client/Package.swift" <<PKG
 // swift-tools-version:6.0
 import PackageDescription
 let package = Package(
     name: "client",
-    dependencies: [.package(url: "file://$tmp/gpt-embedding", from: "0.3.0")],
+    dependencies: [.package(url: "file://$tmp/gpt-embedding", from: "0.4.0")],
     targets: [.executableTarget(name: "client", dependencies: [.product(name: "GPTEmbedding", package: "gpt-embedding")])]
 )
 PKG

@@ -141,45 +141,7 @@ class Model:
 
 def make_optimizer(layer):
     """The library's AdamW (torch.optim.AdamW's defaults but lr, decay on every parameter)."""
-    if hasattr(gpt_embedding, "AdamW"):
-        return gpt_embedding.AdamW(layer, lr=LR, weight_decay=WEIGHT_DECAY)
-    return _StandInAdamW(layer, lr=LR, weight_decay=WEIGHT_DECAY)
-
-
-class _StandInAdamW:
-    """TEMPORARY, to be deleted once gpt_embedding.AdamW is released: the three methods of
-    gpt_embedding.AdamW this script uses, calling gpt_embedding_adamw_step directly."""
-
-    def __init__(self, layer, lr, weight_decay):
-        import ctypes
-        lib = gpt_embedding._lib.lib
-
-        class Options(ctypes.Structure):  # gpt_embedding_adamw_options
-            _fields_ = [("struct_size", ctypes.c_uint32), ("params", ctypes.c_uint32), ("lr", ctypes.c_double),
-                        ("beta1", ctypes.c_double), ("beta2", ctypes.c_double), ("eps", ctypes.c_double),
-                        ("weight_decay", ctypes.c_double), ("grad_scale", ctypes.c_double),
-                        ("decay_params", ctypes.c_uint32), ("lazy", ctypes.c_int32)]
-        lib.gpt_embedding_adamw_options_init.argtypes = [ctypes.POINTER(Options), ctypes.c_size_t]
-        lib.gpt_embedding_adamw_step.argtypes = [ctypes.c_void_p, ctypes.POINTER(Options)]
-        lib.gpt_embedding_grad_norm_squared.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_double)]
-        self._ctypes, self._lib, self.layer = ctypes, lib, layer
-        self.options = Options()
-        gpt_embedding._lib.call(lib.gpt_embedding_adamw_options_init, ctypes.byref(self.options),
-                                ctypes.sizeof(Options))
-        self.options.lr, self.options.weight_decay = lr, weight_decay
-
-    def step(self):
-        gpt_embedding._lib.call(self._lib.gpt_embedding_adamw_step, self.layer._handle.get(),
-                                self._ctypes.byref(self.options))
-
-    def zero_grad(self):
-        self.layer.zero_grad()
-
-    def grad_norm(self):
-        out = self._ctypes.c_double()
-        gpt_embedding._lib.call(self._lib.gpt_embedding_grad_norm_squared, self.layer._handle.get(),
-                                self._ctypes.byref(out))
-        return math.sqrt(out.value)
+    return gpt_embedding.AdamW(layer, lr=LR, weight_decay=WEIGHT_DECAY)
 
 
 # ----------------------------------------------------------------------------------------

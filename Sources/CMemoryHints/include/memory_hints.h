@@ -1,7 +1,9 @@
 /*
  * memory_hints.h -- the processor hints the Swift code cannot spell in Swift: software
- * prefetch, non-temporal (streaming) stores and the spin-wait pause. No arithmetic lives
- * here; the kernels in Sources/GPTEmbedding/Kernels do all of it.
+ * prefetch, non-temporal (streaming) stores and the spin-wait pause; and one operation
+ * Swift cannot vectorise: the correctly rounded square root of a vector (Swift's
+ * per-lane Float.squareRoot() keeps C's errno check, a branch and a libm call per lane).
+ * No other arithmetic lives here; the kernels in Sources/GPTEmbeddingKernels do all of it.
  *
  * Why: the embedding layer gathers rows that start at random places of a table far
  * larger than the caches, so each row begins with a miss that no hardware prefetcher can
@@ -37,6 +39,17 @@ static inline __attribute__((always_inline)) void gpte_stream_store4(float *p, g
 /* Stores eight floats at p around the caches. p must be 32-byte aligned. */
 static inline __attribute__((always_inline)) void gpte_stream_store8(float *p, gpte_float8 v) {
     __builtin_nontemporal_store(v, (gpte_float8 *)p);
+}
+
+/* The IEEE square root of each lane, correctly rounded, as one instruction per vector
+ * (sqrtps / vsqrtps; no errno, no libm). */
+static inline __attribute__((always_inline)) gpte_float8 gpte_sqrt8(gpte_float8 v) {
+    return __builtin_elementwise_sqrt(v);
+}
+
+/* The same for one float (sqrtss). */
+static inline __attribute__((always_inline)) float gpte_sqrt1(float x) {
+    return __builtin_elementwise_sqrt(x);
 }
 
 /* Orders this thread's streaming stores before its later stores (x86 sfence), so that

@@ -36,7 +36,7 @@ extension GPTEmbedding {
     /// The squared L2 norm of every gradient of the layer (tables over the rows backward
     /// touched, since the others are zero: it costs what the batch costs), in double. Add
     /// it to the other layers' squared norms to clip by a global norm: pass
-    /// `min(1, maxNorm / sqrt(total + 1e-6))` as ``AdamW/gradScale``. Infinite or NaN when
+    /// `min(1, maxNorm / (sqrt(total) + 1e-6))` as ``AdamW/gradScale``. Infinite or NaN when
     /// a gradient is; 0 before any backward. Deterministic: rows are summed in a fixed
     /// order whatever the thread count.
     public func gradNormSquared() -> Double {
