@@ -213,6 +213,16 @@ import Testing
         #expect(fresh.parameters.allSatisfy { $0.adamw == nil })
     }
 
+    /// Found by fuzzing: a step count restored (or set) at its maximum cannot grow.
+    @Test func aStepCountAtItsMaximumIsAnErrorNotAnOverflow() throws {
+        let layer = try Self.trained(smallConfig())
+        try layer.optimizerState(.layerNormBias).step = .max
+        let before = Self.bits(layer)
+        let e = #expect(throws: GPTEmbeddingError.self) { try layer.step(AdamW()) }
+        #expect(e?.code == .badState)
+        #expect(Self.bits(layer) == before)
+    }
+
     @Test func theGradientNormIsTheSumOfSquaresOfEveryGradient() throws {
         let layer = try Self.trained(smallConfig(vocab: 300, dim: 24), batch: 3, seq: 10)
         let expected = layer.parameters.flatMap(\.gradient).reduce(0.0) { $0 + Double($1) * Double($1) }

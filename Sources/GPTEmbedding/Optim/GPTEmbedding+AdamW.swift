@@ -22,6 +22,9 @@ extension GPTEmbedding {
     public func step(_ options: AdamW) throws(GPTEmbeddingError) {
         try options.validate()
         let targets = try stepTargets(options.parameters)
+        for target in targets where target.tensor.adamw?.step == Int64.max {
+            throw GPTEmbeddingError(.badState, "\(target.tensor.name) has taken \(Int64.max) steps (set with set_step?): its step count cannot grow")
+        }
         // Every state first, so that running out of memory changes nothing (a state just
         // created holds step 0 and zero moments: the same as none).
         var states: [AdamWState] = []

@@ -122,7 +122,7 @@ nonisolated(unsafe) let callback: @convention(c) (UnsafePointer<UInt8>?, Int) ->
 
     for _ in 0..<24 where !input.exhausted {
         let before = Snapshot(h)
-        let op = input.byte() % 12
+        let op = input.byte() % 14
         switch op {
         case 0, 1:
             let batch = input.byte() % 8 == 0 ? input.size(4) : Int64(1 + input.byte() % 3)
@@ -193,6 +193,37 @@ nonisolated(unsafe) let callback: @convention(c) (UnsafePointer<UInt8>?, Int) ->
             checked(gpt_embedding_num_parameters(h, &n), "num_parameters")
             checked(gpt_embedding_parameter_shape(h, Int32(input.byte() % 6) - 1, &r, &c), "parameter_shape")
             checked(gpt_embedding_config_num_parameters(&cfg, Int32(input.byte() % 6) - 2, &n), "config_num_parameters")
+        case 12:
+            // The optimizer step with options from the input, some out of range.
+            var o = gpt_embedding_adamw_options()
+            gpt_embedding_adamw_options_init(&o, MemoryLayout<gpt_embedding_adamw_options>.size)
+            let values: [Double] = [1e-3, 0, -1, .nan, .infinity, 0.999, 1, 1e-8, 5]
+            o.lr = values[Int(input.byte() % 9)]
+            o.beta1 = values[Int(input.byte() % 9)]
+            o.beta2 = values[Int(input.byte() % 9)]
+            o.eps = values[Int(input.byte() % 9)]
+            o.weight_decay = values[Int(input.byte() % 9)]
+            o.grad_scale = values[Int(input.byte() % 9)]
+            o.params = UInt32(input.byte() % 20)
+            o.decay_params = UInt32(input.byte() % 20)
+            o.lazy = Int32(input.byte() % 3)
+            if input.byte() % 16 == 0 { o.struct_size &+= 8 }
+            let useDefaults = input.byte() % 8 == 0
+            let status = useDefaults ? gpt_embedding_adamw_step(h, nil) : gpt_embedding_adamw_step(h, &o)
+            if checked(status, "adamw_step") != 0 && Snapshot(h) != before {
+                fail("failed adamw_step changed the layer")
+            }
+        case 13:
+            var norm = 0.0, step: Int64 = 0, len: Int64 = 0
+            var p: UnsafeMutablePointer<Float>? = nil
+            let param = Int32(input.byte() % 6) - 1, kind = Int32(input.byte() % 5) - 1
+            checked(gpt_embedding_grad_norm_squared(h, &norm), "grad_norm_squared")
+            if checked(gpt_embedding_optimizer_state_data(h, param, kind, &p, &len), "optimizer_state_data") == 0 {
+                if let p, len > 0 { p[Int(len) - 1] += 0 }  // the whole range is ours to touch
+            }
+            checked(gpt_embedding_optimizer_get_step(h, param, &step), "optimizer_get_step")
+            checked(gpt_embedding_optimizer_set_step(h, param, input.size(8) &- 1), "optimizer_set_step")
+            if input.byte() % 8 == 0 { checked(gpt_embedding_optimizer_reset(h), "optimizer_reset") }
         case 10:
             gpt_embedding_free(h)
             gpt_embedding_free(h)  // a double free is a no-op
