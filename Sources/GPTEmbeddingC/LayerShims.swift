@@ -45,6 +45,19 @@ func dtype(_ value: Int32, _ name: StaticString) throws(GPTEmbeddingError) -> Te
     return t
 }
 
+/// A forward call's flags: training, and the layer norm forced on (`true`), off (`false`)
+/// or left to the configuration (`nil`); unknown bits and both norm flags are errors.
+private func forwardFlags(_ flags: UInt32) throws(GPTEmbeddingError) -> (training: Bool, useLayerNorm: Bool?) {
+    guard flags & ~knownFlags == 0 else {
+        throw GPTEmbeddingError(.invalidArgument, "unknown flags 0x\(String(flags & ~knownFlags, radix: 16)): expected GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM or GPT_EMBEDDING_NO_LAYER_NORM")
+    }
+    let on = flags & UInt32(GPT_EMBEDDING_LAYER_NORM) != 0, off = flags & UInt32(GPT_EMBEDDING_NO_LAYER_NORM) != 0
+    guard !(on && off) else {
+        throw GPTEmbeddingError(.invalidArgument, "flags: GPT_EMBEDDING_LAYER_NORM and GPT_EMBEDDING_NO_LAYER_NORM together")
+    }
+    return (flags & UInt32(GPT_EMBEDDING_TRAINING) != 0, on ? true : (off ? false : nil))
+}
+
 /// The shared body of the forward shims (int32 and int64 ids, float or typed output).
 private func forward<I: EmbeddingIndex>(
     _ function: StaticString, _ layer: OpaquePointer?, _ ids: UnsafePointer<I>?, _ batch: Int64, _ seq: Int64,
@@ -56,16 +69,9 @@ private func forward<I: EmbeddingIndex>(
         let ids = try required(ids, "ids")
         let out = try required(out, "out")
         let outType = try dtype(outDType, "out_dtype")
-        guard flags & ~knownFlags == 0 else {
-            throw GPTEmbeddingError(.invalidArgument, "unknown flags 0x\(String(flags & ~knownFlags, radix: 16)): expected GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM or GPT_EMBEDDING_NO_LAYER_NORM")
-        }
-        let on = flags & UInt32(GPT_EMBEDDING_LAYER_NORM) != 0, off = flags & UInt32(GPT_EMBEDDING_NO_LAYER_NORM) != 0
-        guard !(on && off) else {
-            throw GPTEmbeddingError(.invalidArgument, "flags: GPT_EMBEDDING_LAYER_NORM and GPT_EMBEDDING_NO_LAYER_NORM together")
-        }
+        let (training, useLayerNorm) = try forwardFlags(flags)
         try layer.forward(ids: ids, batch: Int(batch), seq: Int(seq), positions: positions,
-                          startPosition: Int(start), training: flags & UInt32(GPT_EMBEDDING_TRAINING) != 0,
-                          useLayerNorm: on ? true : (off ? false : nil),
+                          startPosition: Int(start), training: training, useLayerNorm: useLayerNorm,
                           into: out, dtype: outType, capacity: Int(outLen))
     }
 }
@@ -176,16 +182,10 @@ private func forwardPartial<I: EmbeddingIndex>(
         let layer = try HandleRegistry.layer(layer)
         let ids = try required(ids, "ids")
         let partial = try required(partial, "partial")
-        guard flags & ~knownFlags == 0 else {
-            throw GPTEmbeddingError(.invalidArgument, "unknown flags 0x\(String(flags & ~knownFlags, radix: 16)): expected GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM or GPT_EMBEDDING_NO_LAYER_NORM")
-        }
-        let on = flags & UInt32(GPT_EMBEDDING_LAYER_NORM) != 0, off = flags & UInt32(GPT_EMBEDDING_NO_LAYER_NORM) != 0
-        guard !(on && off) else {
-            throw GPTEmbeddingError(.invalidArgument, "flags: GPT_EMBEDDING_LAYER_NORM and GPT_EMBEDDING_NO_LAYER_NORM together")
-        }
+        let (training, useLayerNorm) = try forwardFlags(flags)
         try layer.forwardPartial(ids: ids, batch: Int(batch), seq: Int(seq), positions: positions,
-                                 startPosition: Int(start), training: flags & UInt32(GPT_EMBEDDING_TRAINING) != 0,
-                                 useLayerNorm: on ? true : (off ? false : nil), into: partial, capacity: Int(partialLen))
+                                 startPosition: Int(start), training: training, useLayerNorm: useLayerNorm,
+                                 into: partial, capacity: Int(partialLen))
     }
 }
 

@@ -115,6 +115,35 @@ class _Handle:
             self.value = ctypes.c_void_p()
 
 
+
+def _token_arguments(input_ids: ArrayLike, position_ids: Optional[ArrayLike],
+                     start_position: int) -> Tuple[np.ndarray, Optional[np.ndarray], int, int, int]:
+    """The ids (2-D), positions (or None), batch, seq and start of a forward call, checked:
+    positions must have the ids' shape (an int32 and an int64 array are both widened, never
+    narrowed), start_position an integer in the 64-bit range."""
+    ids = ids_array(input_ids, "input_ids")
+    if ids.ndim == 1:
+        ids = ids.reshape(1, -1)
+    batch, seq = ids.shape
+    positions = None
+    if position_ids is not None:
+        positions = ids_array(position_ids, "position_ids")
+        if positions.ndim == 1:
+            positions = positions.reshape(1, -1)
+        if positions.shape != ids.shape:
+            raise ValueError(f"position_ids must have the shape of input_ids {list(ids.shape)}, "
+                             f"got {list(positions.shape)}")
+        if positions.dtype != ids.dtype:
+            ids = ids.astype(np.int64)
+            positions = positions.astype(np.int64)
+    try:
+        start = operator.index(start_position)
+    except TypeError:
+        raise TypeError(f"start_position must be an integer, got {start_position!r}") from None
+    if not _INT64[0] <= start <= _INT64[1]:
+        raise ValueError(f"start_position = {start} is out of the 64-bit range")
+    return ids, positions, batch, seq, start
+
 class GPTEmbedding:
     """Token embedding + position embedding, added; optional LayerNorm; dropout. Forward and
     backward, every number computed by libgpt_embedding.
@@ -361,27 +390,7 @@ class GPTEmbedding:
                 its ``[b, t]`` and the valid range. Nothing is written.
             ValueError: wrong dtype, shape or layout; a negative ``start_position``.
         """
-        ids = ids_array(input_ids, "input_ids")
-        if ids.ndim == 1:
-            ids = ids.reshape(1, -1)
-        batch, seq = ids.shape
-        positions = None
-        if position_ids is not None:
-            positions = ids_array(position_ids, "position_ids")
-            if positions.ndim == 1:
-                positions = positions.reshape(1, -1)
-            if positions.shape != ids.shape:
-                raise ValueError(f"position_ids must have the shape of input_ids {list(ids.shape)}, "
-                                 f"got {list(positions.shape)}")
-            if positions.dtype != ids.dtype:  # one int32 and one int64: widen, never narrow
-                ids = ids.astype(np.int64)
-                positions = positions.astype(np.int64)
-        try:
-            start = operator.index(start_position)
-        except TypeError:
-            raise TypeError(f"start_position must be an integer, got {start_position!r}") from None
-        if not _INT64[0] <= start <= _INT64[1]:
-            raise ValueError(f"start_position = {start} is out of the 64-bit range")
+        ids, positions, batch, seq, start = _token_arguments(input_ids, position_ids, start_position)
         if out_dtype is not None:
             code = dtype_code(out_dtype, "out_dtype")
         elif isinstance(out, np.ndarray):
@@ -427,27 +436,7 @@ class GPTEmbedding:
             comm.Allreduce(MPI.IN_PLACE, x, op=MPI.SUM)   # mpi4py
             y = layer.forward_finish(x)                   # == the whole table's forward
         """
-        ids = ids_array(input_ids, "input_ids")
-        if ids.ndim == 1:
-            ids = ids.reshape(1, -1)
-        batch, seq = ids.shape
-        positions = None
-        if position_ids is not None:
-            positions = ids_array(position_ids, "position_ids")
-            if positions.ndim == 1:
-                positions = positions.reshape(1, -1)
-            if positions.shape != ids.shape:
-                raise ValueError(f"position_ids must have the shape of input_ids {list(ids.shape)}, "
-                                 f"got {list(positions.shape)}")
-            if positions.dtype != ids.dtype:
-                ids = ids.astype(np.int64)
-                positions = positions.astype(np.int64)
-        try:
-            start = operator.index(start_position)
-        except TypeError:
-            raise TypeError(f"start_position must be an integer, got {start_position!r}") from None
-        if not _INT64[0] <= start <= _INT64[1]:
-            raise ValueError(f"start_position = {start} is out of the 64-bit range")
+        ids, positions, batch, seq, start = _token_arguments(input_ids, position_ids, start_position)
         shape = (batch, seq, self.embed_dim)
         result = aligned_empty(shape, dtype=np.float32) if out is None else out_array(out, shape, _lib.DTYPE_F32)
         flags = (_lib.TRAINING if self.training else 0) | self._norm_flag(use_layer_norm)
