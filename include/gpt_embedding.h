@@ -572,7 +572,8 @@ int gpt_embedding_adamw_options_init(gpt_embedding_adamw_options *options, size_
  * Errors: _NULL_POINTER, _INVALID_HANDLE, _VERSION_MISMATCH (struct_size),
  * _INVALID_ARGUMENT (a value out of range, unknown bits in params or
  * decay_params, lazy not 0 or 1: the message names it), _BAD_STATE (no
- * backward since the last zero_grad), _OUT_OF_MEMORY. On error no parameter
+ * backward since the last zero_grad, or a step count already at INT64_MAX),
+ * _OUT_OF_MEMORY. On error no parameter
  * and no state has changed. Needs exclusive access. */
 int gpt_embedding_adamw_step(gpt_embedding *layer, const gpt_embedding_adamw_options *options);
 
