@@ -505,6 +505,144 @@ int gpt_embedding_gradient_data(gpt_embedding *layer, int param,
                                 float **out_data, int64_t *out_len);
 
 /* ------------------------------------------------------------------------ */
+/* Calls with explicit state (autograd engines: PyTorch, JAX, your own)      */
+/* ------------------------------------------------------------------------ */
+
+/* gpt_embedding_forward keeps what backward needs inside the layer and draws
+ * the dropout mask from the layer's own stream, which suits a loop that
+ * alternates one forward and one backward. An autograd engine needs more:
+ * several forwards before their backwards (micro-batches, a tied second call),
+ * a backward run twice or never, a forward recomputed inside backward
+ * (activation checkpointing) that must draw the same mask, a forward without
+ * gradient between a forward and its backward. The functions below keep
+ * nothing in the layer and advance nothing:
+ *
+ *   - a training forward writes what its backward needs into memory the caller
+ *     owns: the ids and positions are the caller's arrays already, and with the
+ *     layer norm the per-token mean and rstd (8 bytes per token) go to
+ *     call.mean and call.rstd: 12 bytes per token with int32 ids;
+ *   - the dropout mask is a pure function of (call.dropout_seed,
+ *     call.dropout_offset, element): the mask a layer created with
+ *     config.seed = s draws at its n-th training gpt_embedding_forward
+ *     (counting from 0) is the mask of seed s, offset n. The same pair gives
+ *     the same mask on every CPU path and thread count, so the caller decides
+ *     when a mask repeats (PyTorch draws the pair from its own generator,
+ *     so torch.manual_seed and checkpointing's RNG preservation govern it);
+ *   - the backward of one forward is gpt_embedding_backward_call with the same
+ *     gpt_embedding_call, in any order relative to other calls, any number of
+ *     times; it adds into the caller's gradient buffers (gpt_embedding_grads)
+ *     or, given NULL, into the layer's own gradients as gpt_embedding_backward
+ *     does (then gpt_embedding_adamw_step can use them, lazily).
+ *
+ * Empty calls: batch or seq 0 (the other >= 0) is a valid call that writes
+ * nothing and returns GPT_EMBEDDING_OK; its pointers may then be NULL. This
+ * holds for gpt_embedding_forward* and gpt_embedding_backward* too (a training
+ * forward of 0 tokens keeps an empty state, whose backward adds nothing). */
+
+/* gpt_embedding_call.index_dtype: the element type of ids and positions. */
+#define GPT_EMBEDDING_INDEX_I32 0
+#define GPT_EMBEDDING_INDEX_I64 1
+
+/* One forward and its backward. Fill it with gpt_embedding_call_init (never
+ * by hand: struct_size must be right), then set the fields. Fields are only
+ * ever appended; the library never keeps a pointer past the call. */
+typedef struct gpt_embedding_call {
+    uint32_t struct_size;     /* sizeof(gpt_embedding_call) */
+    uint32_t flags;           /* GPT_EMBEDDING_TRAINING (dropout on: with the seed and
+                                 offset below), GPT_EMBEDDING_LAYER_NORM,
+                                 GPT_EMBEDDING_NO_LAYER_NORM, as for gpt_embedding_forward */
+    int32_t index_dtype;      /* GPT_EMBEDDING_INDEX_I32 (default) or _I64 */
+    int32_t reserved;         /* 0 */
+    const void *ids;          /* [batch, seq] token ids of index_dtype */
+    const void *positions;    /* [batch, seq] positions of index_dtype, or NULL for
+                                 start_position + t */
+    int64_t batch;            /* >= 0 */
+    int64_t seq;              /* >= 0 */
+    int64_t start_position;   /* >= 0; ignored when positions is not NULL */
+    uint64_t dropout_seed;    /* the dropout mask of a TRAINING call (see above) */
+    uint64_t dropout_offset;
+    float *mean;              /* [batch * seq] floats: a forward that applies the layer
+                                 norm writes each token's mean here (NULL: not kept; an
+                                 eval forward needs none); its backward reads them */
+    float *rstd;              /* [batch * seq]: 1 / sqrt(var + eps), likewise */
+} gpt_embedding_call;
+
+/* Fills *call (size = sizeof *call as the caller was compiled) with the
+ * defaults: no flags, int32 ids, every pointer NULL, every number 0. Returns
+ * _NULL_POINTER or _VERSION_MISMATCH (size unknown). Thread-safe. */
+int gpt_embedding_call_init(gpt_embedding_call *call, size_t size);
+
+/* Forward of *call into out (out_len elements of out_dtype, enum
+ * gpt_embedding_dtype, at least batch * seq * embed_dim; exactly that many are
+ * written), computing what gpt_embedding_forward_typed computes with the same
+ * flags, with the dropout mask of (dropout_seed, dropout_offset). With the
+ * layer norm and call->mean, call->rstd given, each token's statistics are
+ * written there (what gpt_embedding_backward_call needs). Keeps nothing in the
+ * layer and changes no state: it only reads the layer, so it may run at the
+ * same time as other read-only calls (eval or training forwards of this
+ * kind, gpt_embedding_backward_call into caller buffers).
+ * Errors: as gpt_embedding_forward_typed, plus _VERSION_MISMATCH
+ * (call->struct_size), _INVALID_ARGUMENT (index_dtype, reserved, a negative
+ * batch or seq), _BAD_STATE (a layer holding part of the vocabulary: use the
+ * two-phase forward). Nothing is written on error. */
+int gpt_embedding_forward_call(const gpt_embedding *layer, const gpt_embedding_call *call,
+                               int out_dtype, void *out, int64_t out_len);
+
+/* Where gpt_embedding_backward_call puts its gradients: the caller's float32
+ * buffers. Fill it with gpt_embedding_grads_init. Every pointer is optional:
+ * NULL means "not wanted" and the work for it is skipped (a frozen table
+ * costs nothing). Each *_len is the buffer's length in floats and must be at
+ * least the parameter's rows * cols (gpt_embedding_parameter_shape). */
+typedef struct gpt_embedding_grads {
+    uint32_t struct_size;       /* sizeof(gpt_embedding_grads) */
+    uint32_t reserved;          /* 0 */
+    float *token_embedding;     /* [rows, D]: += the token table's gradient (the
+                                   padding row receives nothing) */
+    int64_t token_embedding_len;
+    float *position_embedding;  /* [max_seq_len, D]: += (learned positions only) */
+    int64_t position_embedding_len;
+    float *layer_norm_weight;   /* [D]: += (calls that normalise) */
+    int64_t layer_norm_weight_len;
+    float *layer_norm_bias;     /* [D]: += */
+    int64_t layer_norm_bias_len;
+    float *token_rows;          /* [batch * seq, D]: = (written, not added) the
+                                   gradient of each token's table row, s * dx; a
+                                   token whose id is the padding row (or outside
+                                   the layer's shard) gets a row of zeros. Summing
+                                   row r into row ids[r] of a zero table gives
+                                   token_embedding: what nn.Embedding(sparse=True)
+                                   returns as a sparse COO gradient */
+    int64_t token_rows_len;
+} gpt_embedding_grads;
+
+/* Fills *grads (size = sizeof *grads as the caller was compiled): every
+ * pointer NULL, every length 0. Returns _NULL_POINTER or _VERSION_MISMATCH.
+ * Thread-safe. */
+int gpt_embedding_grads_init(gpt_embedding_grads *grads, size_t size);
+
+/* Backward of the forward described by *call (the same ids, positions,
+ * start_position, flags, dropout seed and offset, and the mean and rstd that
+ * forward wrote) for grad_output[batch, seq, embed_dim] of grad_dtype (F32,
+ * or BF16 / F16 widened exactly; grad_len elements, exactly batch * seq * D).
+ * The arithmetic and the summation order are gpt_embedding_backward's, so
+ * the results are bit-identical to it, for any thread count.
+ *   grads non-NULL: adds into the caller's buffers only; the layer is only
+ *     read (safe next to other read-only calls). Gradient work for a NULL
+ *     pointer is skipped.
+ *   grads NULL: adds into the layer's own gradients and records the touched
+ *     rows, exactly as gpt_embedding_backward (so zero_grad, grad_norm_squared
+ *     and a lazy gpt_embedding_adamw_step work); needs exclusive access.
+ * The ids and positions are validated again (they are the caller's memory).
+ * Errors: _NULL_POINTER (ids, grad_output, or mean/rstd when the call
+ * normalises), _INVALID_HANDLE, _VERSION_MISMATCH, _INVALID_ARGUMENT (sizes,
+ * flags, dtypes, lengths: the message names the field), _OUT_OF_RANGE,
+ * _BAD_STATE (a partial shard's call: its backward follows the two-phase
+ * forward), _OUT_OF_MEMORY. Nothing is written on error. */
+int gpt_embedding_backward_call(gpt_embedding *layer, const gpt_embedding_call *call,
+                                int grad_dtype, const void *grad_output, int64_t grad_len,
+                                const gpt_embedding_grads *grads);
+
+/* ------------------------------------------------------------------------ */
 /* Training step: AdamW                                                     */
 /* ------------------------------------------------------------------------ */
 
