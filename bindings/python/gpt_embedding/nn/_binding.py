@@ -1,0 +1,229 @@
+"""One library layer as the torch modules see it: its tables as torch tensors (zero copy),
+and the library's calls with explicit state (``gpt_embedding_forward_call`` /
+``gpt_embedding_backward_call``) on torch tensors.
+
+No maths here: every number comes from libgpt_embedding. This file only checks what the
+library cannot (devices, dtypes, layouts of torch tensors), allocates the outputs and hands
+addresses to the C calls.
+"""
+from __future__ import annotations
+
+import ctypes
+import itertools
+import threading
+import weakref
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .. import _lib
+from ..errors import error_for
+from ..layer import _PARAMS, GPTEmbedding as _Layer
+
+#: enum gpt_embedding_dtype -> torch dtype, and back.
+TORCH_DTYPES = {_lib.DTYPE_F32: torch.float32, _lib.DTYPE_BF16: torch.bfloat16, _lib.DTYPE_F16: torch.float16}
+DTYPE_CODES = {v: k for k, v in TORCH_DTYPES.items()}
+#: The parameters in state-dict order.
+NAMES = ("token_embedding.weight", "position_embedding.weight", "layer_norm.weight", "layer_norm.bias")
+
+# Which gradients a backward computes (bits of ``want``).
+WANT_TOKEN, WANT_POSITION, WANT_LAYER_NORM, WANT_TOKEN_ROWS, WANT_INTO_LAYER = 1, 2, 4, 8, 16
+
+# The C calls, as function objects of their own (``lib[name]`` makes a new one, so these
+# argtypes -- plain addresses as integers, the fastest ctypes converts -- do not change the
+# package's declarations of the same functions).
+_vp, _i64, _int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+
+
+def _function(name: str, argtypes: list) -> Optional[ctypes._CFuncPtr]:
+    if not _lib.has(name):
+        return None
+    fn = _lib.lib[name]
+    fn.argtypes = argtypes
+    fn.restype = _int
+    return fn
+
+
+_forward_call = _function("gpt_embedding_forward_call", [_vp, _vp, _int, _vp, _i64])
+_backward_call = _function("gpt_embedding_backward_call", [_vp, _vp, _int, _vp, _i64, _vp])
+_forward_i64 = _function("gpt_embedding_forward_typed_i64", [_vp, _vp, _i64, _i64, _vp, _i64, ctypes.c_uint32, _int, _vp, _i64])
+_forward_i32 = _function("gpt_embedding_forward_typed", [_vp, _vp, _i64, _i64, _vp, _i64, ctypes.c_uint32, _int, _vp, _i64])
+_last_error = _lib.lib.gpt_embedding_last_error
+_status_string = _lib.lib.gpt_embedding_status_string
+
+
+def check(status: int) -> None:
+    """Raises the status's exception with the library's message (read on this thread)."""
+    if status:
+        message = _last_error()
+        raise error_for(status, (message or _status_string(status)).decode("utf-8", "replace"))
+
+
+def require_explicit_state() -> None:
+    if _forward_call is None or _backward_call is None:
+        raise RuntimeError(f"{_lib.library_path} does not export gpt_embedding_forward_call / "
+                           "gpt_embedding_backward_call (library 0.5): gpt_embedding.nn needs them; rebuild the "
+                           "library (make lib)")
+
+
+def torch_view(layer: _Layer, name: str) -> torch.Tensor:
+    """A torch tensor over a parameter's storage in the library (no copy). Its numpy base
+    keeps the layer alive, so the tensor never outlives the memory."""
+    a = layer.parameter(name)
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.uint16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+_keys = itertools.count(1)
+_bindings: Dict[int, "weakref.ReferenceType[Binding]"] = {}
+_bindings_lock = threading.Lock()
+
+
+def binding(key: int) -> "Binding":
+    """The live binding of a key (the custom operators carry the key, an int, because an
+    operator's schema cannot hold a Python object)."""
+    ref = _bindings.get(key)
+    b = ref() if ref is not None else None
+    if b is None:
+        raise RuntimeError(f"gpt_embedding: layer key {key} belongs to a module that no longer exists")
+    return b
+
+
+class Binding:
+    """A library layer, its tables as torch tensors, and what the calls need cached: the
+    handle as an integer, the tables' addresses (to notice a parameter that no longer is
+    the library's memory), shapes and dtypes."""
+
+    def __init__(self, layer: _Layer) -> None:
+        self.layer = layer
+        self.handle: int = layer._handle.get().value
+        config = layer._config
+        self.config = config
+        self.embed_dim: int = config.embed_dim
+        self.learned_positions = config.position_encoding == "learned"
+        self.layer_norm_default = bool(config.layer_norm)
+        self.dropout = float(config.dropout)
+        self.names = tuple(n for n in NAMES if n != "position_embedding.weight" or self.learned_positions)
+        self.tensors: Dict[str, torch.Tensor] = {n: torch_view(layer, n) for n in self.names}
+        self.addresses: Dict[str, int] = {n: t.data_ptr() for n, t in self.tensors.items()}
+        self.shapes: Dict[str, Tuple[int, ...]] = {n: tuple(t.shape) for n, t in self.tensors.items()}
+        self.token_rows: int = self.shapes["token_embedding.weight"][0]
+        self.table_dtype: torch.dtype = self.tensors["token_embedding.weight"].dtype
+        #: Parameters whose gradient goes into the library's own buffers (an
+        #: :class:`gpt_embedding.nn.AdamW` steps them there) instead of ``.grad``.
+        self.into_layer: set = set()
+        self.key = next(_keys)
+        with _bindings_lock:
+            _bindings[self.key] = weakref.ref(self)
+        weakref.finalize(self, _bindings.pop, self.key, None)
+
+    # -- checks ----------------------------------------------------------------------
+
+    def check_tables(self, tables: Dict[str, Optional[torch.Tensor]]) -> None:
+        """Every parameter passed to an operator must still be the library's memory: a
+        parameter replaced by ``load_state_dict(assign=True)``, ``share_memory_()`` or an
+        assignment would be silently ignored by the library otherwise."""
+        for name, t in tables.items():
+            if t is None:
+                continue
+            if t.data_ptr() != self.addresses[name] or t.dtype != self.tensors[name].dtype \
+                    or tuple(t.shape) != self.shapes[name]:
+                raise RuntimeError(
+                    f"gpt_embedding.nn: {name} is no longer the library's table (address, dtype or shape changed: "
+                    "replaced by load_state_dict(assign=True), share_memory_(), set_() or an assignment?). The "
+                    "library computes from its own memory; copy values in place instead "
+                    "(module.load_state_dict(sd), param.data.copy_(x)).")
+
+    # -- the calls ---------------------------------------------------------------------
+
+    def _call(self, ids: torch.Tensor, positions: Optional[torch.Tensor], start: int, flags: int,
+              rng: Optional[torch.Tensor], mean: Optional[torch.Tensor], rstd: Optional[torch.Tensor]) -> _lib.Call:
+        c = _lib.Call()
+        c.struct_size = ctypes.sizeof(c)
+        c.flags = flags
+        c.index_dtype = _lib.INDEX_I32 if ids.dtype == torch.int32 else _lib.INDEX_I64
+        c.ids = ids.data_ptr() or None
+        c.positions = positions.data_ptr() or None if positions is not None else None
+        c.batch, c.seq = ids.shape
+        c.start_position = start
+        if rng is not None and rng.numel():
+            seed, offset = rng.tolist()
+            c.dropout_seed = seed & 0xFFFF_FFFF_FFFF_FFFF
+            c.dropout_offset = offset & 0xFFFF_FFFF_FFFF_FFFF
+        if mean is not None and mean.numel():
+            c.mean = mean.data_ptr()
+            c.rstd = rstd.data_ptr()
+        return c
+
+    def forward(self, ids: torch.Tensor, positions: Optional[torch.Tensor], start: int, flags: int,
+                rng: Optional[torch.Tensor], keep_stats: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``gpt_embedding_forward_call``: the output [batch, seq, D] in the tables' dtype
+        and, with the layer norm and ``keep_stats``, the per-token mean and rstd (empty
+        tensors otherwise)."""
+        require_explicit_state()
+        batch, seq = ids.shape
+        out = torch.empty((batch, seq, self.embed_dim), dtype=self.table_dtype)
+        n = batch * seq if keep_stats and flags & _lib.LAYER_NORM else 0
+        mean = torch.empty((n,), dtype=torch.float32)
+        rstd = torch.empty((n,), dtype=torch.float32)
+        c = self._call(ids, positions, start, flags, rng, mean, rstd)
+        check(_forward_call(self.handle, ctypes.addressof(c), DTYPE_CODES[self.table_dtype],
+                            out.data_ptr() or None, out.numel()))
+        return out, mean, rstd
+
+    def forward_eval(self, ids: torch.Tensor, positions: Optional[torch.Tensor], start: int,
+                     flags: int) -> torch.Tensor:
+        """An eval forward through the plain call (the decode path: no struct to fill)."""
+        batch, seq = ids.shape
+        out = torch.empty((batch, seq, self.embed_dim), dtype=self.table_dtype)
+        fn = _forward_i32 if ids.dtype == torch.int32 else _forward_i64
+        check(fn(self.handle, ids.data_ptr() or None, batch, seq,
+                 None if positions is None else positions.data_ptr() or None, start, flags,
+                 DTYPE_CODES[self.table_dtype], out.data_ptr() or None, out.numel()))
+        return out
+
+    def backward(self, grad: torch.Tensor, ids: torch.Tensor, positions: Optional[torch.Tensor], start: int,
+                 flags: int, rng: Optional[torch.Tensor], mean: torch.Tensor, rstd: torch.Tensor,
+                 want: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``gpt_embedding_backward_call`` into fresh float32 tensors: (token table gradient
+        [rows, D] -- or, with WANT_TOKEN_ROWS, each token's row gradient [batch * seq, D] --,
+        position table gradient, layer norm weight and bias gradients); a gradient not in
+        ``want`` is an empty tensor. With WANT_INTO_LAYER the gradients are added into the
+        library's own buffers instead (nothing is returned but empty tensors)."""
+        require_explicit_state()
+        grad = grad.contiguous()
+        code = DTYPE_CODES.get(grad.dtype)
+        if code is None:
+            raise TypeError(f"gpt_embedding.nn: grad_output must be float32, bfloat16 or float16, got {grad.dtype}")
+        batch, seq = ids.shape
+        if tuple(grad.shape) != (batch, seq, self.embed_dim):
+            raise ValueError(f"gpt_embedding.nn: grad_output has shape {list(grad.shape)}, the forward's output "
+                             f"has [{batch}, {seq}, {self.embed_dim}]")
+        c = self._call(ids, positions, start, flags, rng, mean, rstd)
+        d = self.embed_dim
+        empty = torch.empty((0,), dtype=torch.float32)
+        if want & WANT_INTO_LAYER:
+            check(_backward_call(self.handle, ctypes.addressof(c), code, grad.data_ptr() or None, grad.numel(), None))
+            return empty, empty, empty, empty
+        g = _lib.Grads()
+        g.struct_size = ctypes.sizeof(g)
+        dwte = dwpe = dgamma = dbeta = empty
+        if want & WANT_TOKEN_ROWS:
+            dwte = torch.empty((batch * seq, d), dtype=torch.float32)
+            g.token_rows, g.token_rows_len = dwte.data_ptr() or None, dwte.numel()
+        elif want & WANT_TOKEN:
+            dwte = torch.zeros((self.token_rows, d), dtype=torch.float32)
+            g.token_embedding, g.token_embedding_len = dwte.data_ptr(), dwte.numel()
+        if want & WANT_POSITION and self.learned_positions:
+            dwpe = torch.zeros(self.shapes["position_embedding.weight"], dtype=torch.float32)
+            g.position_embedding, g.position_embedding_len = dwpe.data_ptr(), dwpe.numel()
+        if want & WANT_LAYER_NORM and flags & _lib.LAYER_NORM:
+            dgamma = torch.zeros((d,), dtype=torch.float32)
+            dbeta = torch.zeros((d,), dtype=torch.float32)
+            g.layer_norm_weight, g.layer_norm_weight_len = dgamma.data_ptr(), d
+            g.layer_norm_bias, g.layer_norm_bias_len = dbeta.data_ptr(), d
+        check(_backward_call(self.handle, ctypes.addressof(c), code, grad.data_ptr() or None, grad.numel(),
+                             ctypes.addressof(g)))
+        return dwte, dwpe, dgamma, dbeta
