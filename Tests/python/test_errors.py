@@ -51,8 +51,8 @@ def test_wrong_dtypes_shapes_and_layouts_raise_value_error(layer):
         layer([[1, 2]], out=np.empty((1, 2, 16), np.float32)[:, :, ::2])
     with pytest.raises(ValueError, match=r"shape \[batch, seq\]"):
         layer(np.zeros((1, 2, 3), dtype=np.int64))
-    with pytest.raises(ValueError, match="batch must be > 0|seq must be > 0"):
-        layer(np.zeros((1, 0), dtype=np.int64))
+    # Issue 18 item 10: an empty batch or sequence is a valid call, as in PyTorch (Tests/python/test_empty.py).
+    assert layer(np.zeros((1, 0), dtype=np.int64)).shape == (1, 0, layer.embed_dim)
     with pytest.raises(ValueError, match="out must have shape"):
         layer([[1, 2]], out=np.empty((1, 2, 7), np.float32))
     with pytest.raises(ValueError, match="float32"):

@@ -161,6 +161,50 @@ class AdamWOptions(ctypes.Structure):
     ]
 
 
+class Call(ctypes.Structure):
+    """``gpt_embedding_call`` (0.5): one forward and its backward, with the state a backward
+    needs kept by the caller (``gpt_embedding_forward_call`` / ``gpt_embedding_backward_call``).
+    Fill it with ``gpt_embedding_call_init`` (:func:`new_call`), then set the fields. The
+    pointer fields are ``c_void_p`` (addresses as integers: ``arr.ctypes.data``)."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),  # TRAINING, LAYER_NORM, NO_LAYER_NORM
+        ("index_dtype", ctypes.c_int32),  # INDEX_I32 / INDEX_I64
+        ("reserved", ctypes.c_int32),
+        ("ids", ctypes.c_void_p),  # const void *: [batch, seq] of index_dtype
+        ("positions", ctypes.c_void_p),  # const void *, or NULL: start_position + t
+        ("batch", ctypes.c_int64),
+        ("seq", ctypes.c_int64),
+        ("start_position", ctypes.c_int64),
+        ("dropout_seed", ctypes.c_uint64),
+        ("dropout_offset", ctypes.c_uint64),
+        ("mean", ctypes.c_void_p),  # float *: [batch * seq], written by a normalising forward
+        ("rstd", ctypes.c_void_p),  # float *: [batch * seq]
+    ]
+
+
+class Grads(ctypes.Structure):
+    """``gpt_embedding_grads`` (0.5): the caller's float32 gradient buffers for
+    ``gpt_embedding_backward_call`` (NULL = not wanted). Fill it with
+    ``gpt_embedding_grads_init`` (:func:`new_grads`). Pointers are ``c_void_p``."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        ("token_embedding", ctypes.c_void_p),  # float *: [rows, D], +=
+        ("token_embedding_len", ctypes.c_int64),
+        ("position_embedding", ctypes.c_void_p),  # float *: [max_seq_len, D], +=
+        ("position_embedding_len", ctypes.c_int64),
+        ("layer_norm_weight", ctypes.c_void_p),  # float *: [D], +=
+        ("layer_norm_weight_len", ctypes.c_int64),
+        ("layer_norm_bias", ctypes.c_void_p),  # float *: [D], +=
+        ("layer_norm_bias_len", ctypes.c_int64),
+        ("token_rows", ctypes.c_void_p),  # float *: [batch * seq, D], = (each token's row gradient)
+        ("token_rows_len", ctypes.c_int64),
+    ]
+
+
+# gpt_embedding_call.index_dtype: GPT_EMBEDDING_INDEX_I32 / _I64
+INDEX_I32, INDEX_I64 = 0, 1
 # Flags of gpt_embedding_forward.
 TRAINING = 1  # GPT_EMBEDDING_TRAINING
 LAYER_NORM = 2  # GPT_EMBEDDING_LAYER_NORM
@@ -204,8 +248,10 @@ SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
     "gpt_embedding_free": ([handle_t], None),
     "gpt_embedding_layer_config": ([handle_t, ctypes.POINTER(Config), ctypes.c_size_t], _I),
     "gpt_embedding_sizeof": ([handle_t, c_int64_p], _I),
-    "gpt_embedding_forward": ([handle_t, c_int32_p, _i64, _i64, c_int32_p, _i64, ctypes.c_uint32, c_float_p, _i64], _I),
-    "gpt_embedding_forward_i64": ([handle_t, c_int64_p, _i64, _i64, c_int64_p, _i64, ctypes.c_uint32, c_float_p, _i64], _I),
+    # ids, positions and out as c_void_p: addresses as ints (the fast forward's: they
+    # convert fastest) or any ctypes pointer.
+    "gpt_embedding_forward": ([handle_t, ctypes.c_void_p, _i64, _i64, ctypes.c_void_p, _i64, ctypes.c_uint32, ctypes.c_void_p, _i64], _I),
+    "gpt_embedding_forward_i64": ([handle_t, ctypes.c_void_p, _i64, _i64, ctypes.c_void_p, _i64, ctypes.c_uint32, ctypes.c_void_p, _i64], _I),
     "gpt_embedding_backward": ([handle_t, c_float_p, _i64, _i64], _I),
     "gpt_embedding_forward_typed": ([handle_t, c_int32_p, _i64, _i64, c_int32_p, _i64, ctypes.c_uint32, _I, ctypes.c_void_p, _i64], _I),
     "gpt_embedding_forward_typed_i64": ([handle_t, c_int64_p, _i64, _i64, c_int64_p, _i64, ctypes.c_uint32, _I, ctypes.c_void_p, _i64], _I),
@@ -241,9 +287,16 @@ SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
     "gpt_embedding_forward_finish": ([handle_t, _i64, _i64, c_float_p, _i64], _I),
 }
 
-#: Functions a later library may export that this header does not declare; they are
-#: declared only when the loaded library has them (see :func:`has`).
-OPTIONAL_SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {}
+#: Functions of the header that a library being built may not export yet; they are
+#: declared only when the loaded library has them (see :func:`has`). (0.5's calls with
+#: explicit state move to SIGNATURES once the library exports them.)
+OPTIONAL_SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
+    "gpt_embedding_call_init": ([ctypes.POINTER(Call), ctypes.c_size_t], _I),
+    "gpt_embedding_forward_call": ([handle_t, ctypes.POINTER(Call), _I, ctypes.c_void_p, _i64], _I),
+    "gpt_embedding_grads_init": ([ctypes.POINTER(Grads), ctypes.c_size_t], _I),
+    "gpt_embedding_backward_call": ([handle_t, ctypes.POINTER(Call), _I, ctypes.c_void_p, _i64,
+                                     ctypes.POINTER(Grads)], _I),
+}
 
 
 def declare(library: ctypes.CDLL) -> ctypes.CDLL:
@@ -320,6 +373,21 @@ def layer_config(handle: Any) -> Config:
     c = Config()
     call(lib.gpt_embedding_layer_config, handle, ctypes.byref(c), ctypes.sizeof(c))
     return c
+
+
+def new_call() -> Call:
+    """A :class:`Call` filled with the library's defaults (``gpt_embedding_call_init`` with
+    ``ctypes.sizeof(Call)``, which sets ``struct_size``)."""
+    c = Call()
+    call(lib.gpt_embedding_call_init, ctypes.byref(c), ctypes.sizeof(c))
+    return c
+
+
+def new_grads() -> Grads:
+    """A :class:`Grads` with every pointer NULL (``gpt_embedding_grads_init``)."""
+    g = Grads()
+    call(lib.gpt_embedding_grads_init, ctypes.byref(g), ctypes.sizeof(g))
+    return g
 
 
 def has(name: str) -> bool:
