@@ -45,15 +45,16 @@ func dtype(_ value: Int32, _ name: StaticString) throws(GPTEmbeddingError) -> Te
     return t
 }
 
-/// A forward call's flags: training, and the layer norm forced on (`true`), off (`false`)
-/// or left to the configuration (`nil`); unknown bits and both norm flags are errors.
-private func forwardFlags(_ flags: UInt32) throws(GPTEmbeddingError) -> (training: Bool, useLayerNorm: Bool?) {
+/// A forward call's flags (the argument `name`, e.g. `call->flags`): training, and the layer
+/// norm forced on (`true`), off (`false`) or left to the configuration (`nil`); unknown bits
+/// and both norm flags are errors.
+func forwardFlags(_ flags: UInt32, _ name: String = "flags") throws(GPTEmbeddingError) -> (training: Bool, useLayerNorm: Bool?) {
     guard flags & ~knownFlags == 0 else {
-        throw GPTEmbeddingError(.invalidArgument, "unknown flags 0x\(String(flags & ~knownFlags, radix: 16)): expected GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM or GPT_EMBEDDING_NO_LAYER_NORM")
+        throw GPTEmbeddingError(.invalidArgument, "unknown \(name) 0x\(String(flags & ~knownFlags, radix: 16)): expected GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM or GPT_EMBEDDING_NO_LAYER_NORM")
     }
     let on = flags & UInt32(GPT_EMBEDDING_LAYER_NORM) != 0, off = flags & UInt32(GPT_EMBEDDING_NO_LAYER_NORM) != 0
     guard !(on && off) else {
-        throw GPTEmbeddingError(.invalidArgument, "flags: GPT_EMBEDDING_LAYER_NORM and GPT_EMBEDDING_NO_LAYER_NORM together")
+        throw GPTEmbeddingError(.invalidArgument, "\(name): GPT_EMBEDDING_LAYER_NORM and GPT_EMBEDDING_NO_LAYER_NORM together")
     }
     return (flags & UInt32(GPT_EMBEDDING_TRAINING) != 0, on ? true : (off ? false : nil))
 }
@@ -66,8 +67,10 @@ private func forward<I: EmbeddingIndex>(
 ) -> Int32 {
     api(function) { () throws(GPTEmbeddingError) in
         let layer = try HandleRegistry.layer(layer)
-        let ids = try required(ids, "ids")
-        let out = try required(out, "out")
+        // An empty call (batch or seq 0) reads and writes nothing: its arrays may be NULL.
+        let empty = isEmptyCall(batch, seq)
+        let ids = try required(ids, "ids", empty: empty)
+        let out = try requiredRaw(out, "out", empty: empty)
         let outType = try dtype(outDType, "out_dtype")
         let (training, useLayerNorm) = try forwardFlags(flags)
         try layer.forward(ids: ids, batch: Int(batch), seq: Int(seq), positions: positions,
@@ -120,7 +123,8 @@ public func gpt_embedding_backward_typed(_ layer: OpaquePointer?, _ gradDType: I
     api("gpt_embedding_backward_typed") { () throws(GPTEmbeddingError) in
         let layer = try HandleRegistry.layer(layer)
         let type = try dtype(gradDType, "grad_dtype")
-        try layer.backward(gradOutput: try required(gradOutput, "grad_output"), dtype: type, batch: Int(batch), seq: Int(seq))
+        try layer.backward(gradOutput: try requiredRaw(gradOutput, "grad_output", empty: isEmptyCall(batch, seq)), dtype: type,
+                           batch: Int(batch), seq: Int(seq))
     }
 }
 
@@ -128,7 +132,8 @@ public func gpt_embedding_backward_typed(_ layer: OpaquePointer?, _ gradDType: I
 public func gpt_embedding_backward(_ layer: OpaquePointer?, _ gradOutput: UnsafePointer<Float>?, _ batch: Int64, _ seq: Int64) -> Int32 {
     api("gpt_embedding_backward") { () throws(GPTEmbeddingError) in
         let layer = try HandleRegistry.layer(layer)
-        try layer.backward(gradOutput: try required(gradOutput, "grad_output"), batch: Int(batch), seq: Int(seq))
+        try layer.backward(gradOutput: try required(gradOutput, "grad_output", empty: isEmptyCall(batch, seq)),
+                           batch: Int(batch), seq: Int(seq))
     }
 }
 
@@ -180,8 +185,9 @@ private func forwardPartial<I: EmbeddingIndex>(
 ) -> Int32 {
     api(function) { () throws(GPTEmbeddingError) in
         let layer = try HandleRegistry.layer(layer)
-        let ids = try required(ids, "ids")
-        let partial = try required(partial, "partial")
+        let empty = isEmptyCall(batch, seq)
+        let ids = try required(ids, "ids", empty: empty)
+        let partial = try required(partial, "partial", empty: empty)
         let (training, useLayerNorm) = try forwardFlags(flags)
         try layer.forwardPartial(ids: ids, batch: Int(batch), seq: Int(seq), positions: positions,
                                  startPosition: Int(start), training: training, useLayerNorm: useLayerNorm,
@@ -212,6 +218,7 @@ public func gpt_embedding_forward_finish(_ layer: OpaquePointer?, _ batch: Int64
                                          _ x: UnsafeMutablePointer<Float>?, _ xLen: Int64) -> Int32 {
     api("gpt_embedding_forward_finish") { () throws(GPTEmbeddingError) in
         let layer = try HandleRegistry.layer(layer)
-        try layer.forwardFinish(batch: Int(batch), seq: Int(seq), summed: try required(x, "x"), capacity: Int(xLen))
+        try layer.forwardFinish(batch: Int(batch), seq: Int(seq), summed: try required(x, "x", empty: isEmptyCall(batch, seq)),
+                                capacity: Int(xLen))
     }
 }

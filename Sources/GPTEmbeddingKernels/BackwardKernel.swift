@@ -13,14 +13,16 @@ import CMemoryHints
 
 /// `dwte[id] += s * dy` and `dwpe[p] += dy` for columns `[c0, c1)` of token rows
 /// `[r0, r1)`, where dy is row `r - firstRow` of `dyRows`, through the dropout mask when
-/// `masked`. It asks for its part of the gradient rows ``prefetchDistance`` tokens ahead.
+/// `masked`. Either gradient may be absent (NULL: not wanted, nothing is written for it).
+/// It asks for its part of the gradient rows ``prefetchDistance`` tokens ahead.
 /// (Measured on this project's machines: column ranges with prefetch beat workers that own
 /// whole rows, which must each read most of `dout`.)
 func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ dyRows: UnsafePointer<Float>,
                  _ firstRow: Int, _ masked: Bool, _ c0: Int, _ c1: Int) {
     let t = Tables(a), tokens = Tokens(a)
     let mask = masked ? Dropout.of(a) : nil
-    let dwte = a.pointee.dwte!, dwpe = a.pointee.dwpe
+    let dwte = a.pointee.dwte, dwpe = a.pointee.dwpe
+    guard dwte != nil || dwpe != nil else { return }
     let d = t.dim
     let sv = Vec(repeating: t.scale)
     let keepScale = Vec(repeating: mask?.keepScale ?? 1)
@@ -29,10 +31,13 @@ func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ d
         // columns inside the loops below (a burst would fill the miss buffers).
         let ra = r + prefetchDistance < r1 ? r + prefetchDistance : r
         // A shard's gradient holds its rows only: row id - t.firstRow; other ids add nothing.
+        // Without a token gradient, the position gradient row ahead is the one to ask for.
         let idAhead = tokens.ids[ra]
-        let wAhead = dwte + (t.holds(idAhead) ? Int(idAhead) - t.firstRow : 0) * d, gAhead = dyRows + (ra - firstRow) * d
+        let wAhead = if let dwte { dwte + (t.holds(idAhead) ? Int(idAhead) - t.firstRow : 0) * d }
+                     else { dwpe.unsafelyUnwrapped + tokens.position(ra) * d }
+        let gAhead = dyRows + (ra - firstRow) * d
         let id = Int(tokens.ids[r])
-        let dwRow = id == t.paddingIdx || !t.holds(tokens.ids[r]) ? nil : dwte + (id - t.firstRow) * d
+        let dwRow = id == t.paddingIdx || !t.holds(tokens.ids[r]) ? nil : dwte.map { $0 + (id - t.firstRow) * d }
         let dpRow = dwpe.map { $0 + tokens.position(r) * d }
         let key = mask?.rowKey(r) ?? 0
         var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: c0) }

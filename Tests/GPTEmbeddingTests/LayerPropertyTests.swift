@@ -204,8 +204,8 @@ import Testing
                 try layer.forward(ids: i, batch: 1, seq: 2, into: UnsafeMutableBufferPointer(rebasing: o[0..<8]))
             }
         }
-        expectError(.invalidArgument, "batch must be > 0") { o throws(GPTEmbeddingError) in
-            try [Int32]([1]).withUnsafeBufferPointer { (i) throws(GPTEmbeddingError) in try layer.forward(ids: i.baseAddress!, batch: 0, seq: 1, into: o.baseAddress!, capacity: 64) }
+        expectError(.invalidArgument, "batch must be >= 0, got -1") { o throws(GPTEmbeddingError) in
+            try [Int32]([1]).withUnsafeBufferPointer { (i) throws(GPTEmbeddingError) in try layer.forward(ids: i.baseAddress!, batch: -1, seq: 1, into: o.baseAddress!, capacity: 64) }
         }
         expectError(.sizeOverflow, "overflows") { o throws(GPTEmbeddingError) in
             try [Int32]([1]).withUnsafeBufferPointer { (i) throws(GPTEmbeddingError) in try layer.forward(ids: i.baseAddress!, batch: 1 << 40, seq: 1 << 40, into: o.baseAddress!, capacity: 64) }

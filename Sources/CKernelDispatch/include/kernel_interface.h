@@ -76,8 +76,8 @@ typedef struct gpte_kernel_args {
     const float *mean;           /* [R] kept by the training forward */
     const float *rstd;           /* [R] */
     const float *dout;           /* [R, D] */
-    float *dwte;                 /* [V, D] */
-    float *dwpe;                 /* [wpe_rows, D] learned positions, or NULL */
+    float *dwte;                 /* [V, D], or NULL (no token gradient wanted) */
+    float *dwpe;                 /* [wpe_rows, D] learned positions, or NULL (none, or not wanted) */
     /* A shard of the token table (vocabulary parallelism): wte and dwte hold the rows
      * [wte_first_row, wte_first_row + wte_rows) of the vocabulary, and ids stay global.
      * wte_rows == 0 means the whole table (first row 0), so arguments that leave these
@@ -125,7 +125,8 @@ typedef struct gpte_kernel_table {
      * with normal stores. */
     void (*forward_rows)(const gpte_kernel_args *a, int64_t r0, int64_t r1, float *spill);
     /* dwte[id] += scale * dy and dwpe[p] += dy over columns [c0, c1) for token rows
-     * [r0, r1), dy = row r - first_row of dy_rows, through the dropout mask when masked. */
+     * [r0, r1), dy = row r - first_row of dy_rows, through the dropout mask when masked.
+     * A NULL dwte or dwpe is not written; with both NULL nothing is done. */
     void (*scatter_rows)(const gpte_kernel_args *a, int64_t r0, int64_t r1, const float *dy_rows,
                          int64_t first_row, int32_t masked, int64_t c0, int64_t c1);
     /* Layer norm backward of token rows [r0, r1): dx rows (dx row 0 = token row r0) and

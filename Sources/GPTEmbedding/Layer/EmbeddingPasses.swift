@@ -80,6 +80,12 @@ struct SavedStatistics: @unchecked Sendable {
     /// `[R]` each, present when the forward normalised.
     let mean: FloatBuffer?
     let rstd: FloatBuffer?
+
+    /// Both, as the backward takes them; `nil` when the forward did not normalise.
+    var pointers: (mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>)? {
+        guard let mean, let rstd else { return nil }
+        return (UnsafePointer(mean.base), UnsafePointer(rstd.base))
+    }
 }
 
 // MARK: - Forward
@@ -147,14 +153,22 @@ func embeddingForward(
 
 // MARK: - Backward
 
-/// Gradient buffers the backward adds into.
+/// Gradient buffers the backward adds into. Each is optional: `nil` means not wanted, and
+/// the work only it needs is skipped.
 struct EmbeddingGradients: @unchecked Sendable {
-    let dwte: UnsafeMutablePointer<Float>
-    /// Present for learned positions.
+    /// The token table's gradient (a shard's rows).
+    let dwte: UnsafeMutablePointer<Float>?
+    /// Learned positions only.
     let dwpe: UnsafeMutablePointer<Float>?
-    /// Present when the forward normalised.
+    /// Only read when the forward normalised.
     let dgamma: UnsafeMutablePointer<Float>?
     let dbeta: UnsafeMutablePointer<Float>?
+    /// `[R, D]`, zeroed by the caller: row r receives token r's own gradient `s * dx` (the
+    /// scatter with ids `0 ..< R` in `tokenRowIds`, no padding row, no positions). The
+    /// caller zeroes the rows of padding tokens afterwards.
+    var tokenRows: UnsafeMutablePointer<Float>? = nil
+    /// `[R]` the ids `0 ..< R`; present with `tokenRows`.
+    var tokenRowIds: UnsafePointer<Int32>? = nil
 }
 
 /// Rows per block of the layer-norm backward: the block's dx rows stay in cache between
@@ -174,8 +188,10 @@ func backwardScratchCount(rows: Int, dim d: Int, pool: WorkerPool) throws(GPTEmb
     return try Checked.multiply(block + 2 * subBlocks + 2 * pool.threads, d, "backward scratch")
 }
 
-/// Adds the gradients of `embeddingForward` for `dout` into `grads`.
+/// Adds the gradients of `embeddingForward` for `dout` into `grads` (only the buffers it
+/// has: a gradient that is not wanted costs nothing, and with none wanted nothing runs).
 ///
+/// `statistics` are the forward's per-token mean and rstd when it normalised, else `nil`.
 /// `recompute`, when given, is where the layer norm backward reads the token part from
 /// (a two-phase forward's summed partials, which a shard cannot rebuild from its own rows);
 /// the scatter always uses `tables` and `tokens`, the real ids.
@@ -185,14 +201,20 @@ func backwardScratchCount(rows: Int, dim d: Int, pool: WorkerPool) throws(GPTEmb
 /// norm, rows are processed in cache-sized blocks: phase 1 (sub-blocks of rows in
 /// parallel) writes dx into the block scratch and sums dgamma / dbeta per sub-block;
 /// phase 2 (column ranges in parallel) scatters dx into dwte / dwpe and adds the
-/// sub-block sums in order.
+/// sub-block sums in order. `scratch` holds ``backwardScratchCount(rows:dim:pool:)`` floats
+/// (it may be `nil` when `statistics` is).
 func embeddingBackward(
-    kernels: Kernels, tables t: EmbeddingTables, tokens: TokenBatch, saved: SavedStatistics, mask: DropoutMask?,
-    dout: UnsafePointer<Float>, grads g: EmbeddingGradients, scratch: FloatBuffer, pool: WorkerPool,
+    kernels: Kernels, tables t: EmbeddingTables, tokens: TokenBatch,
+    statistics: (mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>)?, mask: DropoutMask?,
+    dout: UnsafePointer<Float>, grads g: EmbeddingGradients, scratch: UnsafeMutablePointer<Float>?, pool: WorkerPool,
     recompute: (tables: EmbeddingTables, tokens: TokenBatch)? = nil
 ) {
     let d = t.dim
     let n = tokens.count
+    let tablesWanted = g.dwte != nil || g.dwpe != nil
+    let rowsWanted = g.tokenRows != nil && g.tokenRowIds != nil
+    let normWanted = statistics != nil && (g.dgamma != nil || g.dbeta != nil)
+    guard n > 0, tablesWanted || rowsWanted || normWanted else { return }
     let chunks = (d + 15) / 16
     // Per element the scatter reads dout and reads and writes the token and position
     // gradients: 16 bytes.
@@ -201,32 +223,49 @@ func embeddingBackward(
     a.dout = dout
     a.dwte = g.dwte
     a.dwpe = g.dwpe
+    // Each token's own row: the same scatter over identity ids, into tokenRows only.
+    var rowArgs = a
+    if rowsWanted, let ids = g.tokenRowIds {
+        let own = TokenBatch(batch: tokens.batch, seq: tokens.seq, ids: ids, positions: tokens.positions,
+                             idStorage: nil, positionStorage: nil, start: tokens.start)
+        rowArgs = EmbeddingTables(dim: t.dim, wte: t.wte, scale: t.scale, paddingIdx: -1, positions: t.positions,
+                                  gamma: t.gamma, beta: t.beta, eps: t.eps, shard: nil).arguments(own, mask: mask)
+        rowArgs.dout = dout
+        rowArgs.dwte = g.tokenRows
+        rowArgs.dwpe = nil
+    }
     let scatter = kernels.scatterRows, lnRows = kernels.layerNormBackwardRows, addColumns = kernels.addColumns
 
-    guard let meanBuf = saved.mean, let rstdBuf = saved.rstd, let dgamma = g.dgamma, let dbeta = g.dbeta else {
+    guard let statistics else {
         withUnsafePointer(to: a) { args in
-            let p = SendableConstPointer(args), go = SendableConstPointer(dout)
+          withUnsafePointer(to: rowArgs) { rArgs in
+            let p = SendableConstPointer(args), pr = SendableConstPointer(rArgs), go = SendableConstPointer(dout)
             pool.run(parts: parts) { part in
                 let (c0, c1) = columnRange(part, parts, chunks, d)
-                scatter(p.pointer, 0, Int64(n), go.pointer, 0, 1, Int64(c0), Int64(c1))
+                if tablesWanted { scatter(p.pointer, 0, Int64(n), go.pointer, 0, 1, Int64(c0), Int64(c1)) }
+                if rowsWanted { scatter(pr.pointer, 0, Int64(n), go.pointer, 0, 1, Int64(c0), Int64(c1)) }
             }
+          }
         }
         return
     }
 
+    // The layer norm path needs the scratch (callers allocate it whenever they normalise).
+    let scratch = scratch.unsafelyUnwrapped
     var norm = recompute.map { $0.tables.arguments($0.tokens, mask: mask) } ?? a
-    norm.mean = UnsafePointer(meanBuf.base)
-    norm.rstd = UnsafePointer(rstdBuf.base)
+    norm.mean = statistics.mean
+    norm.rstd = statistics.rstd
     norm.dout = dout
     let block = min(n, backwardBlockRows(d))
     let subBlocksPerBlock = (block + subBlockRows - 1) / subBlockRows
-    let dxBlock = SendablePointer(scratch.base)
-    let partials = SendablePointer(scratch.base + block * d)
-    let rowScratch = SendablePointer(scratch.base + (block + 2 * subBlocksPerBlock) * d)
-    let dg = SendablePointer(dgamma), db = SendablePointer(dbeta)
+    let dxBlock = SendablePointer(scratch)
+    let partials = SendablePointer(scratch + block * d)
+    let rowScratch = SendablePointer(scratch + (block + 2 * subBlocksPerBlock) * d)
+    let dg = g.dgamma.map(SendablePointer.init), db = g.dbeta.map(SendablePointer.init)
     withUnsafePointer(to: a) { args in
+      withUnsafePointer(to: rowArgs) { rArgs in
       withUnsafePointer(to: norm) { normArgs in
-        let p = SendableConstPointer(args), pn = SendableConstPointer(normArgs)
+        let p = SendableConstPointer(args), pr = SendableConstPointer(rArgs), pn = SendableConstPointer(normArgs)
         var b0 = 0
         while b0 < n {
             let rows = b0..<min(n, b0 + block)
@@ -244,16 +283,23 @@ func embeddingBackward(
             // Phase 2: scatter the block's dx by column ranges; add the sums in order.
             pool.run(parts: parts) { part in
                 let (c0, c1) = columnRange(part, parts, chunks, d)
-                scatter(p.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), UnsafePointer(dxBlock.pointer),
-                        Int64(rows.lowerBound), 0, Int64(c0), Int64(c1))
+                if tablesWanted {
+                    scatter(p.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), UnsafePointer(dxBlock.pointer),
+                            Int64(rows.lowerBound), 0, Int64(c0), Int64(c1))
+                }
+                if rowsWanted {
+                    scatter(pr.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), UnsafePointer(dxBlock.pointer),
+                            Int64(rows.lowerBound), 0, Int64(c0), Int64(c1))
+                }
                 for sb in 0..<subBlocks {
                     let pg = partials.pointer + 2 * sb * d
-                    addColumns(dg.pointer, pg, Int64(c0), Int64(c1))
-                    addColumns(db.pointer, pg + d, Int64(c0), Int64(c1))
+                    if let dg { addColumns(dg.pointer, pg, Int64(c0), Int64(c1)) }
+                    if let db { addColumns(db.pointer, pg + d, Int64(c0), Int64(c1)) }
                 }
             }
             b0 = rows.upperBound
         }
+      }
       }
     }
 }

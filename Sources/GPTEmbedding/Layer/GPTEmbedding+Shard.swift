@@ -59,6 +59,11 @@ extension GPTEmbedding {
             ids: ids, batch: batch, seq: seq, positions: positions, start: startPosition,
             vocabSize: config.vocabSize, positionLimit: positionLimit, positionRule: positionRule,
             positionOffset: config.positionOffset, copy: true)
+        // An empty call writes nothing; its phase two finishes an empty forward.
+        if tokens.count == 0 {
+            pending = PendingForward(tokens: tokens, training: training, normalize: useLayerNorm ?? config.layerNormByDefault)
+            return
+        }
         let out = UnsafeMutableRawPointer(partial)
         let storeMode = forwardStoreMode(out, count: need, dim: embedDim)
         let rowScratch = storeMode != Int32(GPTE_STORE_CACHED)
@@ -94,6 +99,16 @@ extension GPTEmbedding {
         let n = p.tokens.count, d = embedDim
         let need = try Checked.multiply(n, d, "batch * seq * embed_dim")
         try ParameterTensor.checkCapacity(capacity, need, "the summed partials", unit: "floats")
+        // An empty forward writes nothing; a training one keeps an empty state, as the
+        // single call does.
+        if n == 0 {
+            pending = nil
+            if p.training {
+                saved = TrainingState(tokens: p.tokens, stats: SavedStatistics(mean: nil, rstd: nil), mask: nil)
+                trainingStep &+= 1
+            }
+            return
+        }
         // Allocate everything first, so that a failure leaves the buffer and the layer as
         // they were.
         let rows = try TableStorage(count: need, dtype: .float32, zeroed: false, what: "summed token part")
@@ -148,14 +163,18 @@ extension GPTEmbedding {
         var out = [Float](repeating: 0, count: count)
         try ids.withUnsafeBufferPointer { (idBuf) throws(GPTEmbeddingError) in
             try out.withUnsafeMutableBufferPointer { (o) throws(GPTEmbeddingError) in
+                // Empty arrays may have no base address (an empty call reads and writes nothing).
+                let idBase = idBuf.baseAddress ?? UnsafePointer(TokenBatch.placeholder())
+                let outBase = o.baseAddress ?? TokenBatch.placeholder()
                 if let positions {
                     try positions.withUnsafeBufferPointer { (pb) throws(GPTEmbeddingError) in
-                        try forwardPartial(ids: idBuf.baseAddress!, batch: batch, seq: seq, positions: pb.baseAddress,
-                                           training: training, useLayerNorm: useLayerNorm, into: o.baseAddress!, capacity: count)
+                        try forwardPartial(ids: idBase, batch: batch, seq: seq,
+                                           positions: pb.baseAddress ?? UnsafePointer(TokenBatch.placeholder()),
+                                           training: training, useLayerNorm: useLayerNorm, into: outBase, capacity: count)
                     }
                 } else {
-                    try forwardPartial(ids: idBuf.baseAddress!, batch: batch, seq: seq, startPosition: startPosition,
-                                       training: training, useLayerNorm: useLayerNorm, into: o.baseAddress!, capacity: count)
+                    try forwardPartial(ids: idBase, batch: batch, seq: seq, startPosition: startPosition,
+                                       training: training, useLayerNorm: useLayerNorm, into: outBase, capacity: count)
                 }
             }
         }
@@ -167,7 +186,7 @@ extension GPTEmbedding {
     public func forwardFinish(batch: Int, seq: Int, summed: inout [Float]) throws(GPTEmbeddingError) {
         let count = summed.count
         try summed.withUnsafeMutableBufferPointer { (b) throws(GPTEmbeddingError) in
-            guard let base = b.baseAddress else {
+            guard let base = b.baseAddress ?? (count == 0 ? TokenBatch.placeholder() : nil) else {
                 throw GPTEmbeddingError(.bufferTooSmall, "the summed partials are empty")
             }
             try forwardFinish(batch: batch, seq: seq, summed: base, capacity: count)

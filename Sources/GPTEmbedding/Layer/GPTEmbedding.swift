@@ -150,6 +150,9 @@ public final class GPTEmbedding: @unchecked Sendable {
     ///   - useLayerNorm: apply the layer norm (the seed's `use_layer_norm`); `nil` follows
     ///     ``GPTEmbeddingConfig/layerNormByDefault``.
     ///   - out: at least `batch * seq * embedDim` floats; exactly that many are written.
+    ///
+    /// `batch` or `seq` 0 is an empty call: nothing is read or written (a training one keeps
+    /// an empty state for backward).
     /// - Throws: on any invalid argument, before anything is written.
     public func forward<I: EmbeddingIndex>(
         ids: UnsafePointer<I>, batch: Int, seq: Int, positions: UnsafePointer<I>? = nil,
@@ -185,6 +188,15 @@ public final class GPTEmbedding: @unchecked Sendable {
             vocabSize: config.vocabSize, positionLimit: positionLimit, positionRule: positionRule,
             positionOffset: config.positionOffset, copy: training)
         let normalize = useLayerNorm ?? config.layerNormByDefault
+        // An empty call writes nothing; a training one keeps an empty state (its backward
+        // adds nothing) and counts as a training forward of the dropout stream.
+        if tokens.count == 0 {
+            if training {
+                saved = TrainingState(tokens: tokens, stats: SavedStatistics(mean: nil, rstd: nil), mask: nil)
+                trainingStep &+= 1
+            }
+            return
+        }
 
         // Allocate everything first, so that a failure leaves the output untouched. A
         // streamed or 16-bit output row is assembled in a scratch row per worker.
@@ -222,16 +234,17 @@ public final class GPTEmbedding: @unchecked Sendable {
         into out: UnsafeMutableBufferPointer<Float>
     ) throws(GPTEmbeddingError) {
         let n = try Checked.multiply(batch, seq, "batch * seq")
-        guard ids.count == n, let idBase = ids.baseAddress else {
+        // An empty call may come with empty buffers, whose base address may be nil.
+        guard ids.count == n, let idBase = ids.baseAddress ?? (n == 0 ? UnsafePointer(TokenBatch.placeholder()) : nil) else {
             throw GPTEmbeddingError(.invalidArgument, "ids has \(ids.count) elements, expected batch * seq = \(n)")
         }
         if let positions, positions.count != n {
             throw GPTEmbeddingError(.invalidArgument, "positions has \(positions.count) elements, expected batch * seq = \(n)")
         }
-        guard let outBase = out.baseAddress else {
+        guard let outBase = out.baseAddress ?? (n == 0 ? TokenBatch.placeholder() : nil) else {
             throw GPTEmbeddingError(.bufferTooSmall, "the output buffer is empty")
         }
-        try forward(ids: idBase, batch: batch, seq: seq, positions: positions?.baseAddress,
+        try forward(ids: idBase, batch: batch, seq: seq, positions: positions.map { $0.baseAddress ?? UnsafePointer(TokenBatch.placeholder()) },
                     startPosition: startPosition, training: training, useLayerNorm: useLayerNorm,
                     into: outBase, capacity: out.count)
     }
@@ -290,9 +303,22 @@ public final class GPTEmbedding: @unchecked Sendable {
         guard batch == saved.tokens.batch, seq == saved.tokens.seq else {
             throw GPTEmbeddingError(.invalidArgument, "grad_output shape [\(batch), \(seq), \(embedDim)] differs from the training forward's [\(saved.tokens.batch), \(saved.tokens.seq), \(embedDim)]")
         }
-        let normalize = saved.stats.mean != nil
+        // The backward of an empty forward adds nothing (and reads no grad_output).
+        if saved.tokens.count == 0 { return }
+        try addGradients(tokens: saved.tokens, statistics: saved.stats.pointers, mask: saved.mask,
+                         gradOutput: gradOutput, dtype: dtype, recompute: saved.summed.map { (summedTables($0), $0.tokens) })
+    }
+
+    /// Adds the backward of `tokens` (their forward's layer norm `statistics`, `nil` when it
+    /// did not normalise, and dropout `mask`) for `gradOutput` of `dtype` into the layer's own
+    /// gradients, allocating them, recording the touched rows and marking the gradient
+    /// pending. `tokens` is not empty. Needs exclusive access (it uses the layer's scratch).
+    func addGradients(tokens: TokenBatch, statistics: (mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>)?,
+                      mask: DropoutMask?, gradOutput: UnsafeRawPointer, dtype: TensorDType,
+                      recompute: (tables: EmbeddingTables, tokens: TokenBatch)?) throws(GPTEmbeddingError) {
+        let normalize = statistics != nil
         // Allocate everything first, so that a failure leaves the gradients untouched.
-        let need = try backwardScratchCount(rows: saved.tokens.count, dim: embedDim, pool: pool)
+        let need = try backwardScratchCount(rows: tokens.count, dim: embedDim, pool: pool)
         let scratch: FloatBuffer
         if let kept = self.scratch, kept.count >= need {
             scratch = kept
@@ -302,7 +328,7 @@ public final class GPTEmbedding: @unchecked Sendable {
         }
         // A 16-bit grad_output is widened into float32 scratch first (exact), in parallel.
         let widened = dtype == .float32 ? nil
-            : try FloatBuffer(count: saved.tokens.count * embedDim, zeroed: false, what: "grad_output as float32")
+            : try FloatBuffer(count: tokens.count * embedDim, zeroed: false, what: "grad_output as float32")
         let dwte = try tokenEmbedding.weight.gradientBuffer()
         let dwpe = try positionalEmbedding?.weight.gradientBuffer()
         let dgamma = normalize ? try layerNormWeight.gradientBuffer() : nil
@@ -311,8 +337,7 @@ public final class GPTEmbedding: @unchecked Sendable {
         if dwpe != nil { try touchedPositions.prepare() }
         gradientPending = true
         // With dropout 1 nothing reached the output, so no gradient flows back.
-        if saved.mask?.dropAll == true { return }
-        let tokens = saved.tokens
+        if mask?.dropAll == true { return }
         let held = config.heldTokenRows
         // Rows are the table's own: a shard records row id - shard start for the ids it holds.
         for r in 0..<tokens.count where Int(tokens.ids[r]) != config.paddingIdx && held.contains(Int(tokens.ids[r])) {
@@ -321,28 +346,29 @@ public final class GPTEmbedding: @unchecked Sendable {
         if dwpe != nil {
             for r in 0..<tokens.count { touchedPositions.record(Int32(truncatingIfNeeded: tokens.position(r))) }
         }
-        let dout: UnsafePointer<Float>
-        if let widened {
-            let src = SendableConstPointer(gradOutput.assumingMemoryBound(to: UInt8.self)), dst = SendablePointer(widened.base)
-            let convert = kernels.convert, bytes = dtype.byteCount
-            pool.parallelFor(count: widened.count, grain: WorkerPool.memoryGrain(bytesPerItem: 6)) { _, range in
-                convert(UnsafeMutableRawPointer(dst.pointer + range.lowerBound), TensorDType.float32.rawValue,
-                        UnsafeRawPointer(src.pointer + range.lowerBound * bytes), dtype.rawValue, Int64(range.count))
-            }
-            dout = UnsafePointer(widened.base)
-        } else {
-            dout = gradOutput.assumingMemoryBound(to: Float.self)
-        }
+        let dout = widen(gradOutput, dtype, into: widened)
         let grads = EmbeddingGradients(dwte: dwte.base, dwpe: dwpe?.base, dgamma: dgamma?.base, dbeta: dbeta?.base)
-        embeddingBackward(kernels: kernels, tables: tables, tokens: saved.tokens, saved: saved.stats, mask: saved.mask,
-                          dout: dout, grads: grads, scratch: scratch, pool: pool,
-                          recompute: saved.summed.map { (summedTables($0), $0.tokens) })
+        embeddingBackward(kernels: kernels, tables: tables, tokens: tokens, statistics: statistics, mask: mask,
+                          dout: dout, grads: grads, scratch: scratch.base, pool: pool, recompute: recompute)
+    }
+
+    /// `gradOutput` as float32: itself, or widened (exactly, in parallel) into `widened`,
+    /// which holds all of it, when `dtype` is 16-bit.
+    func widen(_ gradOutput: UnsafeRawPointer, _ dtype: TensorDType, into widened: FloatBuffer?) -> UnsafePointer<Float> {
+        guard let widened else { return gradOutput.assumingMemoryBound(to: Float.self) }
+        let src = SendableConstPointer(gradOutput.assumingMemoryBound(to: UInt8.self)), dst = SendablePointer(widened.base)
+        let convert = kernels.convert, bytes = dtype.byteCount
+        pool.parallelFor(count: widened.count, grain: WorkerPool.memoryGrain(bytesPerItem: 6)) { _, range in
+            convert(UnsafeMutableRawPointer(dst.pointer + range.lowerBound), TensorDType.float32.rawValue,
+                    UnsafeRawPointer(src.pointer + range.lowerBound * bytes), dtype.rawValue, Int64(range.count))
+        }
+        return UnsafePointer(widened.base)
     }
 
     /// Backward from a buffer; `gradOutput.count` must be `batch * seq * embedDim`.
     public func backward(gradOutput: UnsafeBufferPointer<Float>, batch: Int, seq: Int) throws(GPTEmbeddingError) {
         let need = try Checked.multiply(batch, seq, embedDim, "batch * seq * embed_dim")
-        guard gradOutput.count == need, let base = gradOutput.baseAddress else {
+        guard gradOutput.count == need, let base = gradOutput.baseAddress ?? (need == 0 ? UnsafePointer(TokenBatch.placeholder()) : nil) else {
             throw GPTEmbeddingError(.invalidArgument, "grad_output has \(gradOutput.count) elements, expected \(batch) * \(seq) * \(embedDim) = \(need)")
         }
         try backward(gradOutput: base, batch: batch, seq: seq)

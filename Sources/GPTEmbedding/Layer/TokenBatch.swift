@@ -36,13 +36,20 @@ struct TokenBatch: @unchecked Sendable {
     /// Bytes owned (the copies a training forward keeps).
     var byteCount: Int { (idStorage?.byteCount ?? 0) + (positionStorage?.byteCount ?? 0) }
 
-    /// `batch * seq`, after checking that both are positive and the product fits. Callers
-    /// check every buffer size that follows from it before ``make`` reads the ids: the
-    /// caller's `ids` has exactly that many elements, so it is read last.
+    /// `batch * seq`, after checking that neither is negative and the product fits. 0 (an
+    /// empty call, which reads and writes nothing) is valid. Callers check every buffer size
+    /// that follows from it before ``make`` reads the ids: the caller's `ids` has exactly
+    /// that many elements, so it is read last.
     static func count(batch: Int, seq: Int) throws(GPTEmbeddingError) -> Int {
-        guard batch > 0 else { throw GPTEmbeddingError(.invalidArgument, "batch must be > 0, got \(batch)") }
-        guard seq > 0 else { throw GPTEmbeddingError(.invalidArgument, "seq must be > 0, got \(seq)") }
+        guard batch >= 0 else { throw GPTEmbeddingError(.invalidArgument, "batch must be >= 0, got \(batch)") }
+        guard seq >= 0 else { throw GPTEmbeddingError(.invalidArgument, "seq must be >= 0, got \(seq)") }
         return try Checked.multiply(batch, seq, "batch * seq")
+    }
+
+    /// A non-null address standing for the array of an empty call (`batch * seq == 0`),
+    /// whose caller may pass none: it is never read or written.
+    static func placeholder<T>(_: T.Type = T.self) -> UnsafeMutablePointer<T> {
+        UnsafeMutablePointer(bitPattern: MemoryLayout<T>.alignment).unsafelyUnwrapped
     }
 
     /// Checks shapes, ids and positions. With `copy` (a training forward, which keeps them)
@@ -110,6 +117,11 @@ struct TokenBatch: @unchecked Sendable {
         }
         guard start >= 0 else {
             throw GPTEmbeddingError(.invalidArgument, "start_position must be >= 0, got \(start)")
+        }
+        // An empty call reads no position: any start_position >= 0 will do.
+        if n == 0 {
+            return TokenBatch(batch: batch, seq: seq, ids: placeholder(), positions: nil, idStorage: nil,
+                              positionStorage: nil, start: 0)
         }
         // The last position is start + seq - 1; compare without overflowing.
         guard start < hi, seq - 1 < hi - start else {
