@@ -285,18 +285,17 @@ SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
     "gpt_embedding_forward_partial": ([handle_t, c_int32_p, _i64, _i64, c_int32_p, _i64, ctypes.c_uint32, c_float_p, _i64], _I),
     "gpt_embedding_forward_partial_i64": ([handle_t, c_int64_p, _i64, _i64, c_int64_p, _i64, ctypes.c_uint32, c_float_p, _i64], _I),
     "gpt_embedding_forward_finish": ([handle_t, _i64, _i64, c_float_p, _i64], _I),
-}
-
-#: Functions of the header that a library being built may not export yet; they are
-#: declared only when the loaded library has them (see :func:`has`). (0.5's calls with
-#: explicit state move to SIGNATURES once the library exports them.)
-OPTIONAL_SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
+    # 0.5: calls with explicit state (pointers as c_void_p: addresses as ints, or byref)
     "gpt_embedding_call_init": ([ctypes.POINTER(Call), ctypes.c_size_t], _I),
     "gpt_embedding_forward_call": ([handle_t, ctypes.POINTER(Call), _I, ctypes.c_void_p, _i64], _I),
     "gpt_embedding_grads_init": ([ctypes.POINTER(Grads), ctypes.c_size_t], _I),
     "gpt_embedding_backward_call": ([handle_t, ctypes.POINTER(Call), _I, ctypes.c_void_p, _i64,
                                      ctypes.POINTER(Grads)], _I),
 }
+
+#: Functions a later library may export that this header does not declare; they are
+#: declared only when the loaded library has them (see :func:`has`).
+OPTIONAL_SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {}
 
 
 def declare(library: ctypes.CDLL) -> ctypes.CDLL:
