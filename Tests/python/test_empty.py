@@ -5,9 +5,28 @@ checked."""
 import numpy as np
 import pytest
 
+import gpt_embedding.layer
+
 from gpt_embedding import GPTEmbedding, GPTEmbeddingStateError
 
 D = 8
+
+
+def _library_takes_empty_calls():
+    return GPTEmbedding(4, 2, 2)._library_takes_empty_calls()
+
+
+@pytest.fixture(autouse=True, params=["library", "python"])
+def empty_calls_by(request, monkeypatch):
+    """Every test twice: empty calls answered by the library (header 0.5) and by the
+    package's own short-circuit (for a library without them)."""
+    if request.param == "library":
+        if not _library_takes_empty_calls():
+            pytest.skip("the loaded library refuses empty calls")
+        monkeypatch.setattr(gpt_embedding.layer, "_EMPTY_CALLS", True)
+    else:
+        monkeypatch.setattr(gpt_embedding.layer, "_EMPTY_CALLS", False)
+    return request.param
 
 
 @pytest.fixture
