@@ -40,7 +40,7 @@ for extra in Tests/c/test_safetensors.c; do
     run "build $name" cc "${cflags[@]}" "$extra" -o "$out/$name" "${link[@]}"
     run "$name" "${runner[@]}" "$out/$name" Tests/fuzz/corpus/safetensors
 done
-for extra in Tests/c/test_precision.c Tests/c/test_shard.c; do
+for extra in Tests/c/test_precision.c Tests/c/test_shard.c Tests/c/test_call.c; do
     [ -f "$extra" ] || continue
     name=$(basename "$extra" .c)
     run "build $name" cc "${cflags[@]}" "$extra" -o "$out/$name" "${link[@]}"

@@ -129,9 +129,14 @@ static void forward_errors(void) {
     FWD_ERR(gpt_embedding_forward(NULL, ids, 2, 3, NULL, 0, 0, out, 48), GPT_EMBEDDING_ERROR_NULL_POINTER, "layer is NULL");
     FWD_ERR(gpt_embedding_forward(h, NULL, 2, 3, NULL, 0, 0, out, 48), GPT_EMBEDDING_ERROR_NULL_POINTER, "ids is NULL");
     FWD_ERR(gpt_embedding_forward(h, ids, 2, 3, NULL, 0, 0, NULL, 48), GPT_EMBEDDING_ERROR_NULL_POINTER, "out is NULL");
-    FWD_ERR(gpt_embedding_forward(h, ids, 0, 3, NULL, 0, 0, out, 48), GPT_EMBEDDING_ERROR_INVALID_ARGUMENT, "batch must be > 0, got 0");
-    FWD_ERR(gpt_embedding_forward(h, ids, -2, 3, NULL, 0, 0, out, 48), GPT_EMBEDDING_ERROR_INVALID_ARGUMENT, "batch must be > 0, got -2");
-    FWD_ERR(gpt_embedding_forward(h, ids, 2, 0, NULL, 0, 0, out, 48), GPT_EMBEDDING_ERROR_INVALID_ARGUMENT, "seq must be > 0, got 0");
+    FWD_ERR(gpt_embedding_forward(h, ids, -2, 3, NULL, 0, 0, out, 48), GPT_EMBEDDING_ERROR_INVALID_ARGUMENT, "batch must be >= 0, got -2");
+    FWD_ERR(gpt_embedding_forward(h, ids, 2, -1, NULL, 0, 0, out, 48), GPT_EMBEDDING_ERROR_INVALID_ARGUMENT, "seq must be >= 0, got -1");
+    FWD_ERR(gpt_embedding_forward(h, NULL, 0, -1, NULL, 0, 0, out, 48), GPT_EMBEDDING_ERROR_NULL_POINTER, "ids is NULL");
+    /* Empty calls (batch or seq 0) are valid and write nothing (test_call.c covers them). */
+    fill(out, 64);
+    OK(gpt_embedding_forward(h, ids, 0, 3, NULL, 0, 0, out, 48));
+    OK(gpt_embedding_forward(h, NULL, 2, 0, NULL, 0, 0, NULL, 0));
+    CHECK(untouched(out, 64) && checksum(h) == sum, "an empty forward wrote something");
     FWD_ERR(gpt_embedding_forward(h, ids, (int64_t)1 << 40, (int64_t)1 << 40, NULL, 0, 0, out, 48), GPT_EMBEDDING_ERROR_SIZE_OVERFLOW, "overflows");
     FWD_ERR(gpt_embedding_forward(h, ids, 2, 3, NULL, 0, 0, out, 47), GPT_EMBEDDING_ERROR_BUFFER_TOO_SMALL, "holds 47 floats, needs 48");
     FWD_ERR(gpt_embedding_forward(h, ids, 2, 3, NULL, 0, 0, out, -1), GPT_EMBEDDING_ERROR_BUFFER_TOO_SMALL, "needs 48");
