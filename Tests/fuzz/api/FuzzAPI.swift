@@ -122,7 +122,7 @@ nonisolated(unsafe) let callback: @convention(c) (UnsafePointer<UInt8>?, Int) ->
 
     for _ in 0..<24 where !input.exhausted {
         let before = Snapshot(h)
-        let op = input.byte() % 14
+        let op = input.byte() % 15
         switch op {
         case 0, 1:
             let batch = input.byte() % 8 == 0 ? input.size(4) : Int64(1 + input.byte() % 3)
@@ -224,6 +224,9 @@ nonisolated(unsafe) let callback: @convention(c) (UnsafePointer<UInt8>?, Int) ->
             checked(gpt_embedding_optimizer_get_step(h, param, &step), "optimizer_get_step")
             checked(gpt_embedding_optimizer_set_step(h, param, input.size(8) &- 1), "optimizer_set_step")
             if input.byte() % 8 == 0 { checked(gpt_embedding_optimizer_reset(h), "optimizer_reset") }
+        case 14:
+            // Calls with explicit state, fields from the input (some invalid, some empty).
+            callWithExplicitState(h, d, cfg.vocab_size, &input, before)
         case 10:
             gpt_embedding_free(h)
             gpt_embedding_free(h)  // a double free is a no-op
@@ -242,6 +245,95 @@ nonisolated(unsafe) let callback: @convention(c) (UnsafePointer<UInt8>?, Int) ->
     }
     if !freed { gpt_embedding_free(h) }
     return 0
+}
+
+/// One forward_call and one backward_call (into caller buffers or the layer's own
+/// gradients) with fields from the input; a failure must write nothing.
+func callWithExplicitState(_ h: OpaquePointer, _ d: Int, _ vocab: Int64, _ input: inout Input, _ before: Snapshot) {
+    let batch = Int64(input.byte() % 4) - (input.byte() % 16 == 0 ? 1 : 0), seq = Int64(input.byte() % 5)
+    let n = batch > 0 ? Int(batch * seq) : 0
+    let wide = input.byte() % 2 == 1
+    let ids32 = UnsafeMutablePointer<Int32>.allocate(capacity: n + 1), ids64 = UnsafeMutablePointer<Int64>.allocate(capacity: n + 1)
+    let pos32 = UnsafeMutablePointer<Int32>.allocate(capacity: n + 1), pos64 = UnsafeMutablePointer<Int64>.allocate(capacity: n + 1)
+    for r in 0...n {
+        ids64[r] = Int64(input.byte() % UInt8(truncatingIfNeeded: min(vocab + 3, 250))) - 1
+        ids32[r] = Int32(truncatingIfNeeded: ids64[r])
+        pos64[r] = Int64(input.byte() % 50) - 1
+        pos32[r] = Int32(truncatingIfNeeded: pos64[r])
+    }
+    var call = gpt_embedding_call()
+    gpt_embedding_call_init(&call, MemoryLayout<gpt_embedding_call>.size)
+    call.flags = UInt32(input.byte() % 8) | (input.byte() % 32 == 0 ? 16 : 0)
+    call.index_dtype = input.byte() % 16 == 0 ? 2 : (wide ? 1 : 0)
+    call.reserved = input.byte() % 16 == 0 ? 1 : 0
+    if input.byte() % 16 == 0 { call.struct_size &+= 8 }
+    let explicit = input.byte() % 3 == 0
+    call.ids = input.byte() % 16 == 0 ? nil : (wide ? UnsafeRawPointer(ids64) : UnsafeRawPointer(ids32))
+    call.positions = explicit ? (wide ? UnsafeRawPointer(pos64) : UnsafeRawPointer(pos32)) : nil
+    call.batch = batch
+    call.seq = seq
+    call.start_position = Int64(input.byte() % 8) - 1
+    call.dropout_seed = UInt64(input.byte())
+    call.dropout_offset = UInt64(input.byte())
+    // Buffers of the layer's shapes (and token rows), each with 4 sentinel floats past its length.
+    var sizes: [Int] = []
+    for p: Int32 in 0...3 {
+        var rows: Int64 = 0, cols: Int64 = 0
+        sizes.append(gpt_embedding_parameter_shape(h, p, &rows, &cols) == 0 ? Int(rows * cols) : 0)
+    }
+    sizes.append(n * d)
+    let stats = [UnsafeMutablePointer<Float>.allocate(capacity: n + 1), UnsafeMutablePointer<Float>.allocate(capacity: n + 1)]
+    let out = UnsafeMutablePointer<Float>.allocate(capacity: n * d + 4)
+    let buffers = sizes.map { UnsafeMutablePointer<Float>.allocate(capacity: $0 + 4) }
+    let grad = UnsafeMutablePointer<Float>.allocate(capacity: n * d + 1)
+    defer {
+        for p in stats + buffers + [out, grad] { p.deallocate() }
+        ids32.deallocate(); ids64.deallocate(); pos32.deallocate(); pos64.deallocate()
+    }
+    func reset() {
+        for p in stats { p.initialize(repeating: sentinel, count: n + 1) }
+        out.initialize(repeating: sentinel, count: n * d + 4)
+        for (p, count) in zip(buffers, sizes) { p.initialize(repeating: sentinel, count: count + 4) }
+    }
+    func untouched() -> Bool {
+        let all = stats.map { ($0, n + 1) } + [(out, n * d + 4)] + zip(buffers, sizes).map { ($0, $1 + 4) }
+        return all.allSatisfy { p, count in (0..<count).allSatisfy { p[$0].bitPattern == sentinel.bitPattern } }
+    }
+    reset()
+    grad.initialize(repeating: Float(input.byte()) / 16 - 8, count: n * d + 1)
+    if input.byte() % 2 == 0 { call.mean = stats[0]; call.rstd = stats[1] }
+    let capacity = Int64(input.byte() % 6 == 0 ? max(0, n * d - 1) : n * d)
+    let outDType = Int32(input.byte() % 4)
+    if checked(gpt_embedding_forward_call(h, &call, outDType, input.byte() % 32 == 0 ? nil : out, capacity), "forward_call") != 0 {
+        if !untouched() { fail("failed forward_call wrote a buffer") }
+    } else if !(Int(capacity)..<(n * d + 4)).allSatisfy({ out[$0].bitPattern == sentinel.bitPattern }) {
+        fail("forward_call wrote past out_len")
+    }
+    if Snapshot(h) != before { fail("forward_call changed the layer") }
+    reset()
+    var grads = gpt_embedding_grads()
+    gpt_embedding_grads_init(&grads, MemoryLayout<gpt_embedding_grads>.size)
+    let want = input.byte()
+    func length(_ i: Int) -> Int64 { Int64(input.byte() % 8 == 0 ? sizes[i] - 1 : sizes[i]) }
+    if want & 1 != 0 { grads.token_embedding = buffers[0]; grads.token_embedding_len = length(0) }
+    if want & 2 != 0 { grads.position_embedding = buffers[1]; grads.position_embedding_len = length(1) }
+    if want & 4 != 0 { grads.layer_norm_weight = buffers[2]; grads.layer_norm_weight_len = length(2) }
+    if want & 8 != 0 { grads.layer_norm_bias = buffers[3]; grads.layer_norm_bias_len = length(3) }
+    if want & 16 != 0 { grads.token_rows = buffers[4]; grads.token_rows_len = length(4) }
+    if want & 32 != 0 { grads.reserved = 1 }
+    let gradLen = Int64(input.byte() % 8 == 0 ? n * d + 1 : n * d)
+    let status = want & 64 != 0
+        ? gpt_embedding_backward_call(h, &call, Int32(input.byte() % 4), grad, gradLen, nil)
+        : gpt_embedding_backward_call(h, &call, Int32(input.byte() % 4), grad, gradLen, &grads)
+    if checked(status, "backward_call") != 0 {
+        if !untouched() { fail("failed backward_call wrote a buffer") }
+        if Snapshot(h) != before { fail("failed backward_call changed the layer") }
+    } else {
+        if want & 64 == 0 && Snapshot(h) != before { fail("backward_call into buffers changed the layer") }
+        for (p, count) in zip(buffers, sizes) where !(count..<(count + 4)).allSatisfy({ p[$0].bitPattern == sentinel.bitPattern }) {
+            fail("backward_call wrote past a buffer")
+        }
+    }
 }
 
 #if GPT_EMBEDDING_FUZZING
