@@ -8,7 +8,8 @@ It builds bench/bench.c (-O3 -march=native, OpenMP) against the built library, r
 and 2 threads, runs bench/bench_torch.py with the same thread counts when torch is
 installed, and prints: memory bandwidth, every case with its bytes, GB/s and ratio to the
 floor (bytes / best in-run bandwidth), the ratios to the C baseline and to PyTorch, the
-decode-step latency, the scaling tables and the issue's targets.
+decode-step latency, the scaling tables and the issue's targets; then the Python call
+overhead tables of bench/bench_pycall.py.
 """
 import argparse
 import json
@@ -109,6 +110,13 @@ def main():
             torch_rows += run_json([sys.executable, os.path.join(ROOT, "bench", "bench_torch.py"), "--threads", t]
                                    + (["--smoke"] if args.smoke else []))
     report(rows, torch_rows, args)
+    sys.stdout.flush()
+    # Python call overhead (issue 18, item 8): bench/bench_pycall.py prints its own tables
+    # (decode step from C, ctypes, the numpy API, numpy indexing, PyTorch, gpt_embedding.nn).
+    print("running bench_pycall (Python call overhead) ...", file=sys.stderr)
+    subprocess.run([sys.executable, os.path.join(ROOT, "bench", "bench_pycall.py")]
+                   + (["--smoke"] if args.smoke else []) + (["--no-torch"] if args.no_torch else []),
+                   check=True, env=env)
     sys.stdout.flush()
     isa_cmd = build_isa(args.smoke, args.v3_only) + ["--threads", args.threads] + (["--smoke"] if args.smoke else [])
     print("running bench_isa (CPU paths) ...", file=sys.stderr)
