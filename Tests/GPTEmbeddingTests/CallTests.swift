@@ -1,4 +1,6 @@
+import Dispatch
 import GPTEmbedding
+import Synchronization
 import Testing
 
 /// Calls with explicit state (``EmbeddingCall``): compared bit for bit with the stateful
@@ -435,6 +437,53 @@ import Testing
         }
         #expect(!a.hasTrainingState)
         #expect(bits(try a.forward(ids: ids, batch: 1, seq: 4, training: true)) == bits(try b.forward(ids: ids, batch: 1, seq: 4, training: true)))
+    }
+
+    /// Forward and backward calls into caller buffers only read the layer: several threads
+    /// run them at once on one layer (different offsets, their own buffers) and get what
+    /// each gets alone.
+    @Test func callsIntoBuffersRunConcurrentlyOnOneLayer() throws {
+        let layer = try GPTEmbedding(config: smallConfig(vocab: 300, dim: 64, maxSeqLen: 64, dropout: 0.2, threads: 2))
+        var rng = TestRandom(12)
+        let ids = (0..<(4 * 64)).map { _ in Int32(rng.int(300)) }
+        let dy = rng.floats(ids.count * 64)
+        @Sendable func run(_ offset: UInt64) -> [UInt32] {
+            var out = [Float](repeating: 0, count: dy.count), rows = [Float](repeating: 0, count: dy.count)
+            var dwte = [Float](repeating: 0, count: 300 * 64), dg = [Float](repeating: 0, count: 64)
+            var mean = [Float](repeating: 0, count: ids.count), rstd = [Float](repeating: 0, count: ids.count)
+            do {
+                try ids.withUnsafeBufferPointer { i in
+                    try mean.withUnsafeMutableBufferPointer { m in
+                        try rstd.withUnsafeMutableBufferPointer { r in
+                            let call = EmbeddingCall(ids: i.baseAddress, batch: 4, seq: 64, training: true, useLayerNorm: true,
+                                                     dropoutSeed: 1, dropoutOffset: offset, mean: m.baseAddress, rstd: r.baseAddress)
+                            try out.withUnsafeMutableBufferPointer { o in
+                                try layer.forward(call, into: UnsafeMutableRawPointer(o.baseAddress), capacity: o.count)
+                            }
+                            try dwte.withUnsafeMutableBufferPointer { t in
+                                try dg.withUnsafeMutableBufferPointer { g in
+                                    try rows.withUnsafeMutableBufferPointer { rw in
+                                        try dy.withUnsafeBytes { y in
+                                            try layer.backward(call, gradOutput: y.baseAddress, count: dy.count,
+                                                               into: .buffers(CallGradients(tokenEmbedding: t, layerNormWeight: g, tokenRows: rw)))
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            } catch { return [] }
+            return (out + rows + dwte + dg).map(\.bitPattern)
+        }
+        let alone = (0..<4).map { run(UInt64($0)) }
+        #expect(alone.allSatisfy { !$0.isEmpty } && alone[0] != alone[1])
+        let same = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            for _ in 0..<5 where run(UInt64(i % 4)) == alone[i % 4] { same.withLock { $0 += 1 } }
+        }
+        #expect(same.withLock { $0 } == 40)
+        #expect(!layer.tokenEmbedding.weight.hasGradient)
     }
 
     /// Empty calls (batch or seq 0): valid, nothing read or written, pointers may be nil; a

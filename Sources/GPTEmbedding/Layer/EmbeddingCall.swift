@@ -93,11 +93,6 @@ public struct CallGradients: @unchecked Sendable {
         self.layerNormBias = layerNormBias
         self.tokenRows = tokenRows
     }
-
-    /// Whether no gradient is wanted at all.
-    var isEmpty: Bool {
-        tokenEmbedding == nil && positionEmbedding == nil && layerNormWeight == nil && layerNormBias == nil && tokenRows == nil
-    }
 }
 
 /// Where an explicit-state backward puts its gradients.
