@@ -296,6 +296,8 @@ public final class GPTEmbedding: @unchecked Sendable {
 
     /// Backward from a `grad_output [batch, seq, embedDim]` of `dtype` (float32, or bfloat16 /
     /// float16 widened exactly). Gradients accumulate in float32 whatever the table dtype.
+    /// The backward of an empty training forward (batch or seq 0, the same shape) adds
+    /// nothing and reads nothing.
     public func backward(gradOutput: UnsafeRawPointer, dtype: TensorDType, batch: Int, seq: Int) throws(GPTEmbeddingError) {
         guard let saved else {
             throw GPTEmbeddingError(.badState, "no training forward to differentiate: call forward with training first (an eval forward keeps nothing)")
