@@ -155,11 +155,12 @@ def test_gradients_equal_torch(norm, encoding):
     w = torch.randn(3, 7, D, generator=torch.Generator().manual_seed(2))
     (m(ids, use_layer_norm=norm) * w).sum().backward()
     (ref(ids, norm) * w).sum().backward()
-    torch.testing.assert_close(m.token_embedding.weight.grad, ref.wte.grad.index_fill(0, torch.tensor([4]), 0.0),
-                               rtol=1e-5, atol=1e-6)
+    # The layer norm's backward sums in another order than torch's (and row 11 sums 7 tokens).
+    tol = dict(rtol=1e-4, atol=1e-5) if norm else dict(rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(m.token_embedding.weight.grad, ref.wte.grad.index_fill(0, torch.tensor([4]), 0.0), **tol)
     assert torch.all(m.token_embedding.weight.grad[4] == 0)
     if encoding == "learned":
-        torch.testing.assert_close(m.position_embedding.weight.grad, ref.wpe.grad, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(m.position_embedding.weight.grad, ref.wpe.grad, **tol)
     if norm:
         torch.testing.assert_close(m.layer_norm.weight.grad, ref.ln.weight.grad, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(m.layer_norm.bias.grad, ref.ln.bias.grad, rtol=1e-5, atol=1e-5)

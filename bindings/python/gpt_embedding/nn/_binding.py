@@ -76,6 +76,10 @@ def torch_view(layer: _Layer, name: str) -> torch.Tensor:
     return torch.from_numpy(a)
 
 
+def _empty() -> torch.Tensor:
+    return torch.empty((0,), dtype=torch.float32)
+
+
 _keys = itertools.count(1)
 _bindings: Dict[int, "weakref.ReferenceType[Binding]"] = {}
 _bindings_lock = threading.Lock()
@@ -227,13 +231,13 @@ class Binding:
                              f"has [{batch}, {seq}, {self.embed_dim}]")
         c = self._call(ids, positions, start, flags, rng, mean, rstd)
         d = self.embed_dim
-        empty = torch.empty((0,), dtype=torch.float32)
         if want & WANT_INTO_LAYER:
             check(_backward_call(self.handle, ctypes.addressof(c), code, grad.data_ptr() or None, grad.numel(), None))
-            return empty, empty, empty, empty
+            return _empty(), _empty(), _empty(), _empty()
         g = _lib.Grads()
         g.struct_size = ctypes.sizeof(g)
-        dwte = dwpe = dgamma = dbeta = empty
+        # Distinct empty tensors: an operator's outputs may not alias each other.
+        dwte, dwpe, dgamma, dbeta = _empty(), _empty(), _empty(), _empty()
         if want & WANT_TOKEN_ROWS:
             dwte = torch.empty((batch * seq, d), dtype=torch.float32)
             g.token_rows, g.token_rows_len = dwte.data_ptr() or None, dwte.numel()

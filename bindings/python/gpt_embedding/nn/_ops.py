@@ -70,7 +70,7 @@ def _backward_fake(key: int, grad: Tensor, ids: Tensor, positions: Optional[Tens
     d = b.embed_dim
     f32 = dict(dtype=torch.float32)
     if want & WANT_INTO_LAYER:
-        return (grad.new_empty((0,), **f32),) * 4
+        return tuple(grad.new_empty((0,), **f32) for _ in range(4))
     if want & WANT_TOKEN_ROWS:
         dwte = grad.new_empty((ids.numel(), d), **f32)
     elif want & WANT_TOKEN:
