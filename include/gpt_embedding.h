@@ -565,6 +565,22 @@ typedef struct gpt_embedding_call {
                                  norm writes each token's mean here (NULL: not kept; an
                                  eval forward needs none); its backward reads them */
     float *rstd;              /* [batch * seq]: 1 / sqrt(var + eps), likewise */
+    /* Borrowed tables (llm.c's encoder_forward(out, inp, wte, wpe, ...) style): a
+     * non-NULL pointer replaces the layer's own tensor for the duration of this call,
+     * forward and backward alike, so that an engine that owns its parameters (a torch
+     * tensor, an arena of a C engine) computes from them without copying them into the
+     * layer. Each must have the shape and dtype of the layer's own tensor
+     * (gpt_embedding_parameter_shape / _dtype; the layer norm vectors are float32) and
+     * *_len its element count, exactly; NULL (the default) means the layer's own. The
+     * library reads them only during the call and never writes them. */
+    const void *token_embedding;       /* [rows, D] of the token table's dtype */
+    int64_t token_embedding_len;
+    const void *position_embedding;    /* [max_seq_len, D] (learned positions only) */
+    int64_t position_embedding_len;
+    const float *layer_norm_weight;    /* [D] */
+    int64_t layer_norm_weight_len;
+    const float *layer_norm_bias;      /* [D] */
+    int64_t layer_norm_bias_len;
 } gpt_embedding_call;
 
 /* Fills *call (size = sizeof *call as the caller was compiled) with the
