@@ -64,14 +64,36 @@ private func readCall(_ p: UnsafePointer<gpt_embedding_call>?) throws(GPTEmbeddi
     return c
 }
 
+/// A borrowed table's element count: `len` when it can be one (the core checks it against
+/// the layer's table), else an error naming the field.
+private func borrowedCount(_ len: Int64, _ name: StaticString) throws(GPTEmbeddingError) -> Int {
+    guard len >= 0, len <= Int64(Int.max / MemoryLayout<Float>.stride) else {
+        throw GPTEmbeddingError(.invalidArgument, "call->\(name) = \(len) is not an element count")
+    }
+    return Int(len)
+}
+
 /// The Swift call of a checked C call, with ids and positions of type `I`.
 private func swiftCall<I: EmbeddingIndex>(_ c: gpt_embedding_call, _: I.Type) throws(GPTEmbeddingError) -> EmbeddingCall<I> {
     let (training, useLayerNorm) = try forwardFlags(c.flags, "call->flags")
-    return EmbeddingCall(
+    var call = EmbeddingCall(
         ids: c.ids?.assumingMemoryBound(to: I.self), batch: Int(c.batch), seq: Int(c.seq),
         positions: c.positions?.assumingMemoryBound(to: I.self), startPosition: Int(c.start_position),
         training: training, useLayerNorm: useLayerNorm, dropoutSeed: c.dropout_seed, dropoutOffset: c.dropout_offset,
         mean: c.mean, rstd: c.rstd)
+    if let p = c.token_embedding {
+        call.tokenEmbedding = BorrowedTable(p, count: try borrowedCount(c.token_embedding_len, "token_embedding_len"))
+    }
+    if let p = c.position_embedding {
+        call.positionEmbedding = BorrowedTable(p, count: try borrowedCount(c.position_embedding_len, "position_embedding_len"))
+    }
+    if let p = c.layer_norm_weight {
+        call.layerNormWeight = UnsafeBufferPointer(start: p, count: try borrowedCount(c.layer_norm_weight_len, "layer_norm_weight_len"))
+    }
+    if let p = c.layer_norm_bias {
+        call.layerNormBias = UnsafeBufferPointer(start: p, count: try borrowedCount(c.layer_norm_bias_len, "layer_norm_bias_len"))
+    }
+    return call
 }
 
 /// The caller's gradient buffers, checked: size, reserved, and every length (>= 0; that it

@@ -439,6 +439,67 @@ import Testing
         #expect(bits(try a.forward(ids: ids, batch: 1, seq: 4, training: true)) == bits(try b.forward(ids: ids, batch: 1, seq: 4, training: true)))
     }
 
+    /// Borrowed tables: a layer with other weights, given another layer's tables (token,
+    /// position, layer norm; f32 and bf16) for the call, computes exactly what that layer
+    /// computes with its own, forward and backward; the borrowed memory is never written.
+    @Test(arguments: [TensorDType.float32, .bfloat16])
+    func borrowedTablesReplaceTheLayers(dtype: TensorDType) throws {
+        var cfg = config(Case(dtype: dtype, layerNorm: true, dropout: 0.3, padding: 2))
+        let owner = try GPTEmbedding(config: cfg)
+        cfg.seed = 99
+        let borrower = try GPTEmbedding(config: cfg)
+        var rng = TestRandom(21)
+        try owner.layerNormWeight.setValues(rng.floats(20))
+        try owner.layerNormBias.setValues(rng.floats(20))
+        func bytes(_ t: ParameterTensor) -> [UInt8] {
+            Array(UnsafeRawBufferPointer(start: t.rawData.pointer, count: t.count * t.dtype.byteCount))
+        }
+        let wte = bytes(owner.tokenEmbedding.weight), wpe = bytes(owner.positionalEmbedding!.weight)
+        let gamma = owner.layerNormWeight.values, beta = owner.layerNormBias.values
+        let ids: [Int32] = [1, 2, 2, 5, 7, 2, 0, 11]
+        let dy = rng.floats(8 * 20)
+        let own = try withCall(ids, 2, 4, ln: true, offset: 3) { call in
+            (try owner.forward(call), try gradients(owner, call, dy, "tpwbr"))
+        }
+        try wte.withUnsafeBytes { t in
+            try wpe.withUnsafeBytes { p in
+                try gamma.withUnsafeBufferPointer { g in
+                    try beta.withUnsafeBufferPointer { b in
+                        try withCall(ids, 2, 4, ln: true, offset: 3) { plain in
+                            var call = plain
+                            call.tokenEmbedding = BorrowedTable(t.baseAddress!, count: owner.tokenEmbedding.weight.count)
+                            call.positionEmbedding = BorrowedTable(p.baseAddress!, count: owner.positionalEmbedding!.weight.count)
+                            call.layerNormWeight = g
+                            call.layerNormBias = b
+                            let y = try borrower.forward(call)
+                            let grads = try gradients(borrower, call, dy, "tpwbr")
+                            #expect(bits(y) == bits(own.0))
+                            #expect(bits(grads.token) == bits(own.1.token) && bits(grads.position) == bits(own.1.position))
+                            #expect(bits(grads.weight) == bits(own.1.weight) && bits(grads.bias) == bits(own.1.bias))
+                            #expect(bits(grads.rows) == bits(own.1.rows))
+                            #expect(bits(try borrower.forward(plain)) != bits(own.0), "the borrower's own tables differ")
+                            // Wrong shapes and misaligned tables are refused.
+                            var short = call
+                            short.tokenEmbedding!.count -= 1
+                            #expect(failure { _ = try borrower.forward(short) }?.message.contains("the borrowed token_embedding has") == true)
+                            var shifted = call
+                            shifted.layerNormWeight = UnsafeBufferPointer(start: UnsafePointer<Float>(bitPattern: Int(bitPattern: g.baseAddress!) + 1), count: 20)
+                            #expect(failure { _ = try borrower.forward(shifted) }?.message.contains("is not aligned") == true)
+                        }
+                    }
+                }
+            }
+        }
+        #expect(bytes(owner.tokenEmbedding.weight) == wte && owner.layerNormWeight.values == gamma)
+        let sinusoidal = try GPTEmbedding(config: config(Case(positions: .sinusoidal)))
+        try wpe.withUnsafeBytes { p in
+            let call = EmbeddingCall<Int32>(ids: nil, batch: 0, seq: 0)
+            var borrowing = call
+            borrowing.positionEmbedding = BorrowedTable(p.baseAddress!, count: 16 * 20)
+            #expect(failure { _ = try sinusoidal.forward(borrowing) }?.message.contains("no learned position table") == true)
+        }
+    }
+
     /// Forward and backward calls into caller buffers only read the layer: several threads
     /// run them at once on one layer (different offsets, their own buffers) and get what
     /// each gets alone.

@@ -40,9 +40,22 @@ public struct EmbeddingCall<I: EmbeddingIndex>: @unchecked Sendable {
     public var mean: UnsafeMutablePointer<Float>?
     /// `[batch * seq]` floats: each token's `1 / sqrt(var + eps)`, like ``mean``.
     public var rstd: UnsafeMutablePointer<Float>?
+    /// A borrowed token table (llm.c's `encoder_forward(out, inp, wte, wpe, ...)` style): when
+    /// set, the call computes from it instead of the layer's own, forward and backward alike,
+    /// so that an engine owning its parameters needs no copy into the layer. It must have the
+    /// shape and dtype of the layer's table, exactly; it is only read, during the call.
+    public var tokenEmbedding: BorrowedTable?
+    /// A borrowed learned position table `[maxSeqLen, embedDim]` of the layer's dtype (learned
+    /// positions only), like ``tokenEmbedding``.
+    public var positionEmbedding: BorrowedTable?
+    /// A borrowed layer norm weight: `embedDim` floats, like ``tokenEmbedding``.
+    public var layerNormWeight: UnsafeBufferPointer<Float>?
+    /// A borrowed layer norm bias: `embedDim` floats, like ``tokenEmbedding``.
+    public var layerNormBias: UnsafeBufferPointer<Float>?
 
     /// A call on `ids [batch, seq]`; the other fields default to an eval call at positions
-    /// `0 ..< seq` with the configuration's layer norm choice and no statistics kept.
+    /// `0 ..< seq` with the configuration's layer norm choice, no statistics kept and the
+    /// layer's own tables.
     public init(ids: UnsafePointer<I>?, batch: Int, seq: Int, positions: UnsafePointer<I>? = nil,
                 startPosition: Int = 0, training: Bool = false, useLayerNorm: Bool? = nil,
                 dropoutSeed: UInt64 = 0, dropoutOffset: UInt64 = 0,
@@ -58,6 +71,21 @@ public struct EmbeddingCall<I: EmbeddingIndex>: @unchecked Sendable {
         self.dropoutOffset = dropoutOffset
         self.mean = mean
         self.rstd = rstd
+    }
+}
+
+/// A table in the caller's memory that a call reads instead of the layer's own: `count`
+/// elements of the layer table's ``TensorDType`` at `base` (aligned for it).
+public struct BorrowedTable: @unchecked Sendable {
+    /// The first element.
+    public var base: UnsafeRawPointer
+    /// Elements (not bytes); must equal the layer table's `rows * cols`.
+    public var count: Int
+
+    /// `count` elements at `base`.
+    public init(_ base: UnsafeRawPointer, count: Int) {
+        self.base = base
+        self.count = count
     }
 }
 

@@ -36,6 +36,7 @@ extension GPTEmbedding {
         let n = try TokenBatch.count(batch: call.batch, seq: call.seq)
         let need = try Checked.multiply(n, embedDim, "batch * seq * embed_dim")
         try ParameterTensor.checkCapacity(capacity, need, "the output", unit: dtype == .float32 ? "floats" : "\(dtype) elements")
+        let tables = try callTables(call)
         if n > 0 {
             guard call.ids != nil else { throw GPTEmbeddingError(.nullPointer, "ids is NULL") }
             guard out != nil else { throw GPTEmbeddingError(.nullPointer, "out is NULL") }
@@ -99,6 +100,7 @@ extension GPTEmbedding {
         }
         let normalize = call.useLayerNorm ?? config.layerNormByDefault
         if case .buffers(let g) = targets { try checkGradientBuffers(g, tokens: n) }
+        let tables = try callTables(call)
         if n > 0 {
             guard call.ids != nil else { throw GPTEmbeddingError(.nullPointer, "ids is NULL") }
             guard gradOutput != nil else { throw GPTEmbeddingError(.nullPointer, "grad_output is NULL") }
@@ -117,11 +119,11 @@ extension GPTEmbedding {
         let statistics = normalize ? call.mean.flatMap { m in call.rstd.map { (UnsafePointer(m), UnsafePointer($0)) } } : nil
         switch targets {
         case .layer:
-            try addGradients(tokens: tokens, statistics: statistics, mask: mask, gradOutput: gradOutput, dtype: dtype,
-                             recompute: nil)
+            try addGradients(tables: tables, tokens: tokens, statistics: statistics, mask: mask, gradOutput: gradOutput,
+                             dtype: dtype, recompute: nil)
         case .buffers(let g):
-            try addGradients(into: g, tokens: tokens, statistics: statistics, mask: mask, gradOutput: gradOutput,
-                             dtype: dtype)
+            try addGradients(into: g, tables: tables, tokens: tokens, statistics: statistics, mask: mask,
+                             gradOutput: gradOutput, dtype: dtype)
         }
     }
 
@@ -133,6 +135,46 @@ extension GPTEmbedding {
         guard !config.isPartialShard else {
             throw GPTEmbeddingError(.badState, "this layer holds rows [\(config.heldTokenRows.lowerBound), \(config.heldTokenRows.upperBound)) of a vocabulary of \(config.vocabSize): calls with explicit state need the whole table (run the two-phase forward and the stateful backward)")
         }
+    }
+
+    /// The layer's tables with the ones `call` borrows in their place, after checking that each
+    /// has the shape and dtype of the layer's own (and is aligned for it).
+    private func callTables<I: EmbeddingIndex>(_ call: EmbeddingCall<I>) throws(GPTEmbeddingError) -> EmbeddingTables {
+        let own = tables
+        guard call.tokenEmbedding != nil || call.positionEmbedding != nil || call.layerNormWeight != nil
+              || call.layerNormBias != nil else { return own }
+        func check(_ base: UnsafeRawPointer, _ count: Int, _ name: String, like t: ParameterTensor) throws(GPTEmbeddingError) {
+            guard count == t.count else {
+                throw GPTEmbeddingError(.invalidArgument, "the borrowed \(name) has \(count) elements, the layer's is [\(t.rows), \(t.cols)] = \(t.count) \(t.dtype) elements")
+            }
+            guard Int(bitPattern: base) % t.dtype.byteCount == 0 else {
+                throw GPTEmbeddingError(.invalidArgument, "the borrowed \(name) at \(base) is not aligned for \(t.dtype) elements")
+            }
+        }
+        var wte = own.wte
+        if let b = call.tokenEmbedding {
+            try check(b.base, b.count, "token_embedding", like: tokenEmbedding.weight)
+            wte = TableStorage(borrowing: b.base, count: b.count, dtype: tokenEmbedding.weight.dtype)
+        }
+        var positions = own.positions
+        if let b = call.positionEmbedding {
+            guard let wpe = positionalEmbedding?.weight else {
+                throw GPTEmbeddingError(.invalidArgument, "a borrowed position_embedding was given, but this layer has no learned position table (position_encoding is \(config.positionEncoding))")
+            }
+            try check(b.base, b.count, "position_embedding", like: wpe)
+            positions = .learned(TableStorage(borrowing: b.base, count: b.count, dtype: wpe.dtype))
+        }
+        var gamma = own.gamma, beta = own.beta
+        if let b = call.layerNormWeight {
+            try check(UnsafeRawPointer(b.baseAddress ?? UnsafePointer(TokenBatch.placeholder(Float.self))), b.count, "layer_norm_weight", like: layerNormWeight)
+            gamma = UnsafeMutablePointer(mutating: b.baseAddress.unsafelyUnwrapped)
+        }
+        if let b = call.layerNormBias {
+            try check(UnsafeRawPointer(b.baseAddress ?? UnsafePointer(TokenBatch.placeholder(Float.self))), b.count, "layer_norm_bias", like: layerNormBias)
+            beta = UnsafeMutablePointer(mutating: b.baseAddress.unsafelyUnwrapped)
+        }
+        return EmbeddingTables(dim: own.dim, wte: wte, scale: own.scale, paddingIdx: own.paddingIdx, positions: positions,
+                               gamma: gamma, beta: beta, eps: own.eps, shard: own.shard)
     }
 
     /// The validated tokens of `call`, read in place where possible (nothing is kept).
@@ -173,7 +215,7 @@ extension GPTEmbedding {
 
     /// Adds the backward of non-empty `tokens` into the caller's buffers of `g` (checked).
     /// Allocates per call and only reads the layer.
-    private func addGradients(into g: CallGradients, tokens: TokenBatch,
+    private func addGradients(into g: CallGradients, tables: EmbeddingTables, tokens: TokenBatch,
                               statistics: (mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>)?,
                               mask: DropoutMask?, gradOutput: UnsafeRawPointer, dtype: TensorDType) throws(GPTEmbeddingError) {
         let n = tokens.count, d = embedDim

@@ -307,15 +307,16 @@ public final class GPTEmbedding: @unchecked Sendable {
         }
         // The backward of an empty forward adds nothing (and reads no grad_output).
         if saved.tokens.count == 0 { return }
-        try addGradients(tokens: saved.tokens, statistics: saved.stats.pointers, mask: saved.mask,
+        try addGradients(tables: tables, tokens: saved.tokens, statistics: saved.stats.pointers, mask: saved.mask,
                          gradOutput: gradOutput, dtype: dtype, recompute: saved.summed.map { (summedTables($0), $0.tokens) })
     }
 
     /// Adds the backward of `tokens` (their forward's layer norm `statistics`, `nil` when it
-    /// did not normalise, and dropout `mask`) for `gradOutput` of `dtype` into the layer's own
-    /// gradients, allocating them, recording the touched rows and marking the gradient
-    /// pending. `tokens` is not empty. Needs exclusive access (it uses the layer's scratch).
-    func addGradients(tokens: TokenBatch, statistics: (mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>)?,
+    /// did not normalise, and dropout `mask`) through `tables` (the layer's, or a call's
+    /// borrowed ones) for `gradOutput` of `dtype` into the layer's own gradients, allocating
+    /// them, recording the touched rows and marking the gradient pending. `tokens` is not
+    /// empty. Needs exclusive access (it uses the layer's scratch).
+    func addGradients(tables: EmbeddingTables, tokens: TokenBatch, statistics: (mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>)?,
                       mask: DropoutMask?, gradOutput: UnsafeRawPointer, dtype: TensorDType,
                       recompute: (tables: EmbeddingTables, tokens: TokenBatch)?) throws(GPTEmbeddingError) {
         let normalize = statistics != nil

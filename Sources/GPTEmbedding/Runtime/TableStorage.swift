@@ -41,6 +41,17 @@ final class TableStorage: @unchecked Sendable {
         heap = nil
     }
 
+    /// `count` elements of `dtype` at `base` in the caller's memory, read for the duration of
+    /// one call (a borrowed table, ``EmbeddingCall/tokenEmbedding``): never written, freed
+    /// or kept.
+    init(borrowing base: UnsafeRawPointer, count: Int, dtype: TensorDType) {
+        self.base = UnsafeMutableRawPointer(mutating: base)
+        self.count = count
+        self.dtype = dtype
+        mapping = nil
+        heap = nil
+    }
+
     /// Bytes of the values.
     var byteCount: Int { count * dtype.byteCount }
 
