@@ -479,9 +479,18 @@ def test_state_dict_deepcopy_pickle_assign():
     loaded = torch.load(buf, weights_only=False)
     assert torch.equal(loaded(ids), m(ids)) and loaded.config.padding_idx == 2
     assert torch.equal(pickle.loads(pickle.dumps(m))(ids), m(ids))
-    # A parameter replaced behind the module's back is noticed, not silently ignored.
+    # A parameter replaced behind the module's back is what the layer computes from (the
+    # operators borrow the tensors they are given), as with any torch module.
     m.token_embedding.weight = nn.Parameter(torch.zeros(V, D))
-    with pytest.raises(RuntimeError, match="no longer the library's table"):
+    assert torch.equal(m(ids), m.position_embedding.weight[:7].detach().expand(3, 7, D))
+    m.train()
+    m(ids).sum().backward()
+    assert m.token_embedding.weight.grad is not None
+    with pytest.raises(TypeError, match="float64"):
+        m.token_embedding.weight = nn.Parameter(torch.zeros(V, D, dtype=torch.float64))
+        m(ids)
+    m.token_embedding.weight = nn.Parameter(torch.zeros(V + 1, D))
+    with pytest.raises(ValueError):
         m(ids)
 
 

@@ -180,6 +180,15 @@ class Call(ctypes.Structure):
         ("dropout_offset", ctypes.c_uint64),
         ("mean", ctypes.c_void_p),  # float *: [batch * seq], written by a normalising forward
         ("rstd", ctypes.c_void_p),  # float *: [batch * seq]
+        # Borrowed tables (NULL: the layer's own), each with its element count.
+        ("token_embedding", ctypes.c_void_p),  # const void *: [rows, D] of the table's dtype
+        ("token_embedding_len", ctypes.c_int64),
+        ("position_embedding", ctypes.c_void_p),  # const void *: [max_seq_len, D]
+        ("position_embedding_len", ctypes.c_int64),
+        ("layer_norm_weight", ctypes.c_void_p),  # const float *: [D]
+        ("layer_norm_weight_len", ctypes.c_int64),
+        ("layer_norm_bias", ctypes.c_void_p),  # const float *: [D]
+        ("layer_norm_bias_len", ctypes.c_int64),
     ]
 
 

@@ -76,6 +76,25 @@ def torch_view(layer: _Layer, name: str) -> torch.Tensor:
     return torch.from_numpy(a)
 
 
+#: The four tables of a call in NAMES order (the position table None without learned positions).
+Tables = Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor, torch.Tensor]
+
+
+def _borrowed(t: Optional[torch.Tensor], own: Optional[torch.Tensor], name: str) -> Optional[torch.Tensor]:
+    """A table tensor as the library reads it: on the CPU, contiguous, of the layer's dtype
+    (the library checks the element count)."""
+    if t is None:
+        return None
+    if own is None:
+        raise ValueError(f"gpt_embedding.nn: this layer has no {name}")
+    if t.device.type != "cpu":
+        raise RuntimeError(f"gpt_embedding.nn: {name} is on {t.device}; the library runs on the CPU only")
+    if t.dtype != own.dtype:
+        raise TypeError(f"gpt_embedding.nn: {name} is {t.dtype}; this layer's is {own.dtype} (convert the module "
+                        "with .to(dtype), which converts the library's tables)")
+    return t.contiguous()
+
+
 def _empty() -> torch.Tensor:
     return torch.empty((0,), dtype=torch.float32)
 
@@ -129,20 +148,17 @@ class Binding:
 
     # -- checks ----------------------------------------------------------------------
 
-    def check_tables(self, tables: Dict[str, Optional[torch.Tensor]]) -> None:
-        """Every parameter passed to an operator must still be the library's memory: a
-        parameter replaced by ``load_state_dict(assign=True)``, ``share_memory_()`` or an
-        assignment would be silently ignored by the library otherwise."""
-        for name, t in tables.items():
+    def is_own(self, tables: Tables) -> bool:
+        """Whether every table is the library's own memory (the parameters this binding
+        made, unchanged): then the plain calls, which read the layer's tables, are right."""
+        for name, t in zip(NAMES, tables):
+            own = self.tensors.get(name)
             if t is None:
-                continue
-            if t.data_ptr() != self.addresses[name] or t.dtype != self.tensors[name].dtype \
-                    or tuple(t.shape) != self.shapes[name]:
-                raise RuntimeError(
-                    f"gpt_embedding.nn: {name} is no longer the library's table (address, dtype or shape changed: "
-                    "replaced by load_state_dict(assign=True), share_memory_(), set_() or an assignment?). The "
-                    "library computes from its own memory; copy values in place instead "
-                    "(module.load_state_dict(sd), param.data.copy_(x)).")
+                if own is not None:
+                    return False
+            elif own is None or t.data_ptr() != self.addresses[name] or t.dtype != own.dtype:
+                return False
+        return True
 
     def zeros(self, shape: Tuple[int, ...]) -> torch.Tensor:
         """A float32 tensor of zeros for a dense table gradient.
@@ -166,14 +182,17 @@ class Binding:
 
     # -- the calls ---------------------------------------------------------------------
 
-    def _call(self, ids: torch.Tensor, positions: Optional[torch.Tensor], start: int, flags: int,
+    def _call(self, tables: Tables, ids: torch.Tensor, positions: Optional[torch.Tensor], start: int, flags: int,
               rng: Optional[torch.Tensor], mean: Optional[torch.Tensor], rstd: Optional[torch.Tensor]) -> _lib.Call:
+        """The ``gpt_embedding_call`` of one forward and its backward, borrowing ``tables``
+        (the tensors autograd gave the operator: the library computes from them, whatever
+        memory they are in; it checks their sizes, the dtypes are checked here)."""
         c = _lib.Call()
         c.struct_size = ctypes.sizeof(c)
         c.flags = flags
         c.index_dtype = _lib.INDEX_I32 if ids.dtype == torch.int32 else _lib.INDEX_I64
         c.ids = ids.data_ptr() or None
-        c.positions = positions.data_ptr() or None if positions is not None else None
+        c.positions = (positions.data_ptr() or None) if positions is not None else None
         c.batch, c.seq = ids.shape
         c.start_position = start
         if rng is not None and rng.numel():
@@ -183,9 +202,18 @@ class Binding:
         if mean is not None and mean.numel():
             c.mean = mean.data_ptr()
             c.rstd = rstd.data_ptr()
+        keep = []
+        for name, t, field in zip(NAMES, tables, ("token_embedding", "position_embedding", "layer_norm_weight",
+                                                  "layer_norm_bias")):
+            t = _borrowed(t, self.tensors.get(name), name)
+            if t is not None:  # None: the layer's own
+                setattr(c, field, t.data_ptr() or None)
+                setattr(c, field + "_len", t.numel())
+                keep.append(t)
+        c._keep = keep  # contiguous copies, if any, live as long as the call
         return c
 
-    def forward(self, ids: torch.Tensor, positions: Optional[torch.Tensor], start: int, flags: int,
+    def forward(self, tables: Tables, ids: torch.Tensor, positions: Optional[torch.Tensor], start: int, flags: int,
                 rng: Optional[torch.Tensor], keep_stats: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``gpt_embedding_forward_call``: the output [batch, seq, D] in the tables' dtype
         and, with the layer norm and ``keep_stats``, the per-token mean and rstd (empty
@@ -196,7 +224,7 @@ class Binding:
         n = batch * seq if keep_stats and flags & _lib.LAYER_NORM else 0
         mean = torch.empty((n,), dtype=torch.float32)
         rstd = torch.empty((n,), dtype=torch.float32)
-        c = self._call(ids, positions, start, flags, rng, mean, rstd)
+        c = self._call(tables, ids, positions, start, flags, rng, mean, rstd)
         check(_forward_call(self.handle, ctypes.addressof(c), DTYPE_CODES[self.table_dtype],
                             out.data_ptr() or None, out.numel()))
         return out, mean, rstd
@@ -212,8 +240,8 @@ class Binding:
                  DTYPE_CODES[self.table_dtype], out.data_ptr() or None, out.numel()))
         return out
 
-    def backward(self, grad: torch.Tensor, ids: torch.Tensor, positions: Optional[torch.Tensor], start: int,
-                 flags: int, rng: Optional[torch.Tensor], mean: torch.Tensor, rstd: torch.Tensor,
+    def backward(self, tables: Tables, grad: torch.Tensor, ids: torch.Tensor, positions: Optional[torch.Tensor],
+                 start: int, flags: int, rng: Optional[torch.Tensor], mean: torch.Tensor, rstd: torch.Tensor,
                  want: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``gpt_embedding_backward_call`` into fresh float32 tensors: (token table gradient
         [rows, D] -- or, with WANT_TOKEN_ROWS, each token's row gradient [batch * seq, D] --,
@@ -229,7 +257,7 @@ class Binding:
         if tuple(grad.shape) != (batch, seq, self.embed_dim):
             raise ValueError(f"gpt_embedding.nn: grad_output has shape {list(grad.shape)}, the forward's output "
                              f"has [{batch}, {seq}, {self.embed_dim}]")
-        c = self._call(ids, positions, start, flags, rng, mean, rstd)
+        c = self._call(tables, ids, positions, start, flags, rng, mean, rstd)
         d = self.embed_dim
         if want & WANT_INTO_LAYER:
             check(_backward_call(self.handle, ctypes.addressof(c), code, grad.data_ptr() or None, grad.numel(), None))

@@ -34,12 +34,9 @@ def forward(key: int, ids: Tensor, positions: Optional[Tensor], start: int, wte:
             ln_weight: Tensor, ln_bias: Tensor, flags: int, rng: Optional[Tensor],
             options: int) -> Tuple[Tensor, Tensor, Tensor]:
     """The layer's forward: ``(out [batch, seq, D] in the tables' dtype, mean [N], rstd [N])``
-    (N = batch * seq when the layer norm is applied, else 0). The tables must be the
-    library's own (the module's parameters)."""
-    b = binding(key)
-    b.check_tables({"token_embedding.weight": wte, "position_embedding.weight": wpe,
-                    "layer_norm.weight": ln_weight, "layer_norm.bias": ln_bias})
-    return b.forward(ids, positions, start, flags, rng, keep_stats=True)
+    (N = batch * seq when the layer norm is applied, else 0), computed from the tables
+    passed (borrowed for the call: whatever tensors autograd hands the operator)."""
+    return binding(key).forward((wte, wpe, ln_weight, ln_bias), ids, positions, start, flags, rng, keep_stats=True)
 
 
 @forward.register_fake
@@ -53,19 +50,24 @@ def _forward_fake(key: int, ids: Tensor, positions: Optional[Tensor], start: int
 
 
 @torch.library.custom_op("gpt_embedding::backward", mutates_args=(), device_types="cpu")
-def backward(key: int, grad: Tensor, ids: Tensor, positions: Optional[Tensor], start: int, flags: int,
-             rng: Optional[Tensor], mean: Tensor, rstd: Tensor, want: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+def backward(key: int, grad: Tensor, ids: Tensor, positions: Optional[Tensor], start: int, wte: Optional[Tensor],
+             wpe: Optional[Tensor], ln_weight: Optional[Tensor], ln_bias: Optional[Tensor], flags: int, rng: Optional[Tensor], mean: Tensor,
+             rstd: Tensor, want: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """The layer's backward into fresh float32 tensors: (token table gradient [rows, D], or
     each token's row gradient [batch * seq, D] for a sparse gradient; position table
     gradient; layer norm weight and bias gradients). A gradient not asked for in ``want``
-    is an empty tensor."""
-    return binding(key).backward(grad, ids, positions, start, flags, rng, mean, rstd, want)
+    is an empty tensor. The tables are the forward's when it normalised (the layer norm's
+    backward recomputes its input from them); without the layer norm they are not read
+    and may be None."""
+    return binding(key).backward((wte, wpe, ln_weight, ln_bias), grad, ids, positions, start, flags, rng, mean, rstd,
+                                 want)
 
 
 @backward.register_fake
-def _backward_fake(key: int, grad: Tensor, ids: Tensor, positions: Optional[Tensor], start: int, flags: int,
-                   rng: Optional[Tensor], mean: Tensor, rstd: Tensor,
-                   want: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+def _backward_fake(key: int, grad: Tensor, ids: Tensor, positions: Optional[Tensor], start: int,
+                   wte: Optional[Tensor], wpe: Optional[Tensor], ln_weight: Optional[Tensor],
+                   ln_bias: Optional[Tensor], flags: int, rng: Optional[Tensor],
+                   mean: Tensor, rstd: Tensor, want: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     b = binding(key)
     d = b.embed_dim
     f32 = dict(dtype=torch.float32)
@@ -87,16 +89,17 @@ def _setup_context(ctx, inputs, output) -> None:  # noqa: ANN001 - torch's signa
     key, ids, positions, start, wte, wpe, ln_weight, ln_bias, flags, rng, options = inputs
     _, mean, rstd = output
     ctx.key, ctx.start, ctx.flags, ctx.options = key, start, flags, options
-    ctx.has_positions = positions is not None
-    ctx.has_rng = rng is not None
-    ctx.save_for_backward(ids, positions if positions is not None else ids, rng if rng is not None else ids,
-                          mean, rstd)
+    # The layer norm's backward recomputes its input from the tables; without it they are
+    # not needed (and not saved, so an in-place update before backward is no error).
+    norm = bool(flags & _lib.LAYER_NORM)
+    ctx.norm = norm
+    ctx.save_for_backward(ids, positions, rng, mean, rstd, *((wte, wpe, ln_weight, ln_bias) if norm else ()))
 
 
 def _backward(ctx, grad: Tensor, grad_mean: Optional[Tensor], grad_rstd: Optional[Tensor]):  # noqa: ANN001
-    ids, positions, rng, mean, rstd = ctx.saved_tensors
-    positions = positions if ctx.has_positions else None
-    rng = rng if ctx.has_rng else None
+    saved = ctx.saved_tensors
+    ids, positions, rng, mean, rstd = saved[:5]
+    tables = tuple(saved[5:]) if ctx.norm else (None, None, None, None)
     need = ctx.needs_input_grad
     if torch.is_grad_enabled() and grad.requires_grad:
         raise RuntimeError("gpt_embedding.nn: double backward (create_graph=True through the embedding) is not "
@@ -111,7 +114,7 @@ def _backward(ctx, grad: Tensor, grad_mean: Optional[Tensor], grad_rstd: Optiona
         if torch.compiler.is_compiling() or _is_fake(grad):
             raise RuntimeError("gpt_embedding.nn.AdamW keeps gradients in the library, which torch.compile cannot "
                                "trace: under torch.compile use a torch optimizer (torch.optim.AdamW) instead")
-        b.backward(grad, ids, positions, ctx.start, ctx.flags, rng, mean, rstd, WANT_INTO_LAYER)
+        b.backward(tables, grad, ids, positions, ctx.start, ctx.flags, rng, mean, rstd, WANT_INTO_LAYER)
     dense = [w and not i for w, i in zip(wanted, into_layer)]
     want = 0
     sparse = bool(ctx.options & OPTION_SPARSE)
@@ -123,8 +126,8 @@ def _backward(ctx, grad: Tensor, grad_mean: Optional[Tensor], grad_rstd: Optiona
         want |= WANT_LAYER_NORM
     grads: list = [None, None, None, None]
     if want:
-        dwte, dwpe, dgamma, dbeta = backward(ctx.key, grad, ids, positions, ctx.start, ctx.flags, rng, mean, rstd,
-                                             want)
+        dwte, dwpe, dgamma, dbeta = backward(ctx.key, grad, ids, positions, ctx.start, *tables, ctx.flags, rng,
+                                             mean, rstd, want)
         if dense[0]:
             grads[0] = _sparse_gradient(b, ids, dwte) if sparse else dwte
         if dense[1]:
@@ -144,7 +147,7 @@ def _sparse_gradient(b, ids: Tensor, rows: Tensor) -> Tensor:  # noqa: ANN001
     if padding is not None:
         keep = flat != padding
         flat, rows = flat[keep], rows[keep]
-    return torch.sparse_coo_tensor(flat.unsqueeze(0), rows, (b.token_rows, b.embed_dim))
+    return torch.sparse_coo_tensor(flat.unsqueeze(0), rows, (b.token_rows, b.embed_dim), check_invariants=False)
 
 
 def _is_fake(t: Tensor) -> bool:

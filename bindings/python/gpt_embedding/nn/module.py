@@ -173,9 +173,10 @@ class LibraryModule(nn.Module):
                                                                  or (wpe is not None and wpe.requires_grad))):
             # No graph to record: one C call (a custom operator's dispatch alone costs
             # ~100 us, longer than a decode step).
-            b.check_tables(tables)
-            if dropout:
-                out, _, _ = b.forward(ids, positions, start, flags, _draw(), keep_stats=False)
+            own = b.is_own((wte, wpe, gamma, beta))
+            if dropout or not own:
+                out, _, _ = b.forward((wte, wpe, gamma, beta), ids, positions, start, flags,
+                                      _draw() if dropout else None, keep_stats=False)
                 return out
             return b.forward_eval(ids, positions, start, flags)
         if compiling and self.sparse:
