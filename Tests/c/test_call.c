@@ -271,6 +271,79 @@ static void token_rows_and_skipping(void) {
     gpt_embedding_free(h);
 }
 
+/* Borrowed tables: a layer with other weights computes, from another layer's tables given
+ * in the call, exactly what that layer computes with its own; the borrowed memory is only
+ * read; wrong lengths, misaligned tables and a position table without learned positions
+ * are refused with nothing written. */
+static void borrowed_tables(void) {
+    gpt_embedding *owner = make(GPT_EMBEDDING_POSITION_LEARNED, 0);
+    gpt_embedding_config c;
+    gpt_embedding_layer_config(owner, &c, sizeof c);
+    c.seed = 99;
+    gpt_embedding *borrower = NULL;
+    CHECK(gpt_embedding_create(&c, &borrower) == 0, "create");
+    static float wte[V * D], wpe[L * D], lnw[D], lnb[D], copy[V * D];
+    static float y1[N], y2[N], dy[N], mean[R], rstd[R], g1[V * D], g2[V * D], r1[N], r2[N];
+    for (int k = 0; k < D; k++) { lnw[k] = 1.0f + (float)k / 16; lnb[k] = (float)k / 32 - 0.25f; }
+    gpt_embedding_set_parameter(owner, GPT_EMBEDDING_PARAM_LAYER_NORM_WEIGHT, lnw, D);
+    gpt_embedding_set_parameter(owner, GPT_EMBEDDING_PARAM_LAYER_NORM_BIAS, lnb, D);
+    gpt_embedding_get_parameter(owner, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, wte, V * D);
+    gpt_embedding_get_parameter(owner, GPT_EMBEDDING_PARAM_POSITION_EMBEDDING, wpe, L * D);
+    memcpy(copy, wte, sizeof wte);
+    int32_t ids[R];
+    int64_t ids64[R];
+    ids_of(1, ids, ids64);
+    gradient_of(1, dy);
+    gpt_embedding_call call;
+    gpt_embedding_call_init(&call, sizeof call);
+    call.flags = GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM;
+    call.ids = ids; call.batch = B; call.seq = T; call.dropout_seed = 5; call.dropout_offset = 2; call.mean = mean; call.rstd = rstd;
+    gpt_embedding_grads g;
+    gpt_embedding_grads_init(&g, sizeof g);
+    g.token_embedding = g1; g.token_embedding_len = V * D; g.token_rows = r1; g.token_rows_len = N;
+    fill(g1, V * D, 0);
+    CHECK(gpt_embedding_forward_call(owner, &call, 0, y1, N) == 0, "owner forward_call");
+    CHECK(gpt_embedding_backward_call(owner, &call, 0, dy, N, &g) == 0, "owner backward_call");
+    gpt_embedding_call b = call;
+    b.token_embedding = wte; b.token_embedding_len = V * D;
+    b.position_embedding = wpe; b.position_embedding_len = L * D;
+    b.layer_norm_weight = lnw; b.layer_norm_weight_len = D;
+    b.layer_norm_bias = lnb; b.layer_norm_bias_len = D;
+    g.token_embedding = g2; g.token_rows = r2;
+    fill(g2, V * D, 0);
+    CHECK(gpt_embedding_forward_call(borrower, &b, 0, y2, N) == 0, "borrower forward_call: %s", gpt_embedding_last_error());
+    CHECK(gpt_embedding_backward_call(borrower, &b, 0, dy, N, &g) == 0, "borrower backward_call: %s", gpt_embedding_last_error());
+    CHECK(same_bits(y1, y2, N), "forward with borrowed tables differs");
+    CHECK(same_bits(g1, g2, V * D) && same_bits(r1, r2, N), "backward with borrowed tables differs");
+    CHECK(same_bits(copy, wte, V * D), "a borrowed table was written");
+    CHECK(gpt_embedding_forward_call(borrower, &call, 0, y2, N) == 0 && !same_bits(y1, y2, N), "the borrower's own tables differ");
+
+    /* Refusals: nothing written. */
+    const char *texts[] = {"the borrowed token_embedding has 887 elements", "call->position_embedding_len = -1",
+                           "the borrowed layer_norm_weight has 25 elements", "is not aligned", "no learned position table"};
+    for (int i = 0; i < 5; i++) {
+        gpt_embedding_call bad = b;
+        gpt_embedding *h = borrower;
+        if (i == 0) bad.token_embedding_len = V * D - 1;
+        if (i == 1) bad.position_embedding_len = -1;
+        if (i == 2) bad.layer_norm_weight_len = D + 1;
+        if (i == 3) bad.layer_norm_bias = (const float *)((const char *)lnb + 1);
+        gpt_embedding *sin = NULL;
+        if (i == 4) { sin = make(GPT_EMBEDDING_POSITION_SINUSOIDAL, 0); h = sin; }
+        fill(y2, N, SENTINEL); fill(g2, V * D, SENTINEL);
+        int rc = gpt_embedding_forward_call(h, &bad, 0, y2, N);
+        CHECK(rc == GPT_EMBEDDING_ERROR_INVALID_ARGUMENT && strstr(gpt_embedding_last_error(), texts[i]), "forward %d: %s", i,
+              gpt_embedding_last_error());
+        rc = gpt_embedding_backward_call(h, &bad, 0, dy, N, &g);
+        CHECK(rc == GPT_EMBEDDING_ERROR_INVALID_ARGUMENT && strstr(gpt_embedding_last_error(), texts[i]), "backward %d: %s", i,
+              gpt_embedding_last_error());
+        CHECK(all_equal(y2, N, SENTINEL) && all_equal(g2, V * D, SENTINEL), "refused call %d wrote", i);
+        if (sin) gpt_embedding_free(sin);
+    }
+    gpt_embedding_free(owner);
+    gpt_embedding_free(borrower);
+}
+
 /* Every error: its code, a message naming the problem, and nothing written. */
 static void errors(void) {
     gpt_embedding *h = make(GPT_EMBEDDING_POSITION_LEARNED, 0);
@@ -481,6 +554,7 @@ int main(void) {
     stateful_equals_explicit(GPT_EMBEDDING_LAYER_NORM);
     typed();
     token_rows_and_skipping();
+    borrowed_tables();
     errors();
     empty_calls();
     return check_summary();

@@ -299,6 +299,13 @@ func callWithExplicitState(_ h: OpaquePointer, _ d: Int, _ vocab: Int64, _ input
         let all = stats.map { ($0, n + 1) } + [(out, n * d + 4)] + zip(buffers, sizes).map { ($0, $1 + 4) }
         return all.allSatisfy { p, count in (0..<count).allSatisfy { p[$0].bitPattern == sentinel.bitPattern } }
     }
+    // Sometimes borrow a copy of the layer's token table (float32 here), sometimes of a wrong length.
+    let borrowed = UnsafeMutablePointer<Float>.allocate(capacity: sizes[0] + 1)
+    defer { borrowed.deallocate() }
+    if input.byte() % 4 == 0, gpt_embedding_get_parameter(h, 0, borrowed, Int64(sizes[0])) == 0 {
+        call.token_embedding = UnsafeRawPointer(borrowed)
+        call.token_embedding_len = Int64(input.byte() % 8 == 0 ? sizes[0] + 1 : sizes[0])
+    }
     reset()
     grad.initialize(repeating: Float(input.byte()) / 16 - 8, count: n * d + 1)
     if input.byte() % 2 == 0 { call.mean = stats[0]; call.rstd = stats[1] }
