@@ -134,6 +134,9 @@ class Binding:
         self.shapes: Dict[str, Tuple[int, ...]] = {n: tuple(t.shape) for n, t in self.tensors.items()}
         self.token_rows: int = self.shapes["token_embedding.weight"][0]
         self.table_dtype: torch.dtype = self.tensors["token_embedding.weight"].dtype
+        self.dtype_code: int = DTYPE_CODES[self.table_dtype]
+        #: The plain typed forward of each id dtype (the decode path).
+        self.plain_forward = {torch.int32: _forward_i32, torch.int64: _forward_i64}
         #: Parameters whose gradient goes into the library's own buffers (an
         #: :class:`gpt_embedding.nn.AdamW` steps them there) instead of ``.grad``.
         self.into_layer: set = set()

@@ -22,7 +22,7 @@ from .._arrays import ids_array
 from ..config import GPTEmbeddingConfig
 from ..layer import GPTEmbedding as _Layer
 from . import _ops
-from ._binding import DTYPE_CODES, NAMES, Binding, torch_view
+from ._binding import DTYPE_CODES, NAMES, Binding, check, torch_view
 
 _CPU_ONLY = ("gpt_embedding.nn modules run on the CPU only: their tables are libgpt_embedding's memory. Keep the "
              "module on 'cpu' and move its output instead (out.to({device!r})).")
@@ -115,6 +115,9 @@ class LibraryModule(nn.Module):
             setattr(owner, attr, param)
             self._slots[name] = (owner, attr)
             _OWNERS[param] = (weakref.ref(self), name)
+        #: ((holder, attribute), address) of every table: the decode path's check that the
+        #: parameters are still the library's memory.
+        self._own = tuple((self._slots[n], b.addresses[n]) for n in b.names if n in self._slots)
 
     # -- the tables ---------------------------------------------------------------------
 
@@ -384,6 +387,29 @@ class GPTEmbedding(LibraryModule):
 
     def forward(self, input_ids: Any, use_layer_norm: Optional[bool] = None, start_position: int = 0,
                 position_ids: Any = None) -> Tensor:
+        # The decode path (no graph to record, no dropout, a contiguous 2-D id tensor, the
+        # library's own tables): one C call, every check it needs inlined here, because a
+        # decode step costs the library well under a microsecond.
+        if (type(input_ids) is Tensor and position_ids is None and not torch.is_grad_enabled()
+                and not torch.compiler.is_compiling()):
+            b = self._binding
+            if (not (self.training and b.dropout > 0) and input_ids.dim() == 2 and input_ids.is_cpu
+                    and input_ids.is_contiguous()):
+                fn = b.plain_forward.get(input_ids.dtype)
+                for (holder, attr), address in self._own:
+                    p = holder._parameters.get(attr)
+                    if p is None or p.data_ptr() != address:
+                        fn = None
+                if fn is not None:
+                    norm = b.layer_norm_default if use_layer_norm is None else use_layer_norm
+                    batch, seq = input_ids.shape
+                    out = torch.empty((batch, seq, b.embed_dim), dtype=b.table_dtype)
+                    status = fn(b.handle, input_ids.data_ptr() or None, batch, seq, None, int(start_position),
+                                _lib.LAYER_NORM if norm else _lib.NO_LAYER_NORM, b.dtype_code,
+                                out.data_ptr() or None, out.numel())
+                    if status:
+                        check(status)
+                    return out
         ids = _ids_tensor(input_ids, "input_ids")
         if ids.dim() == 1:
             ids = ids.unsqueeze(0)
