@@ -412,20 +412,48 @@ def test_compile_fullgraph_forward_and_backward(backend):
         torch.testing.assert_close(p.grad, eager[n], rtol=1e-5, atol=1e-6)
 
 
-def test_opcheck():
-    from gpt_embedding.nn import _ops
-    m = make(padding_idx=3)
-    ids = ids_of(dtype=torch.int32)
-    b = m._binding
-    wte, wpe, g, bb = m._tables()
+@pytest.mark.parametrize("case", ["plain", "norm", "norm+dropout", "int64+positions", "empty", "bf16", "frozen",
+                                  "sinusoidal"])
+def test_opcheck(case):
+    """torch.library.opcheck on the forward operator (schema, autograd registration, fake
+    tensors, AOT dispatch with dynamic shapes: forward and backward against eager)."""
     from gpt_embedding import _lib
-    for flags in (_lib.NO_LAYER_NORM, _lib.LAYER_NORM, _lib.LAYER_NORM | _lib.TRAINING):
-        rng = torch.tensor([5, 9]) if flags & _lib.TRAINING else None
-        m2 = make(dropout=0.2, padding_idx=3)
-        wte, wpe, g, bb = m2._tables()
-        args = (m2._binding.key, ids, None, 1, wte, wpe, g, bb, flags, rng, 0)
-        torch.library.opcheck(_ops.forward, args)
-    del b
+    from gpt_embedding.nn import _ops
+    kw = dict(padding_idx=3, dropout=0.2)
+    if case == "bf16":
+        kw["weight_dtype"] = "bfloat16"
+    if case == "sinusoidal":
+        kw["position_encoding"] = "sinusoidal"
+    m = make(**kw)
+    if case == "frozen":
+        m.token_embedding.weight.requires_grad_(False)
+    ids = ids_of(dtype=torch.int64 if case == "int64+positions" else torch.int32)
+    positions = None
+    if case == "int64+positions":
+        positions = torch.randint(0, T, ids.shape, generator=torch.Generator().manual_seed(3))
+    if case == "empty":
+        ids = ids[:0]
+    flags = {"norm": _lib.LAYER_NORM, "norm+dropout": _lib.LAYER_NORM | _lib.TRAINING}.get(case, _lib.NO_LAYER_NORM)
+    rng = torch.tensor([5, 9]) if flags & _lib.TRAINING else None
+    wte, wpe, g, b = m._tables()
+    torch.library.opcheck(_ops.forward, (m._binding.key, ids, positions, 1, wte, wpe, g, b, flags, rng, 0))
+
+
+def test_compile_with_dropout_keeps_forward_and_backward_consistent():
+    torch._dynamo.reset()
+    p = 0.3
+    m = make(dropout=p).train()
+    ids = ids_of(batch=4, seq=16)
+    compiled = torch.compile(lambda x: m(x), fullgraph=True, backend="aot_eager")
+    out = compiled(ids)
+    keep = out != 0
+    assert abs(keep.float().mean().item() - (1 - p)) < 0.05
+    w = torch.randn_like(out)
+    (out * w).sum().backward()
+    r = Reference(m)
+    ((r(ids) * keep / (1 - p)) * w).sum().backward()
+    torch.testing.assert_close(m.token_embedding.weight.grad, r.wte.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(m.position_embedding.weight.grad, r.wpe.grad, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------
