@@ -211,6 +211,11 @@ def test_wheel_is_a_platlib_wheel_tagged_for_the_platform_not_the_interpreter(wh
     names, info = wheel_contents(wheel)
     assert not [n for n in names if ".data/" in n], names  # nothing under .data/purelib (or platlib)
     assert "gpt_embedding/libgpt_embedding.so" in names and "gpt_embedding/__init__.py" in names
+    # gpt_embedding.nn ships in the same wheel; torch is an extra in its metadata.
+    assert {"gpt_embedding/nn/__init__.py", "gpt_embedding/nn/module.py", "gpt_embedding/nn/_ops.py"} <= set(names)
+    with zipfile.ZipFile(wheel) as z:
+        metadata = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "Provides-Extra: torch" in metadata and "extra == \"torch\"" in metadata, metadata
     assert "Root-Is-Purelib: false" in info.splitlines(), info
     assert f"Tag: py3-none-{PLATFORM}" in info.splitlines(), info
 
