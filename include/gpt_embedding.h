@@ -30,8 +30,10 @@
  *     gpt_embedding_last_error() on the same thread, and nothing was written:
  *     output buffers, weights and gradients are exactly as they were.
  *   - Every argument is validated before memory is touched: NULL pointers,
- *     sizes <= 0, size products that overflow, token ids outside
- *     [0, vocab_size), positions outside the table, unknown flags, wrong state.
+ *     negative sizes (and sizes that must be positive), size products that
+ *     overflow, token ids outside [0, vocab_size), positions outside the
+ *     table, unknown flags, wrong state. A batch or sequence of length 0 is a
+ *     valid, empty call (see "Calls with explicit state").
  *     No input makes the library abort, trap or print.
  *   - Sizes and counts are int64_t; element counts, not bytes.
  *   - Arrays are row-major and contiguous; ids and positions [batch, seq];
@@ -75,20 +77,20 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define GPT_EMBEDDING_VERSION_MAJOR 0
-#define GPT_EMBEDDING_VERSION_MINOR 4
+#define GPT_EMBEDDING_VERSION_MINOR 5
 #define GPT_EMBEDDING_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH, as zstd and SQLite do. */
 #define GPT_EMBEDDING_VERSION_NUMBER                                           \
     (GPT_EMBEDDING_VERSION_MAJOR * 10000 + GPT_EMBEDDING_VERSION_MINOR * 100 + \
      GPT_EMBEDDING_VERSION_PATCH)
-#define GPT_EMBEDDING_VERSION_STRING "0.4.0"
+#define GPT_EMBEDDING_VERSION_STRING "0.5.0"
 
 /* The version of the library actually loaded; compare it with
  * GPT_EMBEDDING_VERSION_NUMBER to detect a header/library mismatch.
  * Thread-safe. */
 unsigned gpt_embedding_version_number(void);
 
-/* The same as a static string such as "0.4.0". Never NULL; owned by the
+/* The same as a static string such as "0.5.0". Never NULL; owned by the
  * library; valid for the life of the process. Thread-safe. */
 const char *gpt_embedding_version_string(void);
 
@@ -368,8 +370,10 @@ int gpt_embedding_sizeof(const gpt_embedding *layer, int64_t *out_bytes);
  * A training forward replaces what the previous training forward kept for
  * backward (the ids, the positions, per-token mean and rstd: about
  * 12 bytes per token) and advances the dropout step.
+ * batch or seq 0 (the other >= 0) is an empty call: GPT_EMBEDDING_OK, nothing
+ * written, ids and out may be NULL.
  * Errors: _NULL_POINTER, _INVALID_HANDLE, _INVALID_ARGUMENT (batch or seq
- * <= 0, negative start_position, unknown flags), _SIZE_OVERFLOW,
+ * < 0, negative start_position, unknown flags), _SIZE_OVERFLOW,
  * _BUFFER_TOO_SMALL, _OUT_OF_RANGE (message names the id or position, its
  * [b, t] index and the valid range), _OUT_OF_MEMORY. Nothing is written on
  * error.

@@ -28,7 +28,7 @@ from .optim import AdamW
 
 #: The path of the loaded libgpt_embedding.
 library_path: str = _lib.library_path
-#: The loaded library's version, e.g. "0.4.0" (``gpt_embedding_version_string()``).
+#: The loaded library's version, e.g. "0.5.0" (``gpt_embedding_version_string()``).
 library_version: str = _lib.lib.gpt_embedding_version_string().decode()
 #: The kernel paths this CPU can run, best first, e.g. ``("x86-64-v3", "baseline")``
 #: (``gpt_embedding_isa_supported()``).
