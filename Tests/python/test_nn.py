@@ -651,3 +651,46 @@ def test_numpy_api_never_imports_torch():
     env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "..", "bindings", "python"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_dense_gradient_buffers_are_reused_only_when_free_and_stay_right():
+    """The token table's dense gradient reuses its memory after zero_grad(set_to_none=True)
+    (no fresh [vocab, D] pages per step), zeroing what was written; a gradient changed in
+    place, or still held, is handled without wrong values."""
+    m = make()
+    opt = torch.optim.SGD(m.parameters(), lr=0.0)
+
+    def reference(ids, w):
+        r = Reference(m)
+        (r(ids) * w).sum().backward()
+        return r.wte.grad
+
+    pointers = []
+    for step in range(4):
+        opt.zero_grad()  # set_to_none=True
+        ids, w = ids_of(seed=10 + step), torch.randn(3, 7, D, generator=torch.Generator().manual_seed(step))
+        (m(ids) * w).sum().backward()
+        g = m.token_embedding.weight.grad
+        assert torch.equal(g, reference(ids, w)), step
+        pointers.append(g.data_ptr())
+        if step == 1:
+            g.add_(1.0)  # changed in place through torch: the whole buffer must be cleared
+        del g
+    assert len(set(pointers)) == 1  # the same memory every step
+    # Held by someone: not reused, and the held tensor keeps its values.
+    held = m.token_embedding.weight.grad
+    snapshot = held.clone()
+    opt.zero_grad()
+    ids, w = ids_of(seed=30), torch.ones(3, 7, D)
+    (m(ids) * w).sum().backward()
+    assert m.token_embedding.weight.grad.data_ptr() != held.data_ptr()
+    assert torch.equal(held, snapshot)
+    assert torch.equal(m.token_embedding.weight.grad, reference(ids, w))
+    # set_to_none=False: autograd adds into the kept .grad; the sums stay right.
+    opt.zero_grad(set_to_none=False)
+    total = torch.zeros(V, D)
+    for step in range(3):
+        ids, w = ids_of(seed=40 + step), torch.randn(3, 7, D, generator=torch.Generator().manual_seed(9 + step))
+        (m(ids) * w).sum().backward()
+        total += reference(ids, w)
+    torch.testing.assert_close(m.token_embedding.weight.grad, total, rtol=1e-6, atol=1e-6)
