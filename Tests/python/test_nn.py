@@ -694,3 +694,38 @@ def test_dense_gradient_buffers_are_reused_only_when_free_and_stay_right():
         (m(ids) * w).sum().backward()
         total += reference(ids, w)
     torch.testing.assert_close(m.token_embedding.weight.grad, total, rtol=1e-6, atol=1e-6)
+
+
+def test_backward_operator_refuses_a_grad_output_of_another_shape_or_dtype():
+    from gpt_embedding import _lib
+    from gpt_embedding.nn import _ops
+    m = make()
+    ids = ids_of()
+    with pytest.raises(ValueError, match="grad_output has shape"):
+        _ops.backward(m._binding.key, torch.ones(3, 6, D), ids, None, 0, None, None, None, None, _lib.NO_LAYER_NORM,
+                      None, torch.empty(0), torch.empty(0), 1)
+    with pytest.raises(TypeError, match="float32, bfloat16 or float16"):
+        _ops.backward(m._binding.key, torch.ones(3, 7, D, dtype=torch.float64), ids, None, 0, None, None, None, None,
+                      _lib.NO_LAYER_NORM, None, torch.empty(0), torch.empty(0), 1)
+    assert m.token_embedding.weight.grad is None
+
+
+def test_threads_share_one_module_for_inference():
+    import threading
+    m = make().eval()
+    batches = [ids_of(seed=s) for s in range(8)]
+    with torch.no_grad():
+        expected = [m(b) for b in batches]
+    results = [None] * 8
+
+    def work(i):
+        with torch.no_grad():
+            for _ in range(50):
+                results[i] = m(batches[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(torch.equal(r, e) for r, e in zip(results, expected))

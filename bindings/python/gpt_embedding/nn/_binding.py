@@ -134,6 +134,9 @@ class Binding:
     def __init__(self, layer: _Layer) -> None:
         self.layer = layer
         self.handle: int = layer._handle.get().value
+        #: The layer's readers-writer lock (the header's thread contract): calls into caller
+        #: buffers only read the layer; a backward into its own gradients writes it.
+        self.access = layer._access
         config = layer._config
         self.config = config
         self.embed_dim: int = config.embed_dim
@@ -261,8 +264,8 @@ class Binding:
         mean = torch.empty((n,), dtype=torch.float32)
         rstd = torch.empty((n,), dtype=torch.float32)
         c = self._call(tables, ids, positions, start, flags, rng, mean, rstd)
-        check(_forward_call(self.handle, ctypes.addressof(c), DTYPE_CODES[self.table_dtype],
-                            out.data_ptr() or None, out.numel()))
+        check(self.access.read(_forward_call, self.handle, ctypes.addressof(c), DTYPE_CODES[self.table_dtype],
+                               out.data_ptr() or None, out.numel()))
         return out, mean, rstd
 
     def forward_eval(self, ids: torch.Tensor, positions: Optional[torch.Tensor], start: int,
@@ -271,9 +274,9 @@ class Binding:
         batch, seq = ids.shape
         out = torch.empty((batch, seq, self.embed_dim), dtype=self.table_dtype)
         fn = _forward_i32 if ids.dtype == torch.int32 else _forward_i64
-        check(fn(self.handle, ids.data_ptr() or None, batch, seq,
-                 None if positions is None else positions.data_ptr() or None, start, flags,
-                 DTYPE_CODES[self.table_dtype], out.data_ptr() or None, out.numel()))
+        check(self.access.read(fn, self.handle, ids.data_ptr() or None, batch, seq,
+                               None if positions is None else positions.data_ptr() or None, start, flags,
+                               DTYPE_CODES[self.table_dtype], out.data_ptr() or None, out.numel()))
         return out
 
     def backward(self, tables: Tables, grad: torch.Tensor, ids: torch.Tensor, positions: Optional[torch.Tensor],
@@ -296,7 +299,9 @@ class Binding:
         c = self._call(tables, ids, positions, start, flags, rng, mean, rstd)
         d = self.embed_dim
         if want & WANT_INTO_LAYER:
-            check(_backward_call(self.handle, ctypes.addressof(c), code, grad.data_ptr() or None, grad.numel(), None))
+            # Into the layer's own gradients: exclusive access (the library's thread contract).
+            check(self.access.write(_backward_call, self.handle, ctypes.addressof(c), code,
+                                    grad.data_ptr() or None, grad.numel(), None))
             return _empty(), _empty(), _empty(), _empty()
         g = _lib.Grads()
         g.struct_size = ctypes.sizeof(g)
@@ -316,8 +321,8 @@ class Binding:
             dbeta = torch.zeros((d,), dtype=torch.float32)
             g.layer_norm_weight, g.layer_norm_weight_len = dgamma.data_ptr(), d
             g.layer_norm_bias, g.layer_norm_bias_len = dbeta.data_ptr(), d
-        check(_backward_call(self.handle, ctypes.addressof(c), code, grad.data_ptr() or None, grad.numel(),
-                             ctypes.addressof(g)))
+        check(self.access.read(_backward_call, self.handle, ctypes.addressof(c), code, grad.data_ptr() or None,
+                               grad.numel(), ctypes.addressof(g)))
         if want & WANT_TOKEN and not want & WANT_TOKEN_ROWS:
             written.rows = ids.reshape(-1).to(torch.int64)  # valid ids: the call checked them
         return dwte, dwpe, dgamma, dbeta

@@ -404,9 +404,14 @@ class GPTEmbedding(LibraryModule):
                     norm = b.layer_norm_default if use_layer_norm is None else use_layer_norm
                     batch, seq = input_ids.shape
                     out = torch.empty((batch, seq, b.embed_dim), dtype=b.table_dtype)
-                    status = fn(b.handle, input_ids.data_ptr() or None, batch, seq, None, int(start_position),
-                                _lib.LAYER_NORM if norm else _lib.NO_LAYER_NORM, b.dtype_code,
-                                out.data_ptr() or None, out.numel())
+                    access = b.access
+                    access.enter_read()
+                    try:
+                        status = fn(b.handle, input_ids.data_ptr() or None, batch, seq, None, int(start_position),
+                                    _lib.LAYER_NORM if norm else _lib.NO_LAYER_NORM, b.dtype_code,
+                                    out.data_ptr() or None, out.numel())
+                    finally:
+                        access.exit_read()
                     if status:
                         check(status)
                     return out
