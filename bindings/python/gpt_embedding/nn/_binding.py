@@ -324,5 +324,7 @@ class Binding:
         check(self.access.read(_backward_call, self.handle, ctypes.addressof(c), code, grad.data_ptr() or None,
                                grad.numel(), ctypes.addressof(g)))
         if want & WANT_TOKEN and not want & WANT_TOKEN_ROWS:
-            written.rows = ids.reshape(-1).to(torch.int64)  # valid ids: the call checked them
+            # valid ids: the call checked them. A copy: the caller may refill its id tensor
+            # in place after backward, and these rows are what the next backward clears.
+            written.rows = ids.reshape(-1).to(torch.int64, copy=True)
         return dwte, dwpe, dgamma, dbeta

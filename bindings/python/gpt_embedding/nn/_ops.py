@@ -142,7 +142,9 @@ def _backward(ctx, grad: Tensor, grad_mean: Optional[Tensor], grad_rstd: Optiona
 def _sparse_gradient(b, ids: Tensor, rows: Tensor) -> Tensor:  # noqa: ANN001
     """The token table's gradient as ``nn.Embedding(sparse=True)`` gives it: an uncoalesced
     sparse COO tensor with one row per token (the padding row's tokens left out)."""
-    flat = ids.reshape(-1).to(torch.int64)
+    # A copy: the gradient outlives the call, and the caller may refill its id tensor in
+    # place (nn.Embedding's sparse gradient does not alias the input either).
+    flat = ids.reshape(-1).to(torch.int64, copy=True)
     padding = b.config.padding_idx
     if padding is not None:
         keep = flat != padding

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from .. import components as _np_components
 from ..config import GPTEmbeddingConfig
 from ..layer import GPTEmbedding as _Layer
-from .module import LibraryModule, _ids_tensor, _refuse
+from .module import _CPU_ONLY, _DTYPE_NAMES, LibraryModule, _ids_tensor, _refuse
 
 __all__ = ["TokenEmbedding", "PositionalEmbedding", "SinusoidalPositionalEmbedding"]
 
@@ -26,16 +26,31 @@ class TokenEmbedding(LibraryModule):
     norm_type=2.0, scale_grad_by_freq=False, sparse=False, *, scale_embeddings=True,
     init_std=0.02, seed=0, num_threads=0, weight_dtype="float32")``: ``nn.Embedding``'s
     arguments (``padding_idx`` may be negative, counted from the end; ``max_norm`` and
-    ``scale_grad_by_freq`` are refused) and the library's. ``forward(input_ids)`` takes
-    int32/int64 ids of any shape ``(*)`` and returns ``(*, embed_dim)``."""
+    ``scale_grad_by_freq`` are refused; ``num_embeddings`` / ``embedding_dim`` are accepted as
+    keywords, ``device`` must be the CPU, ``dtype`` sets ``weight_dtype``) and the
+    library's. ``forward(input_ids)`` takes int32/int64 ids of any shape ``(*)`` and returns ``(*, embed_dim)``."""
 
     _PATHS = {"token_embedding.weight": "weight"}
 
     def __init__(self, vocab_size: int = 50257, embed_dim: int = 768, padding_idx: Optional[int] = None,
                  max_norm: Optional[float] = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
                  sparse: bool = False, *, scale_embeddings: bool = True, init_std: float = 0.02, seed: int = 0,
-                 num_threads: int = 0, weight_dtype: Any = "float32", _layer: Optional[_Layer] = None) -> None:
+                 num_threads: int = 0, weight_dtype: Any = "float32", num_embeddings: Optional[int] = None,
+                 embedding_dim: Optional[int] = None, device: Any = None, dtype: Optional[torch.dtype] = None,
+                 _layer: Optional[_Layer] = None) -> None:
         super().__init__()
+        # nn.Embedding's keywords: num_embeddings / embedding_dim (aliases of the seed's
+        # names), device (the CPU only) and dtype (the tables' dtype, as weight_dtype).
+        if num_embeddings is not None:
+            vocab_size = num_embeddings
+        if embedding_dim is not None:
+            embed_dim = embedding_dim
+        if device is not None and torch.device(device).type != "cpu":
+            raise RuntimeError(_CPU_ONLY.format(device=str(torch.device(device))))
+        if dtype is not None:
+            if dtype not in _DTYPE_NAMES:
+                raise TypeError(f"gpt_embedding.nn: the tables can be float32, bfloat16 or float16, not {dtype}")
+            weight_dtype = _DTYPE_NAMES[dtype]
         _refuse(max_norm, scale_grad_by_freq)
         if padding_idx is not None:
             if not -vocab_size <= padding_idx < vocab_size:

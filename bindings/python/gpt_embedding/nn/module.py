@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple, Union
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.autograd import forward_ad as _forward_ad
 from torch.utils.weak import WeakIdKeyDictionary
 import weakref
 
@@ -176,6 +177,11 @@ class LibraryModule(nn.Module):
                                                                  or (wpe is not None and wpe.requires_grad))):
             # No graph to record: one C call (a custom operator's dispatch alone costs
             # ~100 us, longer than a decode step).
+            if _forward_ad._current_level >= 0 and any(
+                    t is not None and _forward_ad.unpack_dual(t).tangent is not None for t in (wte, wpe, gamma, beta)):
+                # (With requires_grad the operator refuses it itself; here the tangent would be dropped.)
+                raise NotImplementedError("gpt_embedding.nn: forward-mode AD (torch.autograd.forward_ad dual "
+                                          "tensors) is not supported: the library's forward has no jvp")
             own = b.is_own((wte, wpe, gamma, beta))
             if dropout or not own:
                 out, _, _ = b.forward((wte, wpe, gamma, beta), ids, positions, start, flags,
@@ -391,7 +397,7 @@ class GPTEmbedding(LibraryModule):
         # library's own tables): one C call, every check it needs inlined here, because a
         # decode step costs the library well under a microsecond.
         if (type(input_ids) is Tensor and position_ids is None and not torch.is_grad_enabled()
-                and not torch.compiler.is_compiling()):
+                and not torch.compiler.is_compiling() and _forward_ad._current_level < 0):
             b = self._binding
             if (not (self.training and b.dropout > 0) and input_ids.dim() == 2 and input_ids.is_cpu
                     and input_ids.is_contiguous()):
