@@ -729,3 +729,16 @@ def test_threads_share_one_module_for_inference():
     for t in threads:
         t.join()
     assert all(torch.equal(r, e) for r, e in zip(results, expected))
+
+
+def test_conversion_keeps_gradients_and_uses_the_current_values():
+    m = make()
+    m(ids_of()).sum().backward()
+    grad = m.token_embedding.weight.grad.clone()
+    with torch.no_grad():
+        m.token_embedding.weight[0].fill_(0.5)
+    m.half()
+    assert m.token_embedding.weight.grad.dtype == torch.float16
+    assert torch.equal(m.token_embedding.weight.grad, grad.half())
+    assert torch.all(m.token_embedding.weight[0] == 0.5)
+    assert m.layer_norm.weight.grad is None and m.layer_norm.weight.dtype == torch.float32

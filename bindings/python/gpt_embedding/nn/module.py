@@ -255,10 +255,18 @@ class LibraryModule(nn.Module):
         old = self._binding
         config = old.layer.config.replace(weight_dtype=_DTYPE_NAMES[dtype])
         layer = _Layer(config=config)
-        layer.load_state_dict({n: old.layer._parameter_copy(n) for n in old.names})
+        # The values the module computes from (its parameters, which may have been replaced),
+        # widened exactly to float32; the library rounds them to the new dtype.
+        layer.load_state_dict({n: t.detach().float().numpy() for n, t in self._named_tables().items() if t is not None})
         layer.train(old.layer.training)
-        flags = {n: p.requires_grad for n, p in self.library_parameters()}
+        params = dict(self.library_parameters())
+        flags = {n: p.requires_grad for n, p in params.items()}
+        grads = {n: p.grad for n, p in params.items() if p.grad is not None}
         self._bind(layer, flags)
+        # Gradients follow their parameters' dtype, as nn.Module's conversions do.
+        for n, p in self.library_parameters():
+            if n in grads:
+                p.grad = grads[n].to(p.dtype)
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False):
         """``nn.Module.load_state_dict``, copying values into the library's tables (in
