@@ -27,6 +27,24 @@ extension GPTEmbedding {
     ///   `invalidArgument` / `invalidConfig` (an option), `outOfMemory`; nothing survives.
     public convenience init(contentsOf path: String, options: OpenOptions = OpenOptions()) throws(GPTEmbeddingError) {
         let kernels = try Kernels.active()
+        if GGUFCheckpoint.isGGUF(path) || path.hasSuffix(".gguf") {
+            // A GGUF file (llama.cpp's format), whatever its name: the magic decides (a
+            // `.gguf` file without it is refused as "not a GGUF file", not as safetensors).
+            let g = try GGUFCheckpoint(path: path)
+            let plan = try GGUFPlan(g, options: options)
+            let pool = WorkerPool(threads: plan.config.resolvedThreads)
+            let token = try plan.load(plan.token, name: "token_embedding.weight", from: g, options: options, kernels: kernels, pool: pool)
+            let position = try plan.position.map { (p) throws(GPTEmbeddingError) in
+                try plan.load(p, name: "position_embedding.weight", from: g, options: options, kernels: kernels, pool: pool)
+            }
+            var layerNorm: (ParameterTensor, ParameterTensor)? = nil
+            if let (w, b) = plan.layerNorm {
+                layerNorm = (try plan.load(w, name: "layer_norm.weight", from: g, options: options, kernels: kernels, pool: pool),
+                             try plan.load(b, name: "layer_norm.bias", from: g, options: options, kernels: kernels, pool: pool))
+            }
+            try self.init(config: plan.config, kernels: kernels, tokenTable: token, positionTable: position, layerNorm: layerNorm)
+            return
+        }
         let files = try CheckpointFiles(path: path)
         let plan: CheckpointPlan
         if options.useConfigJSON, let folder = files.folder, access(folder + "/config.json", F_OK) == 0 {
@@ -73,11 +91,16 @@ struct CheckpointPlan {
 
     /// The rows of a `vocab`-row token table that `o` asks for (its shard), or `nil` for all.
     static func shardRows(vocab: Int, options o: OpenOptions, files: CheckpointFiles) throws(GPTEmbeddingError) -> Range<Int>? {
+        try shardRows(vocab: vocab, options: o, files: nil, description: files.description)
+    }
+
+    /// The same for a checkpoint described by `description` (a GGUF file).
+    static func shardRows(vocab: Int, options o: OpenOptions, files _: CheckpointFiles?, description: String) throws(GPTEmbeddingError) -> Range<Int>? {
         guard o.shardWorld != 0 || o.shardRank != 0 else { return nil }
         do {
             return try VocabShard.range(vocabSize: vocab, rank: o.shardRank, world: o.shardWorld, rule: o.shardRule)
         } catch {
-            throw GPTEmbeddingError(error.code, "\(files.description): shard rank \(o.shardRank) of world \(o.shardWorld) (\(o.shardRule) rule) does not fit the checkpoint's token table of \(vocab) rows: \(error.message)")
+            throw GPTEmbeddingError(error.code, "\(description): shard rank \(o.shardRank) of world \(o.shardWorld) (\(o.shardRule) rule) does not fit the checkpoint's token table of \(vocab) rows: \(error.message)")
         }
     }
 
