@@ -48,7 +48,7 @@ for extra in Tests/c/test_precision.c Tests/c/test_shard.c Tests/c/test_call.c; 
 done
 run "build test_adamw" cc "${cflags[@]}" Tests/c/test_adamw.c Tests/c/adamw_golden.c -o "$out/test_adamw" "${link[@]}"
 run test_adamw "${runner[@]}" "$out/test_adamw" Tests/golden/adamw
-for extra in Tests/c/test_families.c; do
+for extra in Tests/c/test_families.c Tests/c/test_gguf.c; do
     [ -f "$extra" ] || continue
     name=$(basename "$extra" .c)
     run "build $name" cc "${cflags[@]}" "$extra" -o "$out/$name" "${link[@]}"
