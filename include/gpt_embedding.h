@@ -906,6 +906,29 @@ int gpt_embedding_open_options_init(gpt_embedding_open_options *options, size_t 
  * present, else weight 1 and bias 0; the rest from options (NULL: defaults).
  * The file's dtype (F32, BF16, F16) is kept unless options->dtype converts.
  *
+ * GGUF (llama.cpp's format, versions 2 and 3): a file that starts with the
+ * GGUF magic opens as GGUF whatever its name (a .gguf file without the magic
+ * is refused as "not a GGUF file"). The token table is token_embd.weight
+ * (ne [n_embd, n_vocab]: a [n_vocab, n_embd] table) in F32, F16 or BF16; a
+ * quantized table (q4_k, q8_0, ...) is refused with _BAD_FILE naming its type
+ * (not supported by this build yet). general.architecture selects llama.cpp's
+ * input stage: gemma, gemma2, gemma3 multiply by sqrtf(n_embd) in float32
+ * (token_scale; NOT rounded to the table dtype as transformers' Gemma does);
+ * granite, granitemoe, granitehybrid, minicpm by {arch}.embedding_scale;
+ * minicpm3 by 12; gpt2, starcoder (and mpt when present) add the learned
+ * position_embd.weight; bloom applies token_embd_norm.weight/.bias as the
+ * layer norm, on by default, with {arch}.attention.layer_norm_epsilon; llama,
+ * mistral, qwen2, qwen3, phi3, falcon and other plain-lookup architectures are
+ * a plain lookup. An architecture whose input stage this library does not
+ * compute (bert and other encoders, rwkv6/7, gemma3n, grok, t5, unknown ones)
+ * is refused with _BAD_FILE naming it, unless by_tensor_names = 1 asks for the
+ * plain lookup of token_embd.weight. The file is validated at least as
+ * strictly as ggml's reader (magic, version, lengths within the file, no
+ * duplicate keys or tensors, no nested arrays, power-of-two alignment, at most
+ * 4 dims, names under 64 bytes, known types, ne[0] a multiple of the block
+ * size, tensors inside the file and not overlapping). Mapped mode maps a table
+ * only when its data is aligned for its dtype (else it is read).
+ *
  * Read mode (mmap 0, the default) reads the tables with plain I/O straight
  * into the layer's memory: no second copy. Mapped mode (mmap 1) points the
  * tables into a private copy-on-write mapping of the file (MAP_PRIVATE):
@@ -923,7 +946,8 @@ int gpt_embedding_open_options_init(gpt_embedding_open_options *options, size_t 
  * _IO, _BAD_FILE (the message names the file, the tensor and the problem:
  * unknown or non-float dtypes, shapes that disagree between tables, an index
  * naming a missing shard or a shard outside the folder, a tensor listed in two
- * shards, a truncated shard), _OUT_OF_MEMORY. Thread-safe. */
+ * shards, a truncated shard; a malformed GGUF file, a refused architecture or
+ * a quantized GGUF table), _OUT_OF_MEMORY. Thread-safe. */
 int gpt_embedding_open(const char *path, const gpt_embedding_open_options *options,
                        gpt_embedding **out);
 

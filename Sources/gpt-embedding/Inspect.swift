@@ -7,10 +7,14 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List a checkpoint's files and tensors and show whether and how the layer opens it.")
 
-    @Argument(help: "A .safetensors file, or a folder holding model.safetensors or a sharded checkpoint (model.safetensors.index.json).")
+    @Argument(help: "A .safetensors or GGUF file, or a folder holding model.safetensors or a sharded checkpoint (model.safetensors.index.json).")
     var path: String
 
     func run() throws {
+        if GPTEmbedding.isGGUF(path: path) || path.hasSuffix(".gguf") {
+            try inspectGGUF()
+            return
+        }
         let files: [(path: String, header: SafetensorsHeader)]
         do { files = try GPTEmbedding.checkpointFiles(path: path) } catch { throw ValidationError(error.message) }
         let modelType = GPTEmbedding.modelType(path: path)
@@ -30,6 +34,59 @@ struct Inspect: ParsableCommand {
                                    [t.name, t.dtype, "\(t.shape)", Report.grouped(t.end - t.begin), used.contains(t.name) ? "used" : "ignored"]
                                }))
         }
+        try tryOpening()
+    }
+
+    /// A GGUF file: version, architecture, the keys that matter, the input-stage tensors.
+    func inspectGGUF() throws {
+        let g: GGUFFile
+        do { g = try GPTEmbedding.ggufFile(path: path) } catch { throw ValidationError(error.message) }
+        let arch = g.value("general.architecture")?.stringValue
+        print("\(path): GGUF version \(g.version), \(g.tensors.count) tensors, \(g.keyValues.count) keys, data at byte \(g.dataOffset)")
+        let stage: String
+        switch arch.map(GGUFInputStage.of) {
+        case nil: stage = "no general.architecture: opens by tensor names only"
+        case .plainLookup?: stage = "plain lookup"
+        case .sqrtScale?: stage = "rows x sqrtf(n_embd) in float32"
+        case .embeddingScaleKey?: stage = "rows x {arch}.embedding_scale"
+        case .fixedScale(let s)?: stage = "rows x \(s)"
+        case .learnedPositions?: stage = "rows + learned positions (position_embd.weight)"
+        case .layerNorm?: stage = "layer norm token_embd_norm after the lookup"
+        case .refused(let why)?: stage = "not supported (\(why)): opens by tensor names only"
+        }
+        print("architecture: \(arch ?? "(none)"): \(stage)")
+        let a = arch ?? "?"
+        var rows: [[String]] = []
+        func key(_ k: String, _ shown: String? = nil) {
+            if let v = g.value(k) { rows.append([shown ?? k, "\(v)"]) }
+        }
+        key("\(a).embedding_length")
+        if case .array(_, let n)? = g.value("tokenizer.ggml.tokens") {
+            rows.append(["vocab size (tokenizer.ggml.tokens)", "\(n)"])
+        }
+        key("\(a).vocab_size")
+        key("\(a).context_length")
+        key("\(a).embedding_scale")
+        key("\(a).attention.layer_norm_epsilon")
+        rows.append(["general.alignment", "\(g.alignment)\(g.value("general.alignment") == nil ? " (default)" : "")"])
+        key("general.quantization_version")
+        key("general.file_type")
+        key("general.name")
+        print(Report.table(header: ["key", "value"], rows: rows))
+        let input = ["token_embd.weight", "position_embd.weight", "token_embd_norm.weight", "token_embd_norm.bias", "output.weight"]
+        print("")
+        print(Report.table(header: ["tensor", "type", "shape (ne)", "bytes", "file offset"],
+                           rows: input.compactMap { g.tensor($0) }.map { t in
+                               [t.name, t.type.name, "\(t.ne)", Report.grouped(t.byteCount), "\(t.offset)"]
+                           }))
+        if g.tensor("output.weight") == nil && g.tensor("token_embd.weight") != nil {
+            print("no output.weight: the output head is tied to token_embd.weight")
+        }
+        try tryOpening()
+    }
+
+    /// Opens the checkpoint mapped and prints how, or why it does not open.
+    func tryOpening() throws {
         // Mapped mode reads no tensor data, so this costs a few page-table entries.
         var options = OpenOptions()
         options.mmap = true

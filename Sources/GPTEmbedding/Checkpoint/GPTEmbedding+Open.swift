@@ -7,7 +7,14 @@ import Darwin
 /// Opening a checkpoint as a layer, with no random initialisation.
 extension GPTEmbedding {
     /// Opens the checkpoint at `path`: a `.safetensors` file, or a folder holding
-    /// `model.safetensors` or a sharded checkpoint (`model.safetensors.index.json`).
+    /// `model.safetensors` or a sharded checkpoint (`model.safetensors.index.json`), or a
+    /// GGUF file (llama.cpp's format, recognised by its magic whatever its name; see
+    /// ``GGUFFile`` for the checks and ``GGUFInputStage`` for the architectures: the token
+    /// table `token_embd.weight` in F32, F16 or BF16, learned positions, Gemma's
+    /// `sqrtf(n_embd)` in float32 (not rounded to the table dtype as transformers does),
+    /// `{arch}.embedding_scale`, BLOOM's norm; a quantized table or an architecture whose
+    /// input stage is not reproduced is refused by name, the latter opening as a plain
+    /// lookup when `options.useConfigJSON` is off).
     ///
     /// The configuration comes from the tensors (names as ``loadSafetensors(path:)``
     /// accepts): vocabulary and width from the token table; learned positions and

@@ -26,7 +26,9 @@ public struct OpenOptions: Sendable, Equatable {
     /// A token row that receives no gradient, or `nil`.
     public var paddingIdx: Int? = nil
     /// Read the folder's `config.json`, when there is one, for the model family (the
-    /// default). `false` opens by tensor names alone, whatever config.json says.
+    /// default). `false` opens by tensor names alone, whatever config.json says; for a GGUF
+    /// file, `false` opens `token_embd.weight` as a plain lookup whatever
+    /// `general.architecture` says (even one that is otherwise refused).
     public var useConfigJSON: Bool = true
     /// Open one shard of the token table for vocabulary parallelism: the layer holds the
     /// rows ``VocabShard/range(vocabSize:rank:world:rule:)`` gives rank ``shardRank`` of

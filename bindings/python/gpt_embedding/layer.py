@@ -328,7 +328,15 @@ class GPTEmbedding:
                 way the sizes come from the tensors: ``vocab_size`` and ``embed_dim`` from
                 the token table, learned positions and ``max_seq_len`` from the position
                 table when there is one (else no positions), the layer norm from the file
-                when present (else weight 1, bias 0).
+                when present (else weight 1, bias 0). A GGUF file (llama.cpp's format,
+                recognised by its magic whatever its name) opens ``token_embd.weight``
+                (F32, F16 or BF16; a quantized table raises ``ValueError`` naming its
+                type) with llama.cpp's input stage for its ``general.architecture``:
+                Gemma's ``sqrtf(n_embd)`` in float32, ``{arch}.embedding_scale``
+                (granite, minicpm), learned ``position_embd.weight`` (gpt2, starcoder,
+                mpt), BLOOM's ``token_embd_norm``; an architecture it does not
+                reproduce raises ``ValueError`` naming it unless ``by_tensor_names=True``
+                asks for the plain lookup.
             dtype: ``None`` keeps the file's dtype (F32, BF16 or F16); ``"float32"``,
                 ``"bfloat16"``, ``"float16"`` (or their numpy dtypes) convert the tables,
                 exactly when widening, to nearest even when narrowing.
