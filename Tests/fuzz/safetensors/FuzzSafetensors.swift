@@ -3,6 +3,9 @@
 // An input is either
 //   - a safetensors file: loaded into a layer with gpt_embedding_load_safetensors_buffer,
 //     and written to a temporary folder and opened with gpt_embedding_open, read and mapped;
+//     an input that starts with GGUF's magic takes the same way and gpt_embedding_open
+//     parses it as GGUF (GGUFFile, the architectures' input stages): the corpus holds
+//     seeds from Tests/fixtures/gguf (good files and bad ones);
 //   - a sharded checkpoint, when it starts with "INDEX\n":
 //         INDEX\n<model.safetensors.index.json bytes>
 //         \n@@ <shard file name>\n<shard bytes>        (any number of shards)
