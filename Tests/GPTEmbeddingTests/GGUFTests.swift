@@ -193,16 +193,49 @@ struct GGUFFixture: CustomStringConvertible {
         #expect(!GPTEmbedding.isGGUF(path: GGUFFixture.root + "/generate_gguf.py"))
     }
 
+    @Test func version2OpensLikeVersion3() throws {
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: GGUFFixture.root + "/gpt2_f32.gguf")))
+        bytes[4] = 2  // v2 has v3's layout (v3 only added big-endian files)
+        let path = NSTemporaryDirectory() + "gguf_v2_\(getpid()).bin"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        defer { unlink(path) }
+        #expect(try GPTEmbedding.ggufFile(path: path).version == 2)
+        let v2 = try GPTEmbedding(contentsOf: path), v3 = try GPTEmbedding(contentsOf: GGUFFixture.root + "/gpt2_f32.gguf")
+        let ids: [Int32] = [49, 0, 7]
+        #expect(try v2.forward(ids: ids, batch: 1, seq: 3) == v3.forward(ids: ids, batch: 1, seq: 3))
+    }
+
+    @Test func inputStages() {
+        #expect(GGUFInputStage.of("gemma2") == .sqrtScale)
+        #expect(GGUFInputStage.of("granitemoe") == .embeddingScaleKey)
+        #expect(GGUFInputStage.of("minicpm3") == .fixedScale(12))
+        #expect(GGUFInputStage.of("llama") == .plainLookup && GGUFInputStage.of("qwen3") == .plainLookup)
+        #expect(GGUFInputStage.of("phi3") == .plainLookup && GGUFInputStage.of("falcon") == .plainLookup)
+        for refused in ["bert", "nomic-bert", "rwkv6", "rwkv7", "gemma3n", "grok", "no-such-arch"] {
+            if case .refused = GGUFInputStage.of(refused) {} else { Issue.record("\(refused) is not refused") }
+        }
+    }
+
     @Test func openFreeCyclesReleaseEverything() throws {
-        // Descriptors: the lowest free one is the same before and after.
-        func lowest() -> Int32 { let fd = open("/dev/null", O_RDONLY); close(fd); return fd }
-        let before = lowest()
+        // Private copies, so that no other (parallel) test touches them: afterwards no
+        // descriptor and no mapping refers to either.
+        let dir = NSTemporaryDirectory() + "gguf_cycles_\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let good = dir + "/good.gguf", bad = dir + "/bad.gguf"
+        try FileManager.default.copyItem(atPath: GGUFFixture.root + "/gpt2_f32.gguf", toPath: good)
+        try FileManager.default.copyItem(atPath: GGUFFixture.root + "/bad/truncated_data.gguf", toPath: bad)
         for i in 0..<200 {
             var o = OpenOptions()
             o.mmap = i % 2 == 0
-            _ = try GPTEmbedding(contentsOf: GGUFFixture.root + "/gpt2_f32.gguf", options: o)
-            _ = try? GPTEmbedding(contentsOf: GGUFFixture.root + "/bad/truncated_data.gguf", options: o)
+            _ = try GPTEmbedding(contentsOf: good, options: o)
+            _ = try? GPTEmbedding(contentsOf: bad, options: o)
         }
-        #expect(lowest() == before)
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        let open = fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0) }
+            .filter { $0.hasPrefix(dir) }
+        #expect(open.isEmpty, "\(open)")
+        let maps = (try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8)) ?? ""
+        #expect(!maps.contains(dir), "a mapping survives")
     }
 }
