@@ -22,7 +22,8 @@ private func makeTable() -> gpte_kernel_table {
         },
         convert: { dst, dstType, src, srcType, count in convert(dst!, dstType, src!, srcType, Int(count)) },
         adamw_rows: { a, i0, i1 in adamwRows(a!, Int(i0), Int(i1)) },
-        sum_squares_rows: { x, cols, rows, i0, i1, out in sumSquaresRows(x!, Int(cols), rows, Int(i0), Int(i1), out!) }
+        sum_squares_rows: { x, cols, rows, i0, i1, out in sumSquaresRows(x!, Int(cols), rows, Int(i0), Int(i1), out!) },
+        dequantize_row: { type, row, cols, dst in dequantizeRow(type, row!, Int(cols), dst!) ? 1 : 0 }
     )
 }
 

@@ -28,6 +28,23 @@ enum {
     GPTE_DTYPE_F16 = 2,
 };
 
+/* ggml tensor types (the ggml_type ids GGUF files store) whose rows dequantize_row decodes:
+ * block size elements in bytes-per-block bytes, as GGMLType.swift lists them. */
+enum {
+    GPTE_GGML_Q4_0 = 2,     /* 32 elements, 18 bytes */
+    GPTE_GGML_Q4_1 = 3,     /* 32, 20 */
+    GPTE_GGML_Q5_0 = 6,     /* 32, 22 */
+    GPTE_GGML_Q5_1 = 7,     /* 32, 24 */
+    GPTE_GGML_Q8_0 = 8,     /* 32, 34 */
+    GPTE_GGML_Q2_K = 10,    /* 256, 84 */
+    GPTE_GGML_Q3_K = 11,    /* 256, 110 */
+    GPTE_GGML_Q4_K = 12,    /* 256, 144 */
+    GPTE_GGML_Q5_K = 13,    /* 256, 176 */
+    GPTE_GGML_Q6_K = 14,    /* 256, 210 */
+    GPTE_GGML_IQ4_NL = 20,  /* 32, 18 */
+    GPTE_GGML_IQ4_XS = 23,  /* 256, 136 */
+};
+
 /* How the forward writes its output rows (for bf16 and f16 outputs, STREAM16 means 16-byte
  * streaming stores of eight 16-bit values; rows 16-byte aligned, dim % 8 == 0). */
 enum {
@@ -148,6 +165,12 @@ typedef struct gpte_kernel_table {
      * (rows[i], or row i when rows is NULL); each row summed in one fixed order. */
     void (*sum_squares_rows)(const float *x, int64_t cols, const int32_t *rows, int64_t i0, int64_t i1,
                              double *out);
+    /* dst[0..cols) = row `row` (cols / block size blocks of ggml_type, GPTE_GGML_*)
+     * dequantized to float32, bit for bit as ggml's dequantize_row_*. Returns 1, or 0
+     * without writing anything for a type it does not decode or cols not a whole number
+     * of blocks. Free of allocation: a forward kernel can decode a token row into D floats
+     * of its worker's scratch. */
+    int32_t (*dequantize_row)(int32_t ggml_type, const void *row, int64_t cols, float *dst);
 } gpte_kernel_table;
 
 /* The tables of each path, defined by the kernel modules. The x86-64-v3 one is a weak
