@@ -77,13 +77,13 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define GPT_EMBEDDING_VERSION_MAJOR 0
-#define GPT_EMBEDDING_VERSION_MINOR 5
+#define GPT_EMBEDDING_VERSION_MINOR 6
 #define GPT_EMBEDDING_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH, as zstd and SQLite do. */
 #define GPT_EMBEDDING_VERSION_NUMBER                                           \
     (GPT_EMBEDDING_VERSION_MAJOR * 10000 + GPT_EMBEDDING_VERSION_MINOR * 100 + \
      GPT_EMBEDDING_VERSION_PATCH)
-#define GPT_EMBEDDING_VERSION_STRING "0.5.0"
+#define GPT_EMBEDDING_VERSION_STRING "0.6.0"
 
 /* The version of the library actually loaded; compare it with
  * GPT_EMBEDDING_VERSION_NUMBER to detect a header/library mismatch.
@@ -175,6 +175,42 @@ enum gpt_embedding_dtype {
     GPT_EMBEDDING_DTYPE_BF16 = 1,
     GPT_EMBEDDING_DTYPE_F16 = 2
 };
+
+/* A token table kept in one of ggml's block formats (a quantized table opened
+ * from a GGUF file, see gpt_embedding_open) reports its dtype as
+ * GPT_EMBEDDING_DTYPE_GGML + its ggml type id, e.g.
+ * GPT_EMBEDDING_DTYPE_GGML + GPT_EMBEDDING_GGML_Q4_K, wherever a dtype is
+ * reported (config.weight_dtype from gpt_embedding_get_config,
+ * gpt_embedding_parameter_dtype, gpt_embedding_parameter_data_typed). Such a
+ * table is never an input dtype: rows are dequantized to float32 as they are
+ * read (bit for bit as ggml's dequantize_row_*), and the table is frozen (see
+ * gpt_embedding_open). Since 0.6. */
+#define GPT_EMBEDDING_DTYPE_GGML 256
+
+/* ggml's tensor type ids (the ids GGUF files store) of the block formats a
+ * token table may keep: blocks of 32 elements (Q4_0 .. Q8_0, IQ4_NL) or 256
+ * (the K-quants, IQ4_XS). Since 0.6. */
+#define GPT_EMBEDDING_GGML_F32 0
+#define GPT_EMBEDDING_GGML_F16 1
+#define GPT_EMBEDDING_GGML_Q4_0 2
+#define GPT_EMBEDDING_GGML_Q4_1 3
+#define GPT_EMBEDDING_GGML_Q5_0 6
+#define GPT_EMBEDDING_GGML_Q5_1 7
+#define GPT_EMBEDDING_GGML_Q8_0 8
+#define GPT_EMBEDDING_GGML_Q2_K 10
+#define GPT_EMBEDDING_GGML_Q3_K 11
+#define GPT_EMBEDDING_GGML_Q4_K 12
+#define GPT_EMBEDDING_GGML_Q5_K 13
+#define GPT_EMBEDDING_GGML_Q6_K 14
+#define GPT_EMBEDDING_GGML_IQ4_NL 20
+#define GPT_EMBEDDING_GGML_IQ4_XS 23
+#define GPT_EMBEDDING_GGML_BF16 30
+
+/* The name of a dtype code: "float32", "bfloat16", "float16" for enum
+ * gpt_embedding_dtype, ggml's lower-case names ("q4_k", "q8_0", ...) for
+ * GPT_EMBEDDING_DTYPE_GGML + a block type above; NULL for any other value.
+ * The string is static. Thread-safe. Since 0.6. */
+const char *gpt_embedding_dtype_name(int dtype);
 
 /* config.position_encoding */
 enum gpt_embedding_position_encoding {
@@ -909,9 +945,25 @@ int gpt_embedding_open_options_init(gpt_embedding_open_options *options, size_t 
  * GGUF (llama.cpp's format, versions 2 and 3): a file that starts with the
  * GGUF magic opens as GGUF whatever its name (a .gguf file without the magic
  * is refused as "not a GGUF file"). The token table is token_embd.weight
- * (ne [n_embd, n_vocab]: a [n_vocab, n_embd] table) in F32, F16 or BF16; a
- * quantized table (q4_k, q8_0, ...) is refused with _BAD_FILE naming its type
- * (not supported by this build yet). general.architecture selects llama.cpp's
+ * (ne [n_embd, n_vocab]: a [n_vocab, n_embd] table) in F32, F16 or BF16, or
+ * in one of ggml's block formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K,
+ * Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS. A quantized table stays in its blocks
+ * (read, or mapped at any offset; a shard reads only its rows) and each row is
+ * dequantized to float32 as the forward reads it, bit for bit as ggml's
+ * dequantize_row_* (then scale, positions, layer norm, dropout and the output
+ * dtype as for any table). Its dtype reads GPT_EMBEDDING_DTYPE_GGML + the type
+ * id; gpt_embedding_parameter_data_typed gives its raw blocks (rows of
+ * cols / block size blocks) and gpt_embedding_get_parameter the dequantized
+ * float32 values. It is frozen: backward adds into the position and layer
+ * norm gradients only; the token table's gradient (get_gradient,
+ * gradient_data, a gradient buffer of gpt_embedding_backward_call), a step
+ * naming it (gpt_embedding_adamw_options.params) and set_parameter are
+ * _BAD_STATE, and a step over every parameter skips it. options->dtype
+ * converts the table while opening (dequantized, then rounded) to make it
+ * trainable. Other block types (the IQ1/IQ2/IQ3 lattice types, Q8_K, TQ*,
+ * MXFP4) are refused with _BAD_FILE naming the type. A quantized
+ * position_embd.weight is dequantized to float32 while opening.
+ * general.architecture selects llama.cpp's
  * input stage: gemma, gemma2, gemma3 multiply by sqrtf(n_embd) in float32
  * (token_scale; NOT rounded to the table dtype as transformers' Gemma does);
  * granite, granitemoe, granitehybrid, minicpm by {arch}.embedding_scale;
@@ -947,7 +999,7 @@ int gpt_embedding_open_options_init(gpt_embedding_open_options *options, size_t 
  * unknown or non-float dtypes, shapes that disagree between tables, an index
  * naming a missing shard or a shard outside the folder, a tensor listed in two
  * shards, a truncated shard; a malformed GGUF file, a refused architecture or
- * a quantized GGUF table), _OUT_OF_MEMORY. Thread-safe. */
+ * a GGUF table type this build does not decode), _OUT_OF_MEMORY. Thread-safe. */
 int gpt_embedding_open(const char *path, const gpt_embedding_open_options *options,
                        gpt_embedding **out);
 

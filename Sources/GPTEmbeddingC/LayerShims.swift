@@ -22,7 +22,10 @@ public func gpt_embedding_free(_ layer: OpaquePointer?) {
 public func gpt_embedding_layer_config(_ layer: OpaquePointer?, _ out: UnsafeMutablePointer<gpt_embedding_config>?, _ size: Int) -> Int32 {
     api("gpt_embedding_layer_config") { () throws(GPTEmbeddingError) in
         let layer = try HandleRegistry.layer(layer)
-        try gpt_embedding_config.write(gpt_embedding_config(layer.config), to: required(out, "out"), size: size)
+        var c = gpt_embedding_config(layer.config)
+        // A table in a block format reports its block type (GPT_EMBEDDING_DTYPE_GGML + id).
+        c.weight_dtype = storedDType(layer.tokenEmbedding.weight)
+        try gpt_embedding_config.write(c, to: required(out, "out"), size: size)
     }
 }
 

@@ -1,5 +1,8 @@
 import CGPTEmbedding
 import GPTEmbedding
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // Parameters and gradients: counts, shapes, copies and zero-copy pointers.
 
@@ -67,8 +70,8 @@ public func gpt_embedding_parameter_data(_ layer: OpaquePointer?, _ param: Int32
     return api("gpt_embedding_parameter_data") { () throws(GPTEmbeddingError) in
         let t = try tensor(HandleRegistry.layer(layer), param)
         let data = try required(outData, "out_data"), len = try required(outLen, "out_len")
-        guard t.dtype == .float32 else {
-            throw GPTEmbeddingError(.invalidArgument, "\(t.name) is stored as \(t.dtype), not float32: use gpt_embedding_parameter_data_typed")
+        guard t.dtype == .float32, t.blockType == nil else {
+            throw GPTEmbeddingError(.invalidArgument, "\(t.name) is stored as \(t.blockType?.name ?? t.dtype.description), not float32: use gpt_embedding_parameter_data_typed")
         }
         data.pointee = t.data.baseAddress
         len.pointee = Int64(t.count)
@@ -85,7 +88,7 @@ public func gpt_embedding_parameter_data_typed(_ layer: OpaquePointer?, _ param:
         let rows = try required(outRows, "out_rows"), cols = try required(outCols, "out_cols")
         let raw = t.rawData
         data.pointee = raw.pointer
-        type.pointee = raw.dtype.rawValue
+        type.pointee = storedDType(t)
         rows.pointee = Int64(t.rows)
         cols.pointee = Int64(t.cols)
     }
@@ -95,7 +98,7 @@ public func gpt_embedding_parameter_data_typed(_ layer: OpaquePointer?, _ param:
 public func gpt_embedding_parameter_dtype(_ layer: OpaquePointer?, _ param: Int32, _ outDType: UnsafeMutablePointer<Int32>?) -> Int32 {
     api("gpt_embedding_parameter_dtype") { () throws(GPTEmbeddingError) in
         let t = try tensor(HandleRegistry.layer(layer), param)
-        try required(outDType, "out_dtype").pointee = t.dtype.rawValue
+        try required(outDType, "out_dtype").pointee = storedDType(t)
     }
 }
 
@@ -118,3 +121,24 @@ public func gpt_embedding_sinusoidal_table(_ startPosition: Int64, _ numPosition
                                                 into: buffer(out, outLen, "out_len"))
     }
 }
+
+/// The dtype code C callers see for a tensor: its `enum gpt_embedding_dtype`, or
+/// `GPT_EMBEDDING_DTYPE_GGML` plus ggml's type id for a table in a block format.
+func storedDType(_ t: ParameterTensor) -> Int32 {
+    t.blockType.map { Int32(GPT_EMBEDDING_DTYPE_GGML) + Int32($0.rawValue) } ?? t.dtype.rawValue
+}
+
+@c @implementation
+public func gpt_embedding_dtype_name(_ dtype: Int32) -> UnsafePointer<CChar>? {
+    dtypeNames[dtype].map { UnsafePointer($0) }
+}
+
+/// Every name `gpt_embedding_dtype_name` returns, made once and never freed.
+nonisolated(unsafe) private let dtypeNames: [Int32: UnsafeMutablePointer<CChar>] = {
+    var names: [Int32: UnsafeMutablePointer<CChar>] = [:]
+    for t in TensorDType.allCases { names[t.rawValue] = strdup(t.description) }
+    for t in GGMLType.allCases where t.isQuantizedTableType {
+        names[Int32(GPT_EMBEDDING_DTYPE_GGML) + Int32(t.rawValue)] = strdup(t.name)
+    }
+    return names
+}()

@@ -82,6 +82,19 @@ func layerNormBackwardRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1
                            _ sumDyXhat: UnsafeMutablePointer<Float>, _ sumDy: UnsafeMutablePointer<Float>,
                            _ xhat: UnsafeMutablePointer<Float>, _ dy: UnsafeMutablePointer<Float>) {
     let t = Tables(a)
+    if t.blockType >= 0 {
+        // Rows of a block format are decoded into dy's second D floats.
+        guard ggmlRowBytes(t.blockType, t.dim) > 0 else { return }
+        switch t.wpeDType {
+        case Int32(GPTE_DTYPE_BF16):
+            layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F32Elements.self, BF16Elements.self)
+        case Int32(GPTE_DTYPE_F16):
+            layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F32Elements.self, F16Elements.self)
+        default:
+            layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F32Elements.self, F32Elements.self)
+        }
+        return
+    }
     switch (t.wteDType, t.wpeDType) {
     case (Int32(GPTE_DTYPE_BF16), Int32(GPTE_DTYPE_BF16)):
         layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, BF16Elements.self, BF16Elements.self)
@@ -113,6 +126,7 @@ private func layerNormBackwardRows<W: RowElement, P: RowElement>(
     let mean = a.pointee.mean!, rstd = a.pointee.rstd!, dout = a.pointee.dout!
     let gamma = t.gamma!
     let d = t.dim
+    let decoded = t.blockType >= 0 ? dy + d : nil
     let keepScale = Vec(repeating: mask?.keepScale ?? 1)
     sumDyXhat.update(repeating: 0, count: d)
     sumDy.update(repeating: 0, count: d)
@@ -121,8 +135,8 @@ private func layerNormBackwardRows<W: RowElement, P: RowElement>(
         // this worker's next range) are asked for a line per 16 columns inside the loop
         // below, spread out rather than in a burst that fills the miss buffers.
         let ahead = r + prefetchDistance < tokens.count ? r + prefetchDistance : r
-        let wAhead = t.tokenRow(tokens.ids[ahead]), gAhead = dout + ahead * d
-        let w = t.tokenRow(tokens.ids[r])
+        let wAhead = t.rowAhead(tokens.ids[ahead], decoded: decoded), gAhead = dout + ahead * d
+        let w = t.tokenRow(tokens.ids[r], decoded: decoded)
         // xhat first holds x; a sinusoidal row past the cache spills into dy.
         _ = gather(xhat, w, t.positionRow(tokens.position(r), spill: dy), t.scale, d, W.self, P.self)
         let m = mean[r], rs = rstd[r]

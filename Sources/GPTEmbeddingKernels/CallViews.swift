@@ -15,6 +15,8 @@ struct Tables {
     let dim: Int
     let wte: UnsafeRawPointer
     let wteDType: Int32
+    /// The ggml block type of `wte` (`GPTE_GGML_*`), or -1 for float elements.
+    let blockType: Int32
     /// Bytes of a token row.
     let wteRowBytes: Int
     /// `sqrt(D)` or 1.
@@ -41,7 +43,8 @@ struct Tables {
         dim = Int(a.dim)
         wte = a.wte
         wteDType = a.wte_dtype
-        wteRowBytes = Int(a.dim) * dtypeBytes(a.wte_dtype)
+        blockType = a.wte_dtype >= Int32(GPTE_DTYPE_GGML) ? a.wte_dtype - Int32(GPTE_DTYPE_GGML) : -1
+        wteRowBytes = blockType >= 0 ? ggmlRowBytes(blockType, Int(a.dim)) : Int(a.dim) * dtypeBytes(a.wte_dtype)
         scale = a.scale
         paddingIdx = Int(a.padding_idx)
         positionKind = a.position_kind
@@ -64,6 +67,26 @@ struct Tables {
     @inline(__always)
     func holds(_ id: Int32) -> Bool {
         heldRows == 0 || UInt(bitPattern: Int(id) - firstRow) < UInt(heldRows)
+    }
+
+    /// The row of token `id` as float32 values in `decoded` (D floats) when the table is in
+    /// a block format, else its stored row (elements of `wteDType`).
+    @inline(__always)
+    func tokenRow(_ id: Int32, decoded: UnsafeMutablePointer<Float>?) -> UnsafeRawPointer {
+        guard let decoded else { return tokenRow(id) }
+        _ = dequantizeRow(blockType, tokenRow(id), dim, decoded)
+        return UnsafeRawPointer(decoded)
+    }
+
+    /// Asks for the row of token `id` `prefetchDistance` rows ahead: a block-format row is
+    /// asked for whole (it is a fraction of a float row) and the returned address, which
+    /// the row loops prefetch a line at a time, is then `decoded` (already in cache);
+    /// a float row is returned as is for those loops.
+    @inline(__always)
+    func rowAhead(_ id: Int32, decoded: UnsafeMutablePointer<Float>?) -> UnsafeRawPointer {
+        guard let decoded else { return tokenRowForPrefetch(id) }
+        prefetchRow(tokenRowForPrefetch(id), wteRowBytes)
+        return UnsafeRawPointer(decoded)
     }
 
     /// The row of token `id` when it is held, else the table's first row: an address that

@@ -33,6 +33,26 @@ func dequantizeRow(_ type: Int32, _ row: UnsafeRawPointer, _ cols: Int, _ dst: U
     }
 }
 
+/// Bytes of a row of `cols` elements of `type` (a `GPTE_GGML_*` id), or 0 for a type
+/// ``dequantizeRow(_:_:_:_:)`` does not decode.
+@inline(__always)
+func ggmlRowBytes(_ type: Int32, _ cols: Int) -> Int {
+    switch type {
+    case Int32(GPTE_GGML_Q4_0), Int32(GPTE_GGML_IQ4_NL): return cols / 32 * 18
+    case Int32(GPTE_GGML_Q4_1): return cols / 32 * 20
+    case Int32(GPTE_GGML_Q5_0): return cols / 32 * 22
+    case Int32(GPTE_GGML_Q5_1): return cols / 32 * 24
+    case Int32(GPTE_GGML_Q8_0): return cols / 32 * 34
+    case Int32(GPTE_GGML_Q2_K): return cols / 256 * 84
+    case Int32(GPTE_GGML_Q3_K): return cols / 256 * 110
+    case Int32(GPTE_GGML_Q4_K): return cols / 256 * 144
+    case Int32(GPTE_GGML_Q5_K): return cols / 256 * 176
+    case Int32(GPTE_GGML_Q6_K): return cols / 256 * 210
+    case Int32(GPTE_GGML_IQ4_XS): return cols / 256 * 136
+    default: return 0
+    }
+}
+
 @inline(__always)
 private func blocks(_ row: UnsafeRawPointer, _ cols: Int, _ dst: UnsafeMutablePointer<Float>, _ size: Int, _ bytes: Int,
                     _ block: (UnsafeRawPointer, UnsafeMutablePointer<Float>) -> Void) -> Bool {

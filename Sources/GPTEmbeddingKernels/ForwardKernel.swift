@@ -12,6 +12,17 @@ import CMemoryHints
 /// otherwise (float32 output, normal stores) it is assembled in place in `out`. Plain
 /// lookups (no layer norm, no dropout) go straight to the output.
 func forwardRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ spill: UnsafeMutablePointer<Float>?) {
+    if a.pointee.wte_dtype >= Int32(GPTE_DTYPE_GGML) {
+        // Rows of a block format are decoded into the second half of the spill and read
+        // from there as float32 (a block type this path does not decode writes nothing).
+        guard let spill, ggmlRowBytes(a.pointee.wte_dtype - Int32(GPTE_DTYPE_GGML), Int(a.pointee.dim)) > 0 else { return }
+        switch a.pointee.position_kind == Int32(GPTE_POSITIONS_TABLE) ? a.pointee.wpe_dtype : Int32(GPTE_DTYPE_F32) {
+        case Int32(GPTE_DTYPE_BF16): forwardRows(a, r0, r1, spill, F32Elements.self, BF16Elements.self)
+        case Int32(GPTE_DTYPE_F16): forwardRows(a, r0, r1, spill, F32Elements.self, F16Elements.self)
+        default: forwardRows(a, r0, r1, spill, F32Elements.self, F32Elements.self)
+        }
+        return
+    }
     switch (a.pointee.wte_dtype, a.pointee.position_kind == Int32(GPTE_POSITIONS_TABLE) ? a.pointee.wpe_dtype : Int32(GPTE_DTYPE_F32)) {
     case (Int32(GPTE_DTYPE_BF16), Int32(GPTE_DTYPE_BF16)): forwardRows(a, r0, r1, spill, BF16Elements.self, BF16Elements.self)
     case (Int32(GPTE_DTYPE_BF16), _): forwardRows(a, r0, r1, spill, BF16Elements.self, F32Elements.self)
@@ -58,6 +69,8 @@ private struct ForwardRows {
     let out: UnsafeMutableRawPointer
     /// The worker's scratch row, or `nil` (float32 rows are then assembled in place).
     let spill: UnsafeMutablePointer<Float>?
+    /// Where a row of a block-format table is decoded (D floats past the spill), or `nil`.
+    let decoded: UnsafeMutablePointer<Float>?
 
     @inline(__always)
     init(_ a: UnsafePointer<gpte_kernel_args>, spill: UnsafeMutablePointer<Float>?) {
@@ -69,6 +82,7 @@ private struct ForwardRows {
         saveRstd = a.pointee.save_rstd
         out = a.pointee.out
         self.spill = spill
+        decoded = t.blockType >= 0 ? spill.map { $0 + Int(a.pointee.dim) } : nil
     }
 
     /// Computes `rows` from token rows of `W` and position rows of `P`, storing with `S`.
@@ -88,7 +102,7 @@ private struct ForwardRows {
             // A shard's rows of tokens it does not hold are -0.0 (see gpte_kernel_args).
             let negativeZero = Vec(repeating: -0.0)
             for r in rows {
-                let ahead = t.tokenRowForPrefetch(tokens.ids[r + prefetchDistance < rows.upperBound ? r + prefetchDistance : r])
+                let ahead = t.rowAhead(tokens.ids[r + prefetchDistance < rows.upperBound ? r + prefetchDistance : r], decoded: decoded)
                 let row = out + r * outRowBytes
                 if r != rows.lowerBound { st.next(row: row) }
                 var c = 0
@@ -98,7 +112,7 @@ private struct ForwardRows {
                     st.endRow()
                     continue
                 }
-                let w = t.tokenRow(tokens.ids[r])
+                let w = t.tokenRow(tokens.ids[r], decoded: decoded)
                 // A sinusoidal row past the cache goes to the scratch row, or (float32
                 // output in place) to the output row itself, which is then rewritten.
                 if let p = t.positionRow(tokens.position(r), spill: spill ?? row.assumingMemoryBound(to: Float.self)) {
@@ -123,11 +137,11 @@ private struct ForwardRows {
         }
         var st = S(row: out + rows.lowerBound * outRowBytes)
         for r in rows {
-            let ahead = t.tokenRow(tokens.ids[r + prefetchDistance < rows.upperBound ? r + prefetchDistance : r])
+            let ahead = t.rowAhead(tokens.ids[r + prefetchDistance < rows.upperBound ? r + prefetchDistance : r], decoded: decoded)
             let row = out + r * outRowBytes
             let x = spill ?? row.assumingMemoryBound(to: Float.self)
             // A sinusoidal row past the cache is computed into x itself, then added in place.
-            let sum = gather(x, t.tokenRow(tokens.ids[r]), t.positionRow(tokens.position(r), spill: x), t.scale, d,
+            let sum = gather(x, t.tokenRow(tokens.ids[r], decoded: decoded), t.positionRow(tokens.position(r), spill: x), t.scale, d,
                              W.self, P.self, ahead: ahead)
             if r != rows.lowerBound { st.next(row: row) }
             var c = 0

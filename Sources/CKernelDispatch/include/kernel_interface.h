@@ -26,6 +26,12 @@ enum {
     GPTE_DTYPE_F32 = 0,
     GPTE_DTYPE_BF16 = 1,
     GPTE_DTYPE_F16 = 2,
+    /* wte_dtype GPTE_DTYPE_GGML + t: token rows in ggml's block type t (GPTE_GGML_*), a
+     * row being dim / block size whole blocks, dequantized to float32 as they are read
+     * (dequantize_row). forward_rows then needs a spill of 2 * D floats (the row is
+     * decoded into the second D) and layer_norm_backward_rows a dy of 2 * D floats (the
+     * same); a kernel given a block type it does not decode writes nothing. */
+    GPTE_DTYPE_GGML = 256,
 };
 
 /* ggml tensor types (the ggml_type ids GGUF files store) whose rows dequantize_row decodes:
@@ -61,7 +67,7 @@ typedef struct gpte_kernel_args {
     int64_t dim;                 /* D */
     /* The tables. */
     const void *wte;             /* [V, D] of wte_dtype */
-    int32_t wte_dtype;           /* GPTE_DTYPE_* */
+    int32_t wte_dtype;           /* GPTE_DTYPE_*, or GPTE_DTYPE_GGML + a GPTE_GGML_* type */
     float scale;                 /* multiplier of token rows */
     int64_t padding_idx;         /* the row that gets no gradient, or -1 */
     int32_t position_kind;       /* GPTE_POSITIONS_* */
@@ -139,7 +145,7 @@ typedef struct gpte_kernel_table {
     /* out rows [r0, r1) of the forward; spill: D floats of the worker's own scratch (the
      * row is assembled there when store_mode streams or the output is not F32; a
      * sinusoidal row past the cache is computed there). Required unless the output is F32
-     * with normal stores. */
+     * with normal stores and the table is not in a block format (then 2 * D floats). */
     void (*forward_rows)(const gpte_kernel_args *a, int64_t r0, int64_t r1, float *spill);
     /* dwte[id] += scale * dy and dwpe[p] += dy over columns [c0, c1) for token rows
      * [r0, r1), dy = row r - first_row of dy_rows, through the dropout mask when masked.
@@ -148,7 +154,7 @@ typedef struct gpte_kernel_table {
                          int64_t first_row, int32_t masked, int64_t c0, int64_t c1);
     /* Layer norm backward of token rows [r0, r1): dx rows (dx row 0 = token row r0) and
      * the sums over those rows of dy * xhat and dy ([D] each, overwritten). xhat and dy
-     * are D floats of scratch each. */
+     * are D floats of scratch each (dy 2 * D for a table in a block format). */
     void (*layer_norm_backward_rows)(const gpte_kernel_args *a, int64_t r0, int64_t r1, float *dx,
                                      float *sum_dy_xhat, float *sum_dy, float *xhat, float *dy);
     /* dst[c] += src[c] for c in [c0, c1). */

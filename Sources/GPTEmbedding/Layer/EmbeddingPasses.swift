@@ -32,12 +32,16 @@ struct EmbeddingTables: @unchecked Sendable {
     /// The vocabulary rows `wte` holds when it is a shard of the table, else `nil`.
     let shard: Range<Int>?
 
+    /// Whether the kernels decode token rows (a table in a block format) into the workers'
+    /// scratch: the forward then always needs its row scratch, twice as large.
+    var decodesRows: Bool { wte.blockType != nil }
+
     /// The kernel arguments of a call on `tokens`, with `mask` (`nil`: no dropout).
     func arguments(_ tokens: TokenBatch, mask: DropoutMask?) -> gpte_kernel_args {
         var a = gpte_kernel_args()
         a.dim = Int64(dim)
         a.wte = UnsafeRawPointer(wte.base)
-        a.wte_dtype = wte.dtype.rawValue
+        a.wte_dtype = wte.kernelDType
         a.scale = scale
         a.padding_idx = Int64(paddingIdx)
         if let shard {
@@ -113,9 +117,10 @@ func forwardStoreMode(_ out: UnsafeMutableRawPointer, count: Int, dim: Int, dtyp
 }
 
 /// Floats of per-call scratch a streaming forward needs: one row per worker, where a row
-/// is assembled (or a sinusoidal row past the cache computed) before being streamed out.
-func forwardScratchCount(dim: Int, pool: WorkerPool) throws(GPTEmbeddingError) -> Int {
-    try Checked.multiply(pool.threads, dim, "forward scratch")
+/// is assembled (or a sinusoidal row past the cache computed) before being streamed out,
+/// and one more per worker when token rows are decoded from a block format.
+func forwardScratchCount(dim: Int, pool: WorkerPool, decodesRows: Bool = false) throws(GPTEmbeddingError) -> Int {
+    try Checked.multiply(pool.threads, dim, decodesRows ? 2 : 1, "forward scratch")
 }
 
 /// `out[r] = dropout(layerNorm?(s * wte[ids[r]] + P[pos[r]]))` for every token row r, each
@@ -136,7 +141,7 @@ func embeddingForward(
     a.out = out
     a.out_dtype = dtype.rawValue
     a.store_mode = rowScratch == nil ? Int32(GPTE_STORE_CACHED) : storeMode
-    let scratch = rowScratch.map(SendablePointer.init)
+    let scratch = rowScratch.map(SendablePointer.init), rowFloats = t.decodesRows ? 2 * d : d
     // Plain lookups move a token row in and an output row out; the layer norm and the
     // dropout hash make a row compute-heavy.
     let grain = normalize || a.dropout != 0
@@ -146,7 +151,7 @@ func embeddingForward(
     withUnsafePointer(to: a) { args in
         let p = SendableConstPointer(args)
         pool.parallelFor(count: tokens.count, grain: grain) { part, rows in
-            forwardRows(p.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), scratch.map { $0.pointer + part * d })
+            forwardRows(p.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), scratch.map { $0.pointer + part * rowFloats })
         }
     }
 }
@@ -184,8 +189,9 @@ let subBlockRows = 32
 func backwardScratchCount(rows: Int, dim d: Int, pool: WorkerPool) throws(GPTEmbeddingError) -> Int {
     let block = min(rows, backwardBlockRows(d))
     let subBlocks = (block + subBlockRows - 1) / subBlockRows
-    // dx of one block, dgamma/dbeta partials per sub-block, two rows per worker.
-    return try Checked.multiply(block + 2 * subBlocks + 2 * pool.threads, d, "backward scratch")
+    // dx of one block, dgamma/dbeta partials per sub-block, three rows per worker (xhat,
+    // dy, and a token row decoded from a block format).
+    return try Checked.multiply(block + 2 * subBlocks + 3 * pool.threads, d, "backward scratch")
 }
 
 /// Adds the gradients of `embeddingForward` for `dout` into `grads` (only the buffers it
@@ -272,7 +278,7 @@ func embeddingBackward(
             let subBlocks = (rows.count + subBlockRows - 1) / subBlockRows
             // Phase 1: dx rows and per-sub-block dgamma / dbeta sums.
             pool.parallelFor(count: subBlocks, grain: WorkerPool.computeGrain(elementsPerItem: d * subBlockRows)) { part, local in
-                let xhat = rowScratch.pointer + part * 2 * d
+                let xhat = rowScratch.pointer + part * 3 * d
                 for sb in local {
                     let lo = rows.lowerBound + sb * subBlockRows
                     let hi = min(rows.upperBound, lo + subBlockRows)

@@ -48,8 +48,9 @@ extension GPTEmbedding {
         // Allocated per call (the layer is only read); a streamed or 16-bit output row is
         // assembled in a scratch row per worker.
         let storeMode = forwardStoreMode(out, count: need, dim: embedDim, dtype: dtype)
-        let rowScratch = storeMode != Int32(GPTE_STORE_CACHED) || dtype != .float32
-            ? try FloatBuffer(count: forwardScratchCount(dim: embedDim, pool: pool), zeroed: false, what: "forward scratch")
+        let rowScratch = storeMode != Int32(GPTE_STORE_CACHED) || dtype != .float32 || tables.decodesRows
+            ? try FloatBuffer(count: forwardScratchCount(dim: embedDim, pool: pool, decodesRows: tables.decodesRows),
+                              zeroed: false, what: "forward scratch")
             : nil
         embeddingForward(kernels: kernels, tables: tables, tokens: tokens, normalize: normalize, mask: mask,
                          saveMean: normalize ? call.mean : nil, saveRstd: normalize ? call.rstd : nil,
@@ -152,6 +153,9 @@ extension GPTEmbedding {
             }
         }
         var wte = own.wte
+        if call.tokenEmbedding != nil, let type = tokenEmbedding.weight.blockType {
+            throw GPTEmbeddingError(.invalidArgument, "a borrowed token_embedding cannot stand in for this layer's \(type.name) table (borrowed tables have the layer's own dtype; open the file with a dtype that converts the table to borrow one)")
+        }
         if let b = call.tokenEmbedding {
             try check(b.base, b.count, "token_embedding", like: tokenEmbedding.weight)
             wte = TableStorage(borrowing: b.base, count: b.count, dtype: tokenEmbedding.weight.dtype)
@@ -201,6 +205,7 @@ extension GPTEmbedding {
             }
         }
         let d = embedDim, w = tokenEmbedding.weight
+        if g.tokenEmbedding != nil, w.blockType != nil { throw w.frozenError("has no gradient") }
         try check(g.tokenEmbedding, "token_embedding", w.count, "[\(w.rows), \(d)]")
         if g.positionEmbedding != nil {
             guard let wpe = positionalEmbedding?.weight else {

@@ -66,8 +66,9 @@ extension GPTEmbedding {
         }
         let out = UnsafeMutableRawPointer(partial)
         let storeMode = forwardStoreMode(out, count: need, dim: embedDim)
-        let rowScratch = storeMode != Int32(GPTE_STORE_CACHED)
-            ? try FloatBuffer(count: forwardScratchCount(dim: embedDim, pool: pool), zeroed: false, what: "forward scratch")
+        let rowScratch = storeMode != Int32(GPTE_STORE_CACHED) || tables.decodesRows
+            ? try FloatBuffer(count: forwardScratchCount(dim: embedDim, pool: pool, decodesRows: tables.decodesRows),
+                              zeroed: false, what: "forward scratch")
             : nil
         // The token part alone: no positions, no layer norm, no dropout (phase two's).
         let t = tables

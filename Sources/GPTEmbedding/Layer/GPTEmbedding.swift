@@ -201,8 +201,9 @@ public final class GPTEmbedding: @unchecked Sendable {
         // Allocate everything first, so that a failure leaves the output untouched. A
         // streamed or 16-bit output row is assembled in a scratch row per worker.
         let storeMode = forwardStoreMode(out, count: need, dim: embedDim, dtype: dtype)
-        let rowScratch = storeMode != Int32(GPTE_STORE_CACHED) || dtype != .float32
-            ? try FloatBuffer(count: forwardScratchCount(dim: embedDim, pool: pool), zeroed: false, what: "forward scratch")
+        let rowScratch = storeMode != Int32(GPTE_STORE_CACHED) || dtype != .float32 || tables.decodesRows
+            ? try FloatBuffer(count: forwardScratchCount(dim: embedDim, pool: pool, decodesRows: tables.decodesRows),
+                              zeroed: false, what: "forward scratch")
             : nil
         var stats = SavedStatistics(mean: nil, rstd: nil)
         var mask: DropoutMask? = nil
@@ -332,7 +333,8 @@ public final class GPTEmbedding: @unchecked Sendable {
         // A 16-bit grad_output is widened into float32 scratch first (exact), in parallel.
         let widened = dtype == .float32 ? nil
             : try FloatBuffer(count: tokens.count * embedDim, zeroed: false, what: "grad_output as float32")
-        let dwte = try tokenEmbedding.weight.gradientBuffer()
+        // A table in a block format is frozen: no gradient (positions and layer norm still train).
+        let dwte = tokenEmbedding.weight.blockType == nil ? try tokenEmbedding.weight.gradientBuffer() : nil
         let dwpe = try positionalEmbedding?.weight.gradientBuffer()
         let dgamma = normalize ? try layerNormWeight.gradientBuffer() : nil
         let dbeta = normalize ? try layerNormBias.gradientBuffer() : nil
@@ -343,14 +345,14 @@ public final class GPTEmbedding: @unchecked Sendable {
         if mask?.dropAll == true { return }
         let held = config.heldTokenRows
         // Rows are the table's own: a shard records row id - shard start for the ids it holds.
-        for r in 0..<tokens.count where Int(tokens.ids[r]) != config.paddingIdx && held.contains(Int(tokens.ids[r])) {
+        for r in 0..<tokens.count where dwte != nil && Int(tokens.ids[r]) != config.paddingIdx && held.contains(Int(tokens.ids[r])) {
             touchedTokens.record(Int32(Int(tokens.ids[r]) - held.lowerBound))
         }
         if dwpe != nil {
             for r in 0..<tokens.count { touchedPositions.record(Int32(truncatingIfNeeded: tokens.position(r))) }
         }
         let dout = widen(gradOutput, dtype, into: widened)
-        let grads = EmbeddingGradients(dwte: dwte.base, dwpe: dwpe?.base, dgamma: dgamma?.base, dbeta: dbeta?.base)
+        let grads = EmbeddingGradients(dwte: dwte?.base, dwpe: dwpe?.base, dgamma: dgamma?.base, dbeta: dbeta?.base)
         embeddingBackward(kernels: kernels, tables: tables, tokens: tokens, statistics: statistics, mask: mask,
                           dout: dout, grads: grads, scratch: scratch.base, pool: pool, recompute: recompute)
     }

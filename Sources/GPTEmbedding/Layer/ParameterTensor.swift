@@ -49,6 +49,18 @@ public final class ParameterTensor: @unchecked Sendable {
     /// The element type of the values.
     public var dtype: TensorDType { storage.dtype }
 
+    /// ggml's block type when the values are a quantized table opened from a GGUF file
+    /// (`.q4_k`, ...), else `nil`. Such a table is frozen: rows are dequantized to float32
+    /// as they are read (``dtype`` is then `.float32`, the type its values come out in); it
+    /// has no gradient and takes no optimizer step, and ``setValues(_:)-3rlrn`` refuses it
+    /// (`badState`). Open with `OpenOptions.dtype` to train it.
+    public var blockType: GGMLType? { storage.blockType }
+
+    /// The `badState` error for what a frozen block-format table cannot do.
+    func frozenError(_ what: String) -> GPTEmbeddingError {
+        GPTEmbeddingError(.badState, "\(name) is a \(blockType?.name ?? "quantized") table, which is frozen: it \(what); to train it, open the file with a dtype that converts it (C: gpt_embedding_open_options.dtype, Python: dtype=, Swift: OpenOptions.dtype; float32, bfloat16 or float16)")
+    }
+
     /// Whether the values live in a private mapping of a checkpoint file (pages shared with
     /// the page cache until written; writes never reach the file).
     public var isMapped: Bool { storage.mapping != nil }
@@ -59,7 +71,9 @@ public final class ParameterTensor: @unchecked Sendable {
         UnsafeMutableBufferPointer(start: storage.floats, count: storage.floats == nil ? 0 : count)
     }
 
-    /// The values in their own dtype: `count` elements of ``dtype`` at the pointer. Valid
+    /// The values in their own dtype: `count` elements of ``dtype`` at the pointer (for a
+    /// table in a block format, ``blockType``, its raw blocks: `rows` rows of
+    /// `blockType.rowBytes(cols)` bytes, and the dtype says `.float32`). Valid
     /// while this tensor is alive; writing changes the parameter (a mapped table's pages
     /// become private copies; the file never changes).
     public var rawData: (pointer: UnsafeMutableRawPointer, dtype: TensorDType) { (storage.base, storage.dtype) }
@@ -68,6 +82,7 @@ public final class ParameterTensor: @unchecked Sendable {
     /// Writing through it is allowed (a tied output head adds its gradient here); from then
     /// on `zeroGrad` clears the whole gradient rather than only the rows backward touched.
     public func gradientData() throws(GPTEmbeddingError) -> UnsafeMutableBufferPointer<Float> {
+        if blockType != nil { throw frozenError("has no gradient") }
         let g = try gradientBuffer()
         gradientShared = true
         return g.buffer
@@ -85,6 +100,7 @@ public final class ParameterTensor: @unchecked Sendable {
 
     func gradientBuffer() throws(GPTEmbeddingError) -> FloatBuffer {
         if let grad { return grad }
+        if blockType != nil { throw frozenError("has no gradient") }
         let g = try FloatBuffer(count: count, what: "\(name) gradient")
         grad = g
         return g
@@ -98,7 +114,8 @@ public final class ParameterTensor: @unchecked Sendable {
         }
     }
 
-    /// A copy of the gradient (zeros before the first backward).
+    /// A copy of the gradient (zeros before the first backward, and always for a frozen
+    /// table in a block format).
     public var gradient: [Float] { grad.map { Array($0.buffer) } ?? [Float](repeating: 0, count: count) }
 
     /// Copies the values, as float32, into `dst`, which must hold at least `count` floats.
@@ -107,8 +124,10 @@ public final class ParameterTensor: @unchecked Sendable {
         if let d = dst.baseAddress { widen(into: d, from: 0, count: count) }
     }
 
-    /// Copies the gradient into `dst` (zeros before the first backward).
+    /// Copies the gradient into `dst` (zeros before the first backward); `badState` for a
+    /// frozen table in a block format.
     public func copyGradient(into dst: UnsafeMutableBufferPointer<Float>) throws(GPTEmbeddingError) {
+        if blockType != nil { throw frozenError("has no gradient") }
         try Self.checkCapacity(dst.count, count, name)
         guard let grad else {
             dst.baseAddress?.update(repeating: 0, count: count)
@@ -120,6 +139,7 @@ public final class ParameterTensor: @unchecked Sendable {
     /// Replaces the values with `src`, which must hold exactly `count` floats; rounded to
     /// ``dtype`` to nearest even.
     public func setValues(_ src: UnsafeBufferPointer<Float>) throws(GPTEmbeddingError) {
+        if blockType != nil { throw frozenError("cannot be set") }
         guard src.count == count, let s = src.baseAddress else {
             throw GPTEmbeddingError(.invalidArgument, "\(name) has \(count) elements [\(rows), \(cols)], got \(src.count)")
         }
@@ -135,6 +155,16 @@ public final class ParameterTensor: @unchecked Sendable {
 
     /// Elements `[start, start + count)` widened to float32 into `dst`.
     func widen(into dst: UnsafeMutablePointer<Float>, from start: Int, count n: Int) {
+        if let type = blockType {
+            // Whole rows (every caller asks for rows): each dequantized as the kernels do.
+            guard cols > 0, let rowBytes = type.rowBytes(cols) else { return }
+            let first = start / cols
+            for r in 0..<n / cols {
+                _ = kernels.dequantizeRow(Int32(type.rawValue), UnsafeRawPointer(storage.base + (first + r) * rowBytes),
+                                          Int64(cols), dst + r * cols)
+            }
+            return
+        }
         kernels.convert(UnsafeMutableRawPointer(dst), TensorDType.float32.rawValue,
                         UnsafeRawPointer(storage.base + start * dtype.byteCount), dtype.rawValue, Int64(n))
     }
@@ -149,6 +179,7 @@ public final class ParameterTensor: @unchecked Sendable {
     /// table a master copy taken from the table (widened exactly).
     func adamwState(pool: WorkerPool) throws(GPTEmbeddingError) -> AdamWState {
         if let adamw { return adamw }
+        if blockType != nil { throw frozenError("takes no optimizer step") }
         let state = try AdamWState(count: count, name: name, needsMaster: dtype != .float32)
         if let master = state.master { refreshMaster(master, pool: pool) }
         adamw = state

@@ -18,7 +18,9 @@ extension GPTEmbedding {
     /// out, since writes through it cannot be tracked).
     ///
     /// - Throws: `invalidArgument` for a bad option, `badState` when no backward has run
-    ///   since the last `zeroGrad`, `outOfMemory`; nothing changes then.
+    ///   since the last `zeroGrad` or when `options.parameters` names a frozen token table
+    ///   (a block format, ``ParameterTensor/blockType``, which the default set skips),
+    ///   `outOfMemory`; nothing changes then.
     public func step(_ options: AdamW) throws(GPTEmbeddingError) {
         try options.validate()
         let targets = try stepTargets(options.parameters)
@@ -90,6 +92,12 @@ extension GPTEmbedding {
     /// The parameters of `selected` that have a gradient; throws when there is no gradient
     /// to apply.
     private func stepTargets(_ selected: Set<Parameter>) throws(GPTEmbeddingError) -> [StepTarget] {
+        // A frozen table (a block format) is left out of the default set of every
+        // parameter, and refused when a step names it.
+        let w = tokenEmbedding.weight
+        if w.blockType != nil, selected.contains(.tokenEmbedding), selected != Set(Parameter.allCases) {
+            throw w.frozenError("takes no optimizer step")
+        }
         var targets: [StepTarget] = []
         for p in Parameter.allCases where selected.contains(p) {
             guard let t = try? tensor(p), t.grad != nil else { continue }

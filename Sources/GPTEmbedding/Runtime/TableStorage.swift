@@ -1,3 +1,4 @@
+import CKernelDispatch
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -13,7 +14,12 @@ final class TableStorage: @unchecked Sendable {
     let base: UnsafeMutableRawPointer
     /// Number of elements.
     let count: Int
+    /// The element type values are computed in: the stored type, or float32 for a table
+    /// in one of ggml's block formats (``blockType``).
     let dtype: TensorDType
+    /// ggml's block type of a quantized table (rows of whole blocks, decoded as they are
+    /// read), or `nil` for elements of ``dtype``.
+    let blockType: GGMLType?
     /// The mapping the values live in, or `nil` for the layer's own memory.
     let mapping: MappedFile?
     private let heap: FloatBuffer?
@@ -28,7 +34,35 @@ final class TableStorage: @unchecked Sendable {
         base = UnsafeMutableRawPointer(buffer.base)
         self.count = count
         self.dtype = dtype
+        blockType = nil
         mapping = nil
+    }
+
+    /// `rows` rows of `cols` elements of block type `type` (`cols` a whole number of blocks)
+    /// in the layer's memory, left for the caller to fill.
+    init(rows: Int, cols: Int, blockType type: GGMLType, what: @autoclosure () -> String) throws(GPTEmbeddingError) {
+        guard let rowBytes = type.rowBytes(cols), cols % type.blockSize == 0 else {
+            throw GPTEmbeddingError(.invalidArgument, "\(what()): a \(type.name) row of \(cols) elements is not a whole number of \(type.blockSize)-element blocks")
+        }
+        let bytes = try Checked.multiply(rows, rowBytes, what())
+        let buffer = try FloatBuffer(count: (bytes + 3) / 4, zeroed: false, what: what())
+        heap = buffer
+        base = UnsafeMutableRawPointer(buffer.base)
+        count = try Checked.multiply(rows, cols, what())
+        dtype = .float32
+        blockType = type
+        mapping = nil
+    }
+
+    /// `count` elements of block type `type` at `offset` bytes into `mapping`, which the
+    /// caller has checked holds them (blocks are read byte by byte: any offset will do).
+    init(mapping: MappedFile, offset: Int, count: Int, blockType type: GGMLType) {
+        self.mapping = mapping
+        base = mapping.base + offset
+        self.count = count
+        dtype = .float32
+        blockType = type
+        heap = nil
     }
 
     /// `count` elements of `dtype` at `offset` bytes into `mapping`, which the caller has
@@ -38,6 +72,7 @@ final class TableStorage: @unchecked Sendable {
         base = mapping.base + offset
         self.count = count
         self.dtype = dtype
+        blockType = nil
         heap = nil
     }
 
@@ -48,12 +83,22 @@ final class TableStorage: @unchecked Sendable {
         self.base = UnsafeMutableRawPointer(mutating: base)
         self.count = count
         self.dtype = dtype
+        blockType = nil
         mapping = nil
         heap = nil
     }
 
-    /// Bytes of the values.
-    var byteCount: Int { count * dtype.byteCount }
+    /// Bytes of the values (of the blocks, for a block format).
+    var byteCount: Int {
+        guard let blockType else { return count * dtype.byteCount }
+        return count / blockType.blockSize * blockType.blockBytes
+    }
+
+    /// The table's type as the kernels take it (`gpte_kernel_args.wte_dtype`): a
+    /// `GPTE_DTYPE_*`, or `GPTE_DTYPE_GGML` plus the block type.
+    var kernelDType: Int32 {
+        blockType.map { Int32(GPTE_DTYPE_GGML) + Int32($0.rawValue) } ?? dtype.rawValue
+    }
 
     /// Bytes this storage keeps in the layer's own memory (a mapped table's pages belong to
     /// the page cache until they are written).
@@ -61,7 +106,7 @@ final class TableStorage: @unchecked Sendable {
 
     /// The values as floats, when they are float32.
     var floats: UnsafeMutablePointer<Float>? {
-        dtype == .float32 ? base.assumingMemoryBound(to: Float.self) : nil
+        dtype == .float32 && blockType == nil ? base.assumingMemoryBound(to: Float.self) : nil
     }
 
     /// Replaces the values with `count` elements of `dtype` at `src` (any alignment),

@@ -4,4 +4,4 @@ It follows the C library's version (``GPT_EMBEDDING_VERSION_STRING`` in
 ``include/gpt_embedding.h``); the loader refuses a library whose major version differs.
 """
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"

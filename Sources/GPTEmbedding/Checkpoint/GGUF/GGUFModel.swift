@@ -104,6 +104,10 @@ struct GGUFPlan {
         let dtype: TensorDType
         let fileDType: TensorDType
         var firstRow = 0
+        /// The file's block type of a quantized table, or `nil` for float elements.
+        var fileBlockType: GGMLType? = nil
+        /// Whether the table stays in its block format (else it is dequantized while opening).
+        var keepsBlocks = false
     }
 
     let config: GPTEmbeddingConfig
@@ -138,7 +142,22 @@ struct GGUFPlan {
             throw bad("token_embd.weight has ne \(tok.ne), expected [n_embd, n_vocab]")
         }
         let (dim, vocab) = (tok.ne[0], tok.ne[1])
-        let fileType = try floatType(tok)
+        // A quantized table stays in its block format (dequantized as rows are read, which
+        // is float32) unless the dtype option converts it.
+        let blocks: GGMLType?
+        let fileType: TensorDType
+        if tok.type.isQuantizedTableType {
+            guard dim % tok.type.blockSize == 0 else {
+                throw bad("token_embd.weight is \(tok.type.name) with rows of \(dim) elements, not a whole number of \(tok.type.blockSize)-element blocks")
+            }
+            blocks = tok.type
+            fileType = .float32
+        } else if tok.type.blockSize > 1 {
+            throw bad("token_embd.weight is \(tok.type.name): this build decodes f32, f16, bf16 and \(GGMLType.allCases.filter(\.isQuantizedTableType).map(\.name).joined(separator: ", ")) tables (\(tok.type.name) needs ggml's lattice grids or is not a table type)")
+        } else {
+            blocks = nil
+            fileType = try floatType(tok)
+        }
         let prefix = arch ?? ""
         if let v = f.value("\(prefix).embedding_length"), v.intValue != dim {
             throw bad("\(prefix).embedding_length = \(v) but token_embd.weight has ne \(tok.ne): they must agree")
@@ -176,8 +195,12 @@ struct GGUFPlan {
         }
         let shard = try CheckpointPlan.shardRows(vocab: vocab, options: o, files: nil, description: path)
         c.vocabShard = shard
-        token = Entry(tensor: tok, rows: shard?.count ?? vocab, cols: dim, dtype: dtype, fileDType: fileType,
-                      firstRow: shard?.lowerBound ?? 0)
+        token = Entry(tensor: tok, rows: shard?.count ?? vocab, cols: dim, dtype: o.dtype ?? fileType, fileDType: fileType,
+                      firstRow: shard?.lowerBound ?? 0, fileBlockType: blocks, keepsBlocks: o.dtype == nil)
+        if blocks != nil && o.dtype == nil {
+            // A block-format table computes in float32; other tables follow the file's.
+            c.weightDType = .float32
+        }
 
         let posAt = f.tensor("position_embd.weight")
         var wantPositions = posAt != nil
@@ -190,7 +213,15 @@ struct GGUFPlan {
             guard p.ne.count == 2, p.ne[0] == dim, p.ne[1] >= 1 else {
                 throw bad("position_embd.weight has ne \(p.ne), expected [\(dim), n_ctx]")
             }
-            position = Entry(tensor: p, rows: p.ne[1], cols: dim, dtype: dtype, fileDType: try floatType(p))
+            // A quantized position table (small, and trained like any) is dequantized to
+            // float32 while opening.
+            if p.type.isQuantizedTableType {
+                position = Entry(tensor: p, rows: p.ne[1], cols: dim, dtype: o.dtype ?? .float32, fileDType: .float32,
+                                 fileBlockType: p.type)
+            } else {
+                let pf = try floatType(p)
+                position = Entry(tensor: p, rows: p.ne[1], cols: dim, dtype: o.dtype ?? (blocks != nil ? pf : dtype), fileDType: pf)
+            }
             c.positionEncoding = .learned
             c.maxSeqLen = p.ne[1]
         } else if o.positionEncoding == .sinusoidal {
@@ -239,6 +270,10 @@ struct GGUFPlan {
     func load(_ entry: Entry, name: String, from g: GGUFCheckpoint, options: OpenOptions, kernels: Kernels,
               pool: WorkerPool) throws(GPTEmbeddingError) -> ParameterTensor {
         let count = entry.rows * entry.cols
+        if let type = entry.fileBlockType, let rowBytes = type.rowBytes(entry.cols) {
+            return try loadBlocks(entry, type: type, rowBytes: rowBytes, name: name, from: g, options: options,
+                                  kernels: kernels, pool: pool)
+        }
         let offset = entry.tensor.offset + entry.firstRow * entry.cols * entry.fileDType.byteCount
         if options.mmap && entry.dtype == entry.fileDType && offset % entry.dtype.byteCount == 0 {
             return ParameterTensor(name: name, rows: entry.rows, cols: entry.cols,
@@ -253,6 +288,52 @@ struct GGUFPlan {
         } else {
             storage.convert(from: UnsafeRawPointer(g.mapping.base + offset), dtype: entry.fileDType, count: count,
                             kernels: kernels, pool: pool)
+        }
+        return ParameterTensor(name: name, rows: entry.rows, cols: entry.cols, storage: storage, kernels: kernels)
+    }
+
+    /// A quantized table (`rowBytes` per row of `type`): its blocks mapped (any offset: blocks
+    /// are read byte by byte) or read, or each row dequantized and converted to the dtype
+    /// option. A shard takes only its own rows.
+    private func loadBlocks(_ entry: Entry, type: GGMLType, rowBytes: Int, name: String, from g: GGUFCheckpoint,
+                            options: OpenOptions, kernels: Kernels, pool: WorkerPool) throws(GPTEmbeddingError) -> ParameterTensor {
+        let count = entry.rows * entry.cols
+        let offset = entry.tensor.offset + entry.firstRow * rowBytes
+        let storage: TableStorage
+        if entry.keepsBlocks {
+            if options.mmap {
+                storage = TableStorage(mapping: g.mapping, offset: offset, count: count, blockType: type)
+            } else {
+                storage = try TableStorage(rows: entry.rows, cols: entry.cols, blockType: type, what: name)
+                guard CheckpointPlan.read(g.fd, into: storage.base, bytes: entry.rows * rowBytes, at: offset, pool: pool) else {
+                    throw GPTEmbeddingError(.io, "\(g.path): cannot read tensor \"\(entry.tensor.name)\": \(String(cString: strerror(errno)))")
+                }
+            }
+        } else {
+            // Converted while opening: each row dequantized (as the kernels read it) into a
+            // float row of the worker's scratch, then rounded to the dtype.
+            storage = try TableStorage(count: count, dtype: entry.dtype, zeroed: false, what: name)
+            let cols = entry.cols, dtype = entry.dtype
+            let parts = pool.parts(count: entry.rows, grain: WorkerPool.memoryGrain(bytesPerItem: 4 * cols))
+            let scratch = try FloatBuffer(count: Checked.multiply(parts, cols, "\(name) conversion scratch"), zeroed: false,
+                                          what: "\(name) conversion scratch")
+            let src = SendableConstPointer(UnsafePointer(g.mapping.base.assumingMemoryBound(to: UInt8.self) + offset))
+            let dst = SendablePointer(storage.base.assumingMemoryBound(to: UInt8.self))
+            let tmp = SendablePointer(scratch.base)
+            let decode = kernels.dequantizeRow, convert = kernels.convert, raw = Int32(type.rawValue)
+            let rows = entry.rows
+            pool.run(parts: parts) { part in
+                let row = tmp.pointer + part * cols
+                for r in WorkerPool.range(part: part, of: parts, count: rows) {
+                    let out = dst.pointer + r * cols * dtype.byteCount
+                    if dtype == .float32 {
+                        _ = decode(raw, UnsafeRawPointer(src.pointer + r * rowBytes), Int64(cols), UnsafeMutableRawPointer(out).assumingMemoryBound(to: Float.self))
+                    } else {
+                        _ = decode(raw, UnsafeRawPointer(src.pointer + r * rowBytes), Int64(cols), row)
+                        convert(UnsafeMutableRawPointer(out), dtype.rawValue, UnsafeRawPointer(row), TensorDType.float32.rawValue, Int64(cols))
+                    }
+                }
+            }
         }
         return ParameterTensor(name: name, rows: entry.rows, cols: entry.cols, storage: storage, kernels: kernels)
     }
