@@ -3,8 +3,10 @@
  * and gpt_embedding_forward reproduces the float64 reference of llama.cpp's input stage
  * (<name>.expected.txt) bit for bit (BLOOM's layer norm within 1e-6 |b| + 1e-6); every
  * file of bad/expected.txt is refused with _BAD_FILE, its message text, *out NULL; a
- * refused architecture opens with by_tensor_names = 1; a quantized table is refused
- * naming its type.
+ * refused architecture opens with by_tensor_names = 1. A quantized table (q4_k, gpt2's
+ * q8_0) reports its block type, hands out its raw blocks, dequantizes in get_parameter
+ * exactly as a table converted at open (options.dtype), and is frozen (_BAD_STATE for
+ * its gradient, set_parameter and a step naming it; positions still train).
  *
  * Run from the repository root: test_gguf */
 #define _GNU_SOURCE
@@ -94,6 +96,85 @@ static void check_fixture(const fixture *f) {
     }
 }
 
+/* A quantized table through the C API, against the same file opened with dtype F32. */
+static void check_quantized(void) {
+    gpt_embedding_open_options o;
+    gpt_embedding_open_options_init(&o, sizeof o);
+    gpt_embedding *q = NULL, *f = NULL;
+    CHECK(gpt_embedding_open(DIR_ "/gpt2_q8_0.gguf", NULL, &q) == GPT_EMBEDDING_OK, "open q8_0: %s", last());
+    o.dtype = GPT_EMBEDDING_DTYPE_F32;
+    CHECK(gpt_embedding_open(DIR_ "/gpt2_q8_0.gguf", &o, &f) == GPT_EMBEDDING_OK, "open as f32: %s", last());
+    if (!q || !f) return;
+    gpt_embedding_config c;
+    CHECK(gpt_embedding_get_config(q, &c) == GPT_EMBEDDING_OK, "config");
+    CHECK(c.weight_dtype == GPT_EMBEDDING_DTYPE_GGML + GPT_EMBEDDING_GGML_Q8_0, "weight_dtype %d", c.weight_dtype);
+    CHECK(!strcmp(gpt_embedding_dtype_name(c.weight_dtype), "q8_0"), "name");
+    CHECK(!strcmp(gpt_embedding_dtype_name(GPT_EMBEDDING_DTYPE_GGML + GPT_EMBEDDING_GGML_IQ4_XS), "iq4_xs"), "iq4_xs");
+    CHECK(!strcmp(gpt_embedding_dtype_name(GPT_EMBEDDING_DTYPE_BF16), "bfloat16"), "bfloat16");
+    CHECK(gpt_embedding_dtype_name(3) == NULL && gpt_embedding_dtype_name(GPT_EMBEDDING_DTYPE_GGML + 16) == NULL &&
+          gpt_embedding_dtype_name(-1) == NULL, "unknown dtype names are NULL");
+    int dt = -1;
+    CHECK(gpt_embedding_parameter_dtype(q, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, &dt) == GPT_EMBEDDING_OK &&
+          dt == GPT_EMBEDDING_DTYPE_GGML + GPT_EMBEDDING_GGML_Q8_0, "parameter_dtype %d", dt);
+    CHECK(gpt_embedding_parameter_dtype(q, GPT_EMBEDDING_PARAM_POSITION_EMBEDDING, &dt) == GPT_EMBEDDING_OK &&
+          dt == GPT_EMBEDDING_DTYPE_F32, "positions are float32 (dequantized at open): %d", dt);
+    void *raw = NULL;
+    int64_t rows = 0, cols = 0;
+    CHECK(gpt_embedding_parameter_data_typed(q, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, &raw, &dt, &rows, &cols) == GPT_EMBEDDING_OK &&
+          raw != NULL && dt == GPT_EMBEDDING_DTYPE_GGML + GPT_EMBEDDING_GGML_Q8_0 && rows == c.vocab_size && cols == c.embed_dim,
+          "raw blocks %d %lld %lld", dt, (long long)rows, (long long)cols);
+    float *fp = (float *)(uintptr_t)16;
+    int64_t len = 0;
+    CHECK(gpt_embedding_parameter_data(q, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, &fp, &len) == GPT_EMBEDDING_ERROR_INVALID_ARGUMENT &&
+          fp == NULL && strstr(last(), "q8_0"), "no float view: %s", last());
+    int64_t n = c.vocab_size * c.embed_dim;
+    float *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+    CHECK(gpt_embedding_get_parameter(q, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, a, n) == GPT_EMBEDDING_OK, "get_parameter: %s", last());
+    CHECK(gpt_embedding_get_parameter(f, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, b, n) == GPT_EMBEDDING_OK, "get_parameter f32");
+    CHECK(!memcmp(a, b, (size_t)n * sizeof *a), "dequantized values equal the table converted at open");
+    /* Frozen. */
+    CHECK(gpt_embedding_set_parameter(q, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, a, n) == GPT_EMBEDDING_ERROR_BAD_STATE &&
+          strstr(last(), "dtype"), "set_parameter: %s", last());
+    float *g = NULL;
+    CHECK(gpt_embedding_gradient_data(q, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, &g, &len) == GPT_EMBEDDING_ERROR_BAD_STATE &&
+          strstr(last(), "q8_0") && strstr(last(), "dtype"), "gradient_data: %s", last());
+    CHECK(gpt_embedding_get_gradient(q, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, b, n) == GPT_EMBEDDING_ERROR_BAD_STATE, "get_gradient");
+    int32_t ids[4] = {36, 0, 7, 7};
+    int64_t d = c.embed_dim;
+    float *out = malloc((size_t)(4 * d) * sizeof *out), *out2 = malloc((size_t)(4 * d) * sizeof *out2), *dout = malloc((size_t)(4 * d) * sizeof *dout);
+    for (int64_t i = 0; i < 4 * d; i++) dout[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    CHECK(gpt_embedding_forward(q, ids, 1, 4, NULL, 0, GPT_EMBEDDING_TRAINING, out, 4 * d) == GPT_EMBEDDING_OK, "forward q");
+    CHECK(gpt_embedding_forward(f, ids, 1, 4, NULL, 0, GPT_EMBEDDING_TRAINING, out2, 4 * d) == GPT_EMBEDDING_OK, "forward f");
+    CHECK(!memcmp(out, out2, (size_t)(4 * d) * sizeof *out), "training forward equals the converted table's");
+    CHECK(gpt_embedding_backward(q, dout, 1, 4) == GPT_EMBEDDING_OK, "backward q: %s", last());
+    CHECK(gpt_embedding_backward(f, dout, 1, 4) == GPT_EMBEDDING_OK, "backward f");
+    int64_t pn = c.max_seq_len * d;
+    float *pa = malloc((size_t)pn * sizeof *pa), *pb = malloc((size_t)pn * sizeof *pb);
+    CHECK(gpt_embedding_get_gradient(q, GPT_EMBEDDING_PARAM_POSITION_EMBEDDING, pa, pn) == GPT_EMBEDDING_OK &&
+          gpt_embedding_get_gradient(f, GPT_EMBEDDING_PARAM_POSITION_EMBEDDING, pb, pn) == GPT_EMBEDDING_OK &&
+          !memcmp(pa, pb, (size_t)pn * sizeof *pa), "position gradients equal");
+    gpt_embedding_adamw_options ao;
+    gpt_embedding_adamw_options_init(&ao, sizeof ao);
+    ao.params = GPT_EMBEDDING_PARAM_BIT(GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING) | GPT_EMBEDDING_PARAM_BIT(GPT_EMBEDDING_PARAM_POSITION_EMBEDDING);
+    CHECK(gpt_embedding_adamw_step(q, &ao) == GPT_EMBEDDING_ERROR_BAD_STATE && strstr(last(), "optimizer step"), "step naming the table: %s", last());
+    gpt_embedding_adamw_options_init(&ao, sizeof ao);
+    CHECK(gpt_embedding_adamw_step(q, &ao) == GPT_EMBEDDING_OK, "step over all skips the table: %s", last());
+    CHECK(gpt_embedding_get_parameter(q, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, b, n) == GPT_EMBEDDING_OK && !memcmp(a, b, (size_t)n * sizeof *a),
+          "the table did not move");
+    free(a); free(b); free(out); free(out2); free(dout); free(pa); free(pb);
+    gpt_embedding_free(q);
+    gpt_embedding_free(f);
+    /* Mapped q4_k: maps at any offset, bf16 output equals the f32 conversion's bf16 output. */
+    gpt_embedding_open_options_init(&o, sizeof o);
+    o.mmap = 1;
+    CHECK(gpt_embedding_open(DIR_ "/llama_q4_k.gguf", &o, &q) == GPT_EMBEDDING_OK, "open q4_k mapped: %s", last());
+    int mapped = 0;
+    if (q) {
+        CHECK(gpt_embedding_parameter_mapped(q, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, &mapped) == GPT_EMBEDDING_OK && mapped == 1, "mapped");
+        gpt_embedding_free(q);
+    }
+}
+
 int main(void) {
     DIR *d = opendir(DIR_);
     CHECK(d != NULL, "%s", DIR_);
@@ -138,7 +219,6 @@ int main(void) {
     gpt_embedding *h = NULL;
     CHECK(gpt_embedding_open(DIR_ "/bert_f32.gguf", NULL, &h) == GPT_EMBEDDING_ERROR_BAD_FILE && h == NULL, "bert refused");
     CHECK(strstr(last(), "by_tensor_names") != NULL, "%s", last());
-    CHECK(gpt_embedding_open(DIR_ "/llama_q8_0.gguf", NULL, &h) == GPT_EMBEDDING_ERROR_BAD_FILE, "q8_0 refused");
-    CHECK(strstr(last(), "token_embd.weight is q8_0: quantized token tables are not supported by this build yet") != NULL, "%s", last());
+    check_quantized();
     return check_summary();
 }

@@ -222,6 +222,12 @@ NO_LAYER_NORM = 4  # GPT_EMBEDDING_NO_LAYER_NORM (0.3): not even when config.lay
 POSITION_LEARNED, POSITION_SINUSOIDAL, POSITION_NONE = 0, 1, 2
 # enum gpt_embedding_dtype; GPT_EMBEDDING_DTYPE_KEEP (gpt_embedding_open_options.dtype)
 DTYPE_F32, DTYPE_BF16, DTYPE_F16, DTYPE_KEEP = 0, 1, 2, -1
+# GPT_EMBEDDING_DTYPE_GGML (0.6): a token table in ggml's block type t reports DTYPE_GGML + t
+DTYPE_GGML = 256
+# ggml's block formats a token table may keep: type id -> (name, elements per block, bytes per block)
+GGML_BLOCKS = {2: ("q4_0", 32, 18), 3: ("q4_1", 32, 20), 6: ("q5_0", 32, 22), 7: ("q5_1", 32, 24),
+               8: ("q8_0", 32, 34), 10: ("q2_k", 256, 84), 11: ("q3_k", 256, 110), 12: ("q4_k", 256, 144),
+               13: ("q5_k", 256, 176), 14: ("q6_k", 256, 210), 20: ("iq4_nl", 32, 18), 23: ("iq4_xs", 256, 136)}
 # gpt_embedding_open_options.position_encoding: GPT_EMBEDDING_POSITION_FROM_FILE
 POSITION_FROM_FILE = -1
 # enum gpt_embedding_param
@@ -275,6 +281,7 @@ SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
     "gpt_embedding_parameter_data": ([handle_t, _I, ctypes.POINTER(c_float_p), c_int64_p], _I),
     "gpt_embedding_parameter_data_typed": ([handle_t, _I, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(_I), c_int64_p, c_int64_p], _I),
     "gpt_embedding_parameter_dtype": ([handle_t, _I, ctypes.POINTER(_I)], _I),
+    "gpt_embedding_dtype_name": ([_I], ctypes.c_char_p),
     "gpt_embedding_gradient_data": ([handle_t, _I, ctypes.POINTER(c_float_p), c_int64_p], _I),
     "gpt_embedding_adamw_options_init": ([ctypes.POINTER(AdamWOptions), ctypes.c_size_t], _I),
     "gpt_embedding_adamw_step": ([handle_t, ctypes.POINTER(AdamWOptions)], _I),

@@ -254,12 +254,23 @@ class GPTEmbeddingConfig:
 
     @classmethod
     def _from_c(cls, c: _lib.Config) -> "GPTEmbeddingConfig":
+        block = _lib.GGML_BLOCKS.get(c.weight_dtype - _lib.DTYPE_GGML)
+        if block is not None:
+            # A token table in a ggml block format (a quantized GGUF table) computes in
+            # float32 and reports its type's name ("q4_k"), which no new layer can take.
+            config = cls._from_c_dtype(c, "float32")
+            config.weight_dtype = block[0]
+            return config
+        return cls._from_c_dtype(c, DTYPE_NAMES.get(c.weight_dtype, c.weight_dtype))
+
+    @classmethod
+    def _from_c_dtype(cls, c: _lib.Config, weight_dtype: Any) -> "GPTEmbeddingConfig":
         return cls(c.vocab_size, c.embed_dim, c.max_seq_len, _from_float32(c.dropout),
                    position_encoding=_NAMES.get(c.position_encoding, str(c.position_encoding)),
                    scale_embeddings=bool(c.scale_embeddings), layer_norm_eps=_from_float32(c.layer_norm_eps),
                    init_std=_from_float32(c.init_std), padding_idx=None if c.padding_idx < 0 else c.padding_idx,
                    seed=c.seed, num_threads=c.num_threads,
-                   weight_dtype=DTYPE_NAMES.get(c.weight_dtype, c.weight_dtype),
+                   weight_dtype=weight_dtype,
                    token_scale=None if c.token_scale == 0 else _from_float32(c.token_scale),
                    layer_norm=bool(c.layer_norm), position_offset=c.position_offset,
                    shard_start=c.shard_start, shard_end=c.shard_end)

@@ -410,8 +410,16 @@ class GPTEmbedding:
     def weight_dtype(self) -> str:
         """The element type of the token table and the learned position table:
         ``"float32"``, ``"bfloat16"`` or ``"float16"`` (the layer norm vectors are float32;
-        :meth:`parameter_dtype` gives each parameter's numpy dtype)."""
+        :meth:`parameter_dtype` gives each parameter's numpy dtype). A quantized token table
+        opened from a GGUF file reports its ggml block type (``"q4_k"``, ``"q8_0"``, ...):
+        it is frozen (see :meth:`frozen_parameter_names`) and computes in float32."""
         return self._config.weight_dtype
+
+    def frozen_parameter_names(self) -> List[str]:
+        """The parameters that take no gradient and no optimizer step: the token table when
+        it is in a ggml block format (a quantized GGUF table; open it with ``dtype=`` to
+        train it), else none."""
+        return [n for n in self.parameter_names() if self._dtype_code(n) >= _lib.DTYPE_GGML]
 
     def train(self, mode: bool = True) -> "GPTEmbedding":
         """Training mode (``mode=True``): dropout on, forwards keep what backward needs.
@@ -748,8 +756,17 @@ class GPTEmbedding:
     def parameter_dtype(self, name: str) -> np.dtype:
         """The numpy dtype a parameter is stored in (``gpt_embedding_parameter_dtype``):
         float32, ``ml_dtypes.bfloat16`` or float16 for the tables, float32 for the layer
-        norm vectors."""
-        return numpy_dtype(self._dtype_code(name))
+        norm vectors; uint8 (raw blocks) for a token table in a ggml block format."""
+        code = self._dtype_code(name)
+        if code >= _lib.DTYPE_GGML:
+            return np.dtype(np.uint8)
+        return numpy_dtype(code)
+
+    def get_parameter(self, name: str) -> np.ndarray:
+        """A float32 **copy** of a parameter (``gpt_embedding_get_parameter``): bfloat16 and
+        float16 widened exactly, a quantized table dequantized bit for bit as ggml does."""
+        self._check_name(name)
+        return self._copy(name, _lib.lib.gpt_embedding_get_parameter)
 
     def is_mapped(self, name: str) -> bool:
         """Whether a parameter's values live in a private mapping of the checkpoint file
@@ -784,14 +801,22 @@ class GPTEmbedding:
         data, code, rows, cols = ctypes.c_void_p(), ctypes.c_int(), ctypes.c_int64(), ctypes.c_int64()
         _lib.call(_lib.lib.gpt_embedding_parameter_data_typed, self._handle.get(), _PARAMS[name], ctypes.byref(data),
                   ctypes.byref(code), ctypes.byref(rows), ctypes.byref(cols))
+        block = _lib.GGML_BLOCKS.get(code.value - _lib.DTYPE_GGML)
+        if block is not None:
+            # Raw blocks: rows of cols / block size blocks.
+            _, size, nbytes = block
+            holder = _View(self, data.value, (rows.value, cols.value // size * nbytes), np.dtype(np.uint8).str)
+            return np.asarray(holder), holder
         if code.value not in DTYPE_NAMES:
             raise GPTEmbeddingStateError(f"{name}: the library reports dtype {code.value}, unknown to this package", 0)
         return view_array(self, data.value, _shape_of(name, rows.value, cols.value), code.value)
 
     def grads(self) -> Dict[str, np.ndarray]:
         """**Copies** of the gradients, with the keys of :meth:`state_dict` (zeros before
-        the first backward)."""
-        return {name: self._copy(name, _lib.lib.gpt_embedding_get_gradient) for name in self.parameter_names()}
+        the first backward; a frozen table, :meth:`frozen_parameter_names`, has none)."""
+        frozen = self.frozen_parameter_names()
+        return {name: self._copy(name, _lib.lib.gpt_embedding_get_gradient)
+                for name in self.parameter_names() if name not in frozen}
 
     def _copy(self, name: str, fn: Callable[..., int]) -> np.ndarray:
         a = np.empty(self._shape(name), dtype=np.float32)

@@ -84,7 +84,8 @@ class AdamW:
         dense); the other rows keep their values and moments, as ``torch.optim.SparseAdam``
         and LazyAdam do (weight decay applies to touched rows only).
     params : None or list of dict, default None
-        ``None``: one group with every parameter of the layer (:meth:`GPTEmbedding.parameter_names`).
+        ``None``: one group with every parameter of the layer (:meth:`GPTEmbedding.parameter_names`)
+        but a frozen quantized table (:meth:`GPTEmbedding.frozen_parameter_names`).
         Otherwise a list of group dicts as for torch, each with ``'params'`` (a list of
         parameter names such as ``'token_embedding.weight'``) and optionally any of
         ``'lr'``, ``'betas'``, ``'eps'``, ``'weight_decay'``, ``'lazy'`` (missing keys take
@@ -131,7 +132,8 @@ class AdamW:
         self.defaults: Dict[str, Any] = {"lr": lr, "betas": tuple(betas) if isinstance(betas, (list, tuple)) else betas,
                                          "eps": eps, "weight_decay": weight_decay, "lazy": lazy}
         if params is None:
-            groups = [{"params": layer.parameter_names()}]
+            frozen = layer.frozen_parameter_names()
+            groups = [{"params": [n for n in layer.parameter_names() if n not in frozen]}]
         else:
             if isinstance(params, dict) or not isinstance(params, (list, tuple)):
                 raise TypeError("AdamW: params must be None or a list of parameter-group dicts")

@@ -138,6 +138,12 @@ class Binding:
         #: buffers only read the layer; a backward into its own gradients writes it.
         self.access = layer._access
         config = layer._config
+        if layer.frozen_parameter_names():
+            # torch parameters are float tensors; a table in ggml's blocks is not one.
+            raise ValueError(f"gpt_embedding.nn modules hold float tables; this token table is {config.weight_dtype} "
+                             "(a quantized GGUF table): open it with dtype='float32', 'bfloat16' or 'float16' "
+                             "(dequantized while opening), or use the numpy API (gpt_embedding.GPTEmbedding), "
+                             "which runs it in its blocks")
         self.config = config
         self.embed_dim: int = config.embed_dim
         self.learned_positions = config.position_encoding == "learned"
