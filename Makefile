@@ -4,7 +4,7 @@
 #   make test     build everything and run every test suite (Swift, C, Python, MPI)
 #   make lib      build .build/release/libgpt_embedding.so (+ its SONAME link)
 #   make reliability  sanitizers, valgrind, 100k create/free, 10k open/free, fuzzing (FUZZ_SECONDS=300 per target)
-#   make bench    the benchmark tables (bench/run.py, bench/bench_checkpoint.py, bench/bench_mpi.py, bench/bench_adamw.py, bench/bench_nn.py); make bench-smoke: a quick check
+#   make bench    the benchmark tables (bench/run.py, bench/bench_checkpoint.py, bench/bench_mpi.py, bench/bench_adamw.py, bench/bench_nn.py, bench/bench_gguf.py); make bench-smoke: a quick check
 #   make golden   regenerate Tests/golden from PyTorch (needs torch; CI does not)
 
 SWIFT   ?= swift
@@ -99,12 +99,14 @@ bench: lib
 	$(PYTHON) bench/bench_mpi.py
 	$(PYTHON) bench/bench_adamw.py
 	$(PYTHON) bench/bench_nn.py
+	$(PYTHON) bench/bench_gguf.py $(if $(wildcard .build/ggml/lib),--ggml .build/ggml,)
 
 bench-smoke: lib
 	$(PYTHON) bench/run.py --smoke --no-torch
 	$(PYTHON) bench/bench_checkpoint.py --smoke --no-torch
 	$(PYTHON) bench/bench_adamw.py --smoke --no-torch
 	$(PYTHON) bench/bench_mpi.py --smoke
+	$(PYTHON) bench/bench_gguf.py --smoke
 	if $(PYTHON) -c "import torch" 2>/dev/null; then $(PYTHON) bench/bench_nn.py --smoke; fi
 
 install: lib

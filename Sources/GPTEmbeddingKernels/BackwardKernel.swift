@@ -147,7 +147,7 @@ private func layerNormBackwardRows<W: RowElement, P: RowElement>(
         var a1 = Vec(), a2 = Vec()
         var c = 0
         while c + 8 <= d {
-            if c & 15 == 0 { gpte_prefetch(wAhead + c * W.bytes); gpte_prefetch(gAhead + c) }
+            if c & 15 == 0 { if c &* W.bytes < t.prefetchBytes { gpte_prefetch(wAhead + c * W.bytes) }; gpte_prefetch(gAhead + c) }
             let xh = (load(xhat + c) - mv) * rv
             let dyv = maskedGradient(gr, c, &stream, keepScale)
             let gdy = load(gamma + c) * dyv

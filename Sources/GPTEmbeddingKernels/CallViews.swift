@@ -78,16 +78,15 @@ struct Tables {
         return UnsafeRawPointer(decoded)
     }
 
-    /// Asks for the row of token `id` `prefetchDistance` rows ahead: a block-format row is
-    /// asked for whole (it is a fraction of a float row) and the returned address, which
-    /// the row loops prefetch a line at a time, is then `decoded` (already in cache);
-    /// a float row is returned as is for those loops.
+    /// The stored row of token `id` `prefetchDistance` rows ahead, for the row loops to ask
+    /// for a line at a time (``prefetchBytes`` of it: a block-format row is a fraction of
+    /// the float row the loops walk).
     @inline(__always)
-    func rowAhead(_ id: Int32, decoded: UnsafeMutablePointer<Float>?) -> UnsafeRawPointer {
-        guard let decoded else { return tokenRowForPrefetch(id) }
-        prefetchRow(tokenRowForPrefetch(id), wteRowBytes)
-        return UnsafeRawPointer(decoded)
-    }
+    func rowAhead(_ id: Int32, decoded _: UnsafeMutablePointer<Float>?) -> UnsafeRawPointer { tokenRowForPrefetch(id) }
+
+    /// Bytes of a stored row: the row loops ask for the line at `c * W.bytes` only below it.
+    @inline(__always)
+    var prefetchBytes: Int { wteRowBytes }
 
     /// The row of token `id` when it is held, else the table's first row: an address that
     /// is always inside the table, for prefetching.

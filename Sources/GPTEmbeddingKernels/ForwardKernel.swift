@@ -94,7 +94,7 @@ private struct ForwardRows {
             prefetchRow(t.tokenRowForPrefetch(tokens.ids[r]), t.wteRowBytes)
         }
         // A line (64 bytes) of the row ahead per 16 columns of float32, 32 of 16-bit elements.
-        let aheadStep = W.bytes == 4 ? 15 : 31
+        let aheadStep = W.bytes == 4 ? 15 : 31, rowBytes = t.prefetchBytes
         if !normalize && mask == nil {
             // Plain lookups: one row at a time, straight into the output.
             let sv = Vec(repeating: t.scale)
@@ -117,14 +117,14 @@ private struct ForwardRows {
                 // output in place) to the output row itself, which is then rewritten.
                 if let p = t.positionRow(tokens.position(r), spill: spill ?? row.assumingMemoryBound(to: Float.self)) {
                     while c + 8 <= d {
-                        if c & aheadStep == 0 { gpte_prefetch(ahead + c * W.bytes) }
+                        if c & aheadStep == 0 && c &* W.bytes < rowBytes { gpte_prefetch(ahead + c * W.bytes) }
                         st.put(sv * W.load8(w, c) + P.load8(p, c), column: c)
                         c &+= 8
                     }
                     while c < d { st.put1(t.scale * W.load1(w, c) + P.load1(p, c), column: c); c += 1 }
                 } else {
                     while c + 8 <= d {
-                        if c & aheadStep == 0 { gpte_prefetch(ahead + c * W.bytes) }
+                        if c & aheadStep == 0 && c &* W.bytes < rowBytes { gpte_prefetch(ahead + c * W.bytes) }
                         st.put(sv * W.load8(w, c), column: c)
                         c &+= 8
                     }
@@ -142,7 +142,7 @@ private struct ForwardRows {
             let x = spill ?? row.assumingMemoryBound(to: Float.self)
             // A sinusoidal row past the cache is computed into x itself, then added in place.
             let sum = gather(x, t.tokenRow(tokens.ids[r], decoded: decoded), t.positionRow(tokens.position(r), spill: x), t.scale, d,
-                             W.self, P.self, ahead: ahead)
+                             W.self, P.self, ahead: ahead, aheadBytes: t.prefetchBytes)
             if r != rows.lowerBound { st.next(row: row) }
             var c = 0
             if normalize, let gamma = t.gamma, let beta = t.beta {

@@ -7,7 +7,7 @@ import CMemoryHints
 @inline(__always)
 func gather<W: RowElement, P: RowElement>(_ x: UnsafeMutablePointer<Float>, _ w: UnsafeRawPointer, _ p: UnsafeRawPointer?,
                                           _ s: Float, _ d: Int, _: W.Type, _: P.Type,
-                                          ahead: UnsafeRawPointer? = nil) -> Float {
+                                          ahead: UnsafeRawPointer? = nil, aheadBytes: Int = .max) -> Float {
     let sv = Vec(repeating: s)
     var a0 = Vec(), a1 = Vec()
     var c = 0
@@ -15,7 +15,7 @@ func gather<W: RowElement, P: RowElement>(_ x: UnsafeMutablePointer<Float>, _ w:
     let aheadStep = W.bytes == 4 ? 15 : 31
     if let p {
         while c + 16 <= d {
-            if let ahead, c & aheadStep == 0 { gpte_prefetch(ahead + c * W.bytes) }
+            if let ahead, c & aheadStep == 0, c &* W.bytes < aheadBytes { gpte_prefetch(ahead + c * W.bytes) }
             let u = sv * W.load8(w, c) + P.load8(p, c), v = sv * W.load8(w, c + 8) + P.load8(p, c + 8)
             store(u, x + c); store(v, x + c + 8)
             a0 += u; a1 += v
@@ -27,7 +27,7 @@ func gather<W: RowElement, P: RowElement>(_ x: UnsafeMutablePointer<Float>, _ w:
         return sum
     }
     while c + 16 <= d {
-        if let ahead, c & aheadStep == 0 { gpte_prefetch(ahead + c * W.bytes) }
+        if let ahead, c & aheadStep == 0, c &* W.bytes < aheadBytes { gpte_prefetch(ahead + c * W.bytes) }
         let u = sv * W.load8(w, c), v = sv * W.load8(w, c + 8)
         store(u, x + c); store(v, x + c + 8)
         a0 += u; a1 += v
