@@ -66,7 +66,8 @@ reliability-checks: lib
 	cc -std=c11 -O2 -Wall -Werror -Iinclude Tests/reliability/create_free.c -L$(BIN) -lgpt_embedding \
 	   -Wl,-rpath,$(CURDIR)/$(BIN) -o .build/create_free && .build/create_free $(LAYERS)
 	cc -std=c11 -O2 -Wall -Wextra -Werror -Iinclude Tests/reliability/open_free.c -L$(BIN) -lgpt_embedding \
-	   -Wl,-rpath,$(CURDIR)/$(BIN) -o .build/open_free && .build/open_free $(OPENS)
+	   -Wl,-rpath,$(CURDIR)/$(BIN) -o .build/open_free && .build/open_free $(OPENS) && \
+	   .build/open_free $(OPENS) Tests/fixtures/gguf/llama_q4_k.gguf
 	Tests/fuzz/run.sh -t $(FUZZ_SECONDS_RUN)
 
 test-fuzz-replay:

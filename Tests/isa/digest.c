@@ -3,7 +3,7 @@
  * Runs a fixed set of cases through the C API (init from a seed; eval and training
  * forwards with and without layer norm and dropout; learned, sinusoidal -- past the cached
  * rows -- and no positions; odd widths; an output large enough for the streaming stores;
- * backward, AdamW; 1 and 2 threads) and prints the kernel path and an FNV-1a hash of every byte
+ * backward, AdamW; quantized GGUF tables of every block type; 1 and 2 threads) and prints the kernel path and an FNV-1a hash of every byte
  * of every output, gradient and initialised table. The same binary run with
  * GPT_EMBEDDING_ISA=baseline and =x86-64-v3, natively and under qemu-x86_64 -cpu Nehalem /
  * Haswell, must print the same hash: the paths are bit-identical (Tests/isa/run.sh). */
@@ -81,6 +81,38 @@ static void run_case(int64_t vocab, int64_t dim, int32_t positions, float dropou
     gpt_embedding_free(layer);
 }
 
+/* A quantized GGUF table (Tests/fixtures/gguf, run from the repository root): rows
+ * dequantized by the kernels in an eval forward into float32 and bf16, a training forward
+ * with layer norm and its backward (which decodes the rows again), and get_parameter. */
+static void run_gguf(const char *type, int threads) {
+    char path[256];
+    snprintf(path, sizeof path, "Tests/fixtures/gguf/llama_%s.gguf", type);
+    gpt_embedding_open_options o;
+    CHECK(gpt_embedding_open_options_init(&o, sizeof o));
+    o.num_threads = threads;
+    gpt_embedding *layer = NULL;
+    CHECK(gpt_embedding_open(path, &o, &layer));
+    gpt_embedding_config c;
+    CHECK(gpt_embedding_get_config(layer, &c));
+    enum { N = 64 };
+    int32_t ids[N];
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)(next() % (uint32_t)c.vocab_size);
+    float *out = malloc((size_t)(N * c.embed_dim) * sizeof(float)), *dy = malloc((size_t)(N * c.embed_dim) * sizeof(float));
+    for (int64_t i = 0; i < N * c.embed_dim; i++) dy[i] = uniform();
+    CHECK(gpt_embedding_forward(layer, ids, 4, 16, NULL, 0, 0, out, N * c.embed_dim));
+    mix(out, (size_t)(N * c.embed_dim) * sizeof(float));
+    CHECK(gpt_embedding_forward_typed(layer, ids, 4, 16, NULL, 0, 0, GPT_EMBEDDING_DTYPE_BF16, out, N * c.embed_dim));
+    mix(out, (size_t)(N * c.embed_dim) * 2);
+    CHECK(gpt_embedding_forward(layer, ids, 4, 16, NULL, 0, GPT_EMBEDDING_TRAINING | GPT_EMBEDDING_LAYER_NORM, out, N * c.embed_dim));
+    mix(out, (size_t)(N * c.embed_dim) * sizeof(float));
+    CHECK(gpt_embedding_backward(layer, dy, 4, 16));
+    hash_param(layer, GPT_EMBEDDING_PARAM_LAYER_NORM_WEIGHT, 1);
+    hash_param(layer, GPT_EMBEDDING_PARAM_LAYER_NORM_BIAS, 1);
+    hash_param(layer, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, 0);
+    free(out); free(dy);
+    gpt_embedding_free(layer);
+}
+
 int main(void) {
     const char *isa = gpt_embedding_isa();
     if (!isa) { fprintf(stderr, "%s\n", gpt_embedding_last_error()); return 1; }
@@ -95,6 +127,9 @@ int main(void) {
         /* 4 x 700 x 768 = 2.15M floats: the streaming-store path. */
         run_case(5000, 768, GPT_EMBEDDING_POSITION_SINUSOIDAL, 0.1f, 0, 4, 700, 0, train | ln, threads);
         run_case(5000, 768, GPT_EMBEDDING_POSITION_NONE, 0.0f, 0, 4, 700, 0, 0, threads);
+        static const char *types[] = {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k",
+                                      "iq4_nl", "iq4_xs"};
+        for (size_t k = 0; k < sizeof types / sizeof *types; k++) run_gguf(types[k], threads);
     }
     printf("isa %s digest %016" PRIx64 "\n", isa, hash);
     return 0;

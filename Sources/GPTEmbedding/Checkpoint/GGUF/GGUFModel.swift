@@ -133,7 +133,7 @@ struct GGUFPlan {
         func floatType(_ t: GGUFFile.Tensor) throws(GPTEmbeddingError) -> TensorDType {
             if let d = t.type.plainDType { return d }
             if t.type.blockSize > 1 {
-                throw bad("\(t.name) is \(t.type.name): quantized token tables are not supported by this build yet")
+                throw bad("\(t.name) is \(t.type.name): only token_embd.weight and position_embd.weight may be in a block format")
             }
             throw bad("\(t.name) is \(t.type.name): tables must be f32, f16 or bf16")
         }
