@@ -95,7 +95,12 @@ struct Inspect: ParsableCommand {
             print("\nopens as a layer: \(Report.configuration(layer.config))")
             for p in layer.parameters {
                 let how = p.isMapped ? "mapped (mmap) or read" : "read (not aligned for mapping, or not in the file)"
-                print("  \(p.name) [\(p.rows), \(p.cols)] \(p.dtype): \(how)")
+                if let blocks = p.blockType {
+                    // A quantized table stays in its blocks: rows are dequantized as they are read.
+                    print("  \(p.name) [\(p.rows), \(p.cols)] \(blocks.name) blocks, dequantized to float32 as rows are read, frozen (dtype= converts it to train it): \(how)")
+                } else {
+                    print("  \(p.name) [\(p.rows), \(p.cols)] \(p.dtype): \(how)")
+                }
             }
         } catch {
             print("\ndoes not open: \(error)")
