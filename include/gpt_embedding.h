@@ -884,7 +884,8 @@ int gpt_embedding_save_safetensors(const gpt_embedding *layer, const char *path,
 
 /* How gpt_embedding_open builds a layer. Fill it with
  * gpt_embedding_open_options_init (never by hand: struct_size must be right).
- * Fields are only ever appended; scalars only. */
+ * Fields are only ever appended; scalars only, and one string (family), which
+ * is read during gpt_embedding_open and not kept. */
 typedef struct gpt_embedding_open_options {
     uint32_t struct_size;      /* sizeof(gpt_embedding_open_options) */
     int32_t dtype;             /* GPT_EMBEDDING_DTYPE_KEEP (default) or an enum
@@ -920,12 +921,23 @@ typedef struct gpt_embedding_open_options {
                                   larger than the table, or a rule that cannot split
                                   it: _INVALID_ARGUMENT naming the checkpoint */
     int32_t shard_rule;        /* enum gpt_embedding_shard_rule; default BALANCED */
+    /* Added in 0.6 (after the 0.4 struct's tail padding, named): */
+    int32_t reserved_0_4;      /* ignored */
+    const char *family;        /* NULL (default): config.json's model_type selects the
+                                  family, else tensor names decide (gpt_embedding_open).
+                                  A model_type ("llama", "opt", "bloom", "gemma", ...,
+                                  the list in gpt_embedding_open): apply that family's
+                                  input stage without config.json, as described there.
+                                  An unknown name: _INVALID_ARGUMENT listing the
+                                  supported ones. At most 64 bytes. */
 } gpt_embedding_open_options;
 
 /* The 0.2 size of the open options struct (before by_tensor_names). */
 #define GPT_EMBEDDING_OPEN_OPTIONS_SIZE_0_2 56u
 /* The 0.3 size (before the shard fields, which then default to the whole table). */
 #define GPT_EMBEDDING_OPEN_OPTIONS_SIZE_0_3 64u
+/* The 0.4 and 0.5 size (before family, which then is NULL). */
+#define GPT_EMBEDDING_OPEN_OPTIONS_SIZE_0_4 80u
 
 /* Fills *options (size = sizeof *options as the caller was compiled) with the
  * defaults; a library with a longer struct writes only the caller's part.
@@ -935,12 +947,40 @@ int gpt_embedding_open_options_init(gpt_embedding_open_options *options, size_t 
 /* Opens a checkpoint as a layer, with no random initialisation. path is a
  * .safetensors file, or a folder holding model.safetensors or a sharded
  * checkpoint (model.safetensors.index.json: "weight_map" from tensor name to
- * shard file in the folder). Tensor names as for gpt_embedding_load_safetensors.
- * The configuration comes from the tensors: vocab_size and embed_dim from the
- * token table; learned positions and max_seq_len from the position table when
- * there is one, else no positions; the layer norm vectors from the file when
- * present, else weight 1 and bias 0; the rest from options (NULL: defaults).
- * The file's dtype (F32, BF16, F16) is kept unless options->dtype converts.
+ * shard file in the folder). The configuration comes from the tensors:
+ * vocab_size and embed_dim from the token table; learned positions and
+ * max_seq_len from the position table when there is one, else no positions;
+ * the layer norm vectors from the file when present, else weight 1 and bias
+ * 0; the rest from options (NULL: defaults). The file's dtype (F32, BF16,
+ * F16) is kept unless options->dtype converts.
+ *
+ * Which tensors, and which input stage: a folder's config.json names the
+ * Hugging Face family (model_type: gpt2, gpt_neo, gpt_bigcode, gptj, opt,
+ * bloom, llama, mistral, qwen2, falcon, mpt, gpt_neox, phi, gemma, gemma2,
+ * gemma3_text), which fixes the tensor names (with or without the base-model
+ * prefix), OPT's position_offset 2, BLOOM's embedding layer norm (layer_norm
+ * 1), Gemma's token_scale (sqrt(hidden_size) rounded to the table dtype), and
+ * the input dropout and epsilon config.json gives; an unknown model_type is
+ * _BAD_FILE listing the supported ones. options->family names the family
+ * without config.json (a bare .safetensors file, or a model_type missing or
+ * unsupported): the same input stage and tensor names, vocab_size and
+ * embed_dim from the token table, dropout and layer_norm_eps from options,
+ * else from a folder's config.json (still read for its numbers, its sizes
+ * checked, unless by_tensor_names is 1; its model_type is not consulted),
+ * else 0 and 1e-5; a tensor the family needs and the checkpoint lacks is
+ * _BAD_FILE naming it. Without a family (no config.json, or by_tensor_names
+ * 1), tensor names decide: the library's and GPT-2's (token_embedding.weight,
+ * wte.weight, transformer.wte.weight, with their position tables and
+ * layer_norm.weight/.bias, as gpt_embedding_load_safetensors reads them), or
+ * any supported family's token-table name (model.embed_tokens.weight,
+ * transformer.word_embeddings.weight, gpt_neox.embed_in.weight,
+ * model.decoder.embed_tokens.weight, model.language_model.embed_tokens.weight,
+ * with or without the prefix) opened as a plain lookup: a family's position
+ * table (OPT's embed_positions), embedding layer norm (BLOOM's) and scale
+ * (Gemma's) are not picked up without options->family, since their meaning is
+ * the family's. Two candidate token tables in one checkpoint are _BAD_FILE
+ * naming both (options->family chooses). A 0.2-sized options struct keeps
+ * 0.2's names (the library's and GPT-2's only).
  *
  * GGUF (llama.cpp's format, versions 2 and 3): a file that starts with the
  * GGUF magic opens as GGUF whatever its name (a .gguf file without the magic
@@ -994,11 +1034,14 @@ int gpt_embedding_open_options_init(gpt_embedding_open_options *options, size_t 
  *
  * On success *out receives the handle (release it with gpt_embedding_free).
  * On failure *out is NULL and nothing survives. Errors: _NULL_POINTER,
- * _VERSION_MISMATCH (options->struct_size), _INVALID_ARGUMENT (an option),
+ * _VERSION_MISMATCH (options->struct_size), _INVALID_ARGUMENT (an option; an
+ * unknown options->family, or one given for a GGUF file, whose architecture
+ * decides),
  * _IO, _BAD_FILE (the message names the file, the tensor and the problem:
  * unknown or non-float dtypes, shapes that disagree between tables, an index
  * naming a missing shard or a shard outside the folder, a tensor listed in two
- * shards, a truncated shard; a malformed GGUF file, a refused architecture or
+ * shards, a truncated shard; no token table, two candidate token tables, a
+ * tensor the family needs missing; a malformed GGUF file, a refused architecture or
  * a GGUF table type this build does not decode), _OUT_OF_MEMORY. Thread-safe. */
 int gpt_embedding_open(const char *path, const gpt_embedding_open_options *options,
                        gpt_embedding **out);

@@ -11,6 +11,8 @@ import Glibc
 private let optionsSize = MemoryLayout<gpt_embedding_open_options>.size
 private let smallestOptions = Int(GPT_EMBEDDING_OPEN_OPTIONS_SIZE_0_2)
 private let options03 = Int(GPT_EMBEDDING_OPEN_OPTIONS_SIZE_0_3)
+/// The longest family name read: every model_type is far shorter.
+private let maxFamilyName = 64
 
 extension gpt_embedding_open_options {
     /// The defaults, as the header documents them.
@@ -32,6 +34,8 @@ extension gpt_embedding_open_options {
         o.shard_rank = 0
         o.shard_world = 0
         o.shard_rule = Int32(GPT_EMBEDDING_SHARD_BALANCED.rawValue)
+        o.reserved_0_4 = 0
+        o.family = nil
         return o
     }
 
@@ -76,6 +80,14 @@ extension gpt_embedding_open_options {
         o.shardRank = Int(shard_rank)
         o.shardWorld = Int(shard_world)
         o.shardRule = rule
+        if let name = family {
+            // Bounded, so that a string without its terminator is not read far past its end.
+            let n = strnlen(name, maxFamilyName + 1)
+            guard n <= maxFamilyName else {
+                throw GPTEmbeddingError(.invalidArgument, "options.family is longer than \(maxFamilyName) bytes: not a model_type (supported: \(GPTEmbedding.supportedModelTypes.joined(separator: ", ")))")
+            }
+            o.family = String(decoding: UnsafeRawBufferPointer(start: name, count: n), as: UTF8.self)
+        }
         return o
     }
 }
@@ -119,6 +131,8 @@ public func gpt_embedding_open(_ path: UnsafePointer<CChar>?, _ options: UnsafeP
             if size < options03 { full.by_tensor_names = 1 }
             withUnsafeMutableBytes(of: &full) { $0.baseAddress!.copyMemory(from: UnsafeRawPointer(options), byteCount: min(size, optionsSize)) }
             o = try full.swiftOptions()
+            // ... and 0.2's names: the library's and GPT-2's, not every family's.
+            if size < options03 { o.searchFamilyTokenNames = false }
         }
         out.pointee = HandleRegistry.register(try GPTEmbedding(contentsOf: path, options: o))
     }

@@ -16,11 +16,26 @@ extension GPTEmbedding {
     /// input stage is not reproduced is refused by name, the latter opening as a plain
     /// lookup when `options.useConfigJSON` is off).
     ///
-    /// The configuration comes from the tensors (names as ``loadSafetensors(path:)``
-    /// accepts): vocabulary and width from the token table; learned positions and
-    /// `maxSeqLen` from the position table when there is one, else none; the layer norm
-    /// vectors from the file when present (else weight 1, bias 0); everything else from
-    /// `options`. The file's dtype is kept unless `options.dtype` converts.
+    /// Which input stage: a folder's config.json names the model family (`model_type`,
+    /// ``supportedModelTypes``), or `options.family` does (``OpenOptions/family``: the
+    /// family's semantics without config.json); the family then fixes the tensor names,
+    /// OPT's position offset, BLOOM's layer norm and Gemma's scale. Without either (no
+    /// config.json, or `options.useConfigJSON` off), tensor names decide: the library's
+    /// and GPT-2's (`token_embedding.weight`, `wte.weight`, `transformer.wte.weight`, with
+    /// their position tables and `layer_norm.*`, as ``loadSafetensors(path:)`` accepts),
+    /// or any supported family's token-table name (`model.embed_tokens.weight`,
+    /// `transformer.word_embeddings.weight`, `gpt_neox.embed_in.weight`,
+    /// `model.decoder.embed_tokens.weight`, ..., with or without its prefix), opened as a
+    /// plain lookup: a family's position table (OPT), embedding layer norm (BLOOM) and
+    /// scale (Gemma) are not picked up by name, since their meaning is the family's; name
+    /// the family for them. Two candidate token tables in one checkpoint are `badFile`
+    /// naming both.
+    ///
+    /// The sizes come from the tensors: vocabulary and width from the token table; learned
+    /// positions and `maxSeqLen` from the position table when there is one, else none; the
+    /// layer norm vectors from the file when present (else weight 1, bias 0); everything
+    /// else from `options` (or config.json). The file's dtype is kept unless
+    /// `options.dtype` converts.
     ///
     /// Read mode (the default) reads the tables with plain I/O straight into the layer's
     /// memory, in parallel parts: no second copy. Mapped mode (`options.mmap`) points each
@@ -34,9 +49,18 @@ extension GPTEmbedding {
     ///   `invalidArgument` / `invalidConfig` (an option), `outOfMemory`; nothing survives.
     public convenience init(contentsOf path: String, options: OpenOptions = OpenOptions()) throws(GPTEmbeddingError) {
         let kernels = try Kernels.active()
+        let namedFamily = try options.family.map { (name) throws(GPTEmbeddingError) in
+            guard let f = ModelFamily.named(name) else {
+                throw GPTEmbeddingError(.invalidArgument, "family \"\(name)\" is not supported (supported: \(ModelFamily.supported.joined(separator: ", ")))")
+            }
+            return f
+        }
         if GGUFCheckpoint.isGGUF(path) || path.hasSuffix(".gguf") {
             // A GGUF file (llama.cpp's format), whatever its name: the magic decides (a
             // `.gguf` file without it is refused as "not a GGUF file", not as safetensors).
+            if let name = options.family {
+                throw GPTEmbeddingError(.invalidArgument, "\(path): family \"\(name)\" applies to safetensors checkpoints; a GGUF file's input stage follows its general.architecture (by_tensor_names opens its token table as a plain lookup)")
+            }
             let g = try GGUFCheckpoint(path: path)
             let plan = try GGUFPlan(g, options: options)
             let pool = WorkerPool(threads: plan.config.resolvedThreads)
@@ -54,13 +78,20 @@ extension GPTEmbedding {
         }
         let files = try CheckpointFiles(path: path)
         let plan: CheckpointPlan
-        if options.useConfigJSON, let folder = files.folder, access(folder + "/config.json", F_OK) == 0 {
-            let modelConfig = try ModelConfigFile(path: folder + "/config.json")
+        var configJSON: String? = nil
+        if let folder = files.folder, access(folder + "/config.json", F_OK) == 0 { configJSON = folder + "/config.json" }
+        if let family = namedFamily, let name = options.family {
+            // The family named by the option; config.json, when read, gives only numbers.
+            var modelConfig = ModelConfigFile(noFileFor: files.description)
+            if options.useConfigJSON, let configJSON { modelConfig = try ModelConfigFile(path: configJSON) }
+            plan = try CheckpointPlan(files: files, family: family, modelConfig: modelConfig, options: options, familyOption: name)
+        } else if options.useConfigJSON, let configJSON {
+            let modelConfig = try ModelConfigFile(path: configJSON)
             guard let type = modelConfig.string("model_type") else {
-                throw GPTEmbeddingError(.badFile, "\(modelConfig.path) has no \"model_type\"; to open by tensor names, ignore config.json (C: options.by_tensor_names = 1; Swift: useConfigJSON = false; Python: by_tensor_names=True)")
+                throw GPTEmbeddingError(.badFile, "\(modelConfig.path) has no \"model_type\"; name the family (C: options.family; Swift: OpenOptions.family; Python: family=\"llama\", ...), or to open by tensor names, ignore config.json (C: options.by_tensor_names = 1; Swift: useConfigJSON = false; Python: by_tensor_names=True)")
             }
             guard let family = ModelFamily.named(type) else {
-                throw GPTEmbeddingError(.badFile, "\(modelConfig.path): model_type \"\(type)\" is not supported (supported: \(ModelFamily.supported.joined(separator: ", "))); to open it by tensor names, ignore config.json (C: options.by_tensor_names = 1; Swift: useConfigJSON = false; Python: by_tensor_names=True)")
+                throw GPTEmbeddingError(.badFile, "\(modelConfig.path): model_type \"\(type)\" is not supported (supported: \(ModelFamily.supported.joined(separator: ", "))); to open it as one of these, name the family (C: options.family; Swift: OpenOptions.family; Python: family=), or to open it by tensor names, ignore config.json (C: options.by_tensor_names = 1; Swift: useConfigJSON = false; Python: by_tensor_names=True)")
             }
             plan = try CheckpointPlan(files: files, family: family, modelConfig: modelConfig, options: options)
         } else {
@@ -131,9 +162,21 @@ struct CheckpointPlan {
             }
             return t
         }
-        guard let tokenAt = try find(.tokenEmbedding) else {
-            let names = GPTEmbedding.tensorAliases.first { $0.0 == .tokenEmbedding }?.1 ?? []
-            throw GPTEmbeddingError(.badFile, "\(files.description): no token table (looked for \(names.joined(separator: ", ")))")
+        // The token table: the library's or GPT-2's name, or any family's (a plain lookup;
+        // the family's position table and layer norm are not looked for: their meaning is
+        // the family's, which the `family` option applies). 0.2 callers keep 0.2's names.
+        let tokenNames = o.searchFamilyTokenNames ? ModelFamily.tokenTableNames
+            : GPTEmbedding.tensorAliases.first { $0.0 == .tokenEmbedding }?.1 ?? []
+        let candidates = tokenNames.compactMap { files.location($0) }
+        if candidates.count > 1 {
+            let named = candidates.map { (l) -> String in
+                let types = ModelFamily.types(withTokenTable: l.tensor.name)
+                return "\"\(l.tensor.name)\"" + (types.isEmpty ? " (the library's)" : " (\(types.joined(separator: ", ")))")
+            }
+            throw GPTEmbeddingError(.badFile, "\(files.description): two candidate token tables, \(named.joined(separator: " and ")): name the family to choose (C: options.family; Swift: OpenOptions.family; Python: family=)")
+        }
+        guard let tokenAt = candidates.first else {
+            throw GPTEmbeddingError(.badFile, "\(files.description): no token table (looked for \(tokenNames.joined(separator: ", ")))")
         }
         let shape = tokenAt.tensor.shape
         guard shape.count == 2, shape[0] >= 1, shape[1] >= 1 else {
@@ -201,13 +244,17 @@ struct CheckpointPlan {
     /// The plan for a Hugging Face model folder whose config.json names `family`: its tensor
     /// names, its position offset, its layer norm, its scale; sizes checked against
     /// config.json.
-    init(files: CheckpointFiles, family f: ModelFamily, modelConfig m: ModelConfigFile, options o: OpenOptions) throws(GPTEmbeddingError) {
-        let type = m.string("model_type") ?? "?"
+    /// With `familyOption` (the `family` open option) that name is the family, and
+    /// `m` is config.json for its numbers only, or ``ModelConfigFile/init(noFileFor:)``.
+    init(files: CheckpointFiles, family f: ModelFamily, modelConfig m: ModelConfigFile, options o: OpenOptions,
+         familyOption: String? = nil) throws(GPTEmbeddingError) {
+        let type = familyOption ?? m.string("model_type") ?? "?"
+        let who = familyOption == nil ? "model_type \"\(type)\"" : "family \"\(type)\""
         func find(_ bare: String, _ what: String) throws(GPTEmbeddingError) -> CheckpointFiles.Location {
             let names = f.names(bare)
             let found = names.compactMap { files.location($0) }
             guard let first = found.first else {
-                throw GPTEmbeddingError(.badFile, "\(files.description): model_type \"\(type)\" needs its \(what) (\(names.joined(separator: " or "))), which the checkpoint does not have")
+                throw GPTEmbeddingError(.badFile, "\(files.description): \(who) needs its \(what) (\(names.joined(separator: " or "))), which the checkpoint does not have")
             }
             if found.count > 1 {
                 throw GPTEmbeddingError(.badFile, "\(files.description): \(found.map { "\"\($0.tensor.name)\"" }.joined(separator: " and ")) are two names for the \(what)")
@@ -284,7 +331,7 @@ struct CheckpointPlan {
             c.positionEncoding = .sinusoidal
             c.maxSeqLen = o.maxSeqLen
         } else if o.positionEncoding == .learned {
-            throw GPTEmbeddingError(.badFile, "\(files.description): learned positions asked for, but model_type \"\(type)\" has no position table")
+            throw GPTEmbeddingError(.badFile, "\(files.description): learned positions asked for, but \(who) has no position table")
         } else {
             position = nil
             c.positionEncoding = .none
@@ -375,8 +422,12 @@ extension GPTEmbedding {
         try CheckpointFiles(path: path).shards.map { ($0.path, $0.header) }
     }
 
-    /// Every tensor name the layer reads (the library's names and Hugging Face GPT-2's).
-    public static var recognisedTensorNames: [String] { tensorAliases.flatMap(\.1) }
+    /// Every tensor name the layer reads without a model family: the library's names and
+    /// Hugging Face GPT-2's, and every supported family's token-table name (a plain lookup).
+    public static var recognisedTensorNames: [String] {
+        let aliases = tensorAliases.flatMap(\.1)
+        return aliases + ModelFamily.tokenTableNames.filter { !aliases.contains($0) }
+    }
 
     /// The `model_type` of the folder's config.json at `path`, when there is one (for
     /// inspecting; ``init(contentsOf:options:)`` refuses an unsupported one).

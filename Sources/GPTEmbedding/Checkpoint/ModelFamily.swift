@@ -67,12 +67,36 @@ struct ModelFamily: Sendable {
 
     /// The names a tensor of this family may have: with each prefix, then without.
     func names(_ bare: String) -> [String] { prefixes.map { $0 + bare } + [bare] }
+
+    /// The token-table names a checkpoint without a family (no config.json, no `family`
+    /// option) is searched for: the library's and GPT-2's (``GPTEmbedding/tensorAliases``),
+    /// then every family's, with each prefix and without, each once.
+    static let tokenTableNames: [String] = {
+        var names = GPTEmbedding.tensorAliases.first { $0.0 == .tokenEmbedding }?.1 ?? []
+        for f in all {
+            for n in f.names(f.token) where !names.contains(n) { names.append(n) }
+        }
+        return names
+    }()
+
+    /// The `model_type` values whose token table may be called `name` (for messages).
+    static func types(withTokenTable name: String) -> [String] {
+        all.filter { $0.names($0.token).contains(name) }.flatMap(\.modelTypes)
+    }
 }
 
 /// A model's `config.json`: the fields the input stage needs.
 struct ModelConfigFile {
     let path: String
     let fields: [(String, JSONValue)]
+
+    /// No config.json (the `family` open option names the family): no fields, so sizes
+    /// come from the tensors and epsilon and dropout from the options or their defaults.
+    /// `path` only describes the checkpoint in messages.
+    init(noFileFor description: String) {
+        path = description
+        fields = []
+    }
 
     init(path: String) throws(GPTEmbeddingError) {
         self.path = path

@@ -39,6 +39,24 @@ public struct OpenOptions: Sendable, Equatable {
     public var shardRank: Int = 0
     /// How the vocabulary is split (``VocabShardRule``).
     public var shardRule: VocabShardRule = .balanced
+    /// A Hugging Face `model_type` whose input stage to apply when the checkpoint has no
+    /// config.json that names it (a bare `.safetensors` file, a folder without config.json,
+    /// or one whose model_type is missing or unsupported): `"llama"`, `"opt"`, `"bloom"`,
+    /// `"gemma"`, ... (``GPTEmbedding/supportedModelTypes``). The family's tensor names,
+    /// OPT's position offset 2, BLOOM's embedding layer norm (on by default), Gemma's
+    /// `sqrt(hidden_size)` rounded to the table dtype apply as with config.json; vocabulary
+    /// and width come from the token table; epsilon and dropout from ``layerNormEps`` and
+    /// ``dropout`` (else config.json's when a folder has one and ``useConfigJSON`` is on,
+    /// else 1e-5 and 0). A config.json beside the checkpoint is still read for those numbers
+    /// and its sizes checked, but its `model_type` is not consulted. `nil` (the default):
+    /// config.json's `model_type` when there is one, else tensor names alone (see
+    /// ``GPTEmbedding/init(contentsOf:options:)``). An unknown name is `invalidArgument`
+    /// listing the supported ones; GGUF files (whose architecture is in the file) refuse it.
+    public var family: String? = nil
+    /// Search every supported family's token-table name when no family is known (the
+    /// default). Off only for C callers with a 0.2 options struct, who keep 0.2's names
+    /// (the library's and GPT-2's).
+    package var searchFamilyTokenNames: Bool = true
 
     /// The defaults.
     public init() {}
