@@ -140,6 +140,9 @@ class OpenOptions(ctypes.Structure):
         ("shard_rank", ctypes.c_int32),
         ("shard_world", ctypes.c_int32),  # 0 = the whole table
         ("shard_rule", ctypes.c_int32),  # enum gpt_embedding_shard_rule
+        # 0.6: a model family without config.json (80 -> 88 bytes)
+        ("reserved_0_4", ctypes.c_int32),  # the 0.4 struct's tail padding, named
+        ("family", ctypes.c_char_p),  # NULL or a model_type ("llama", ...)
     ]
 
 

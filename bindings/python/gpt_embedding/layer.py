@@ -29,7 +29,7 @@ _INT64 = (-(1 << 63), (1 << 63) - 1)
 #: ``gpt_embedding_open_options``; ``use_sinusoidal`` is the seed's spelling of
 #: ``position_encoding="sinusoidal"``).
 OPEN_OVERRIDES = ("num_threads", "seed", "dropout", "layer_norm_eps", "scale_embeddings", "position_encoding",
-                  "use_sinusoidal", "max_seq_len", "padding_idx", "by_tensor_names", "shard", "shard_rule")
+                  "use_sinusoidal", "max_seq_len", "padding_idx", "by_tensor_names", "shard", "shard_rule", "family")
 #: Names of enum gpt_embedding_shard_rule.
 SHARD_RULES = {"balanced": _lib.SHARD_BALANCED, "megatron": _lib.SHARD_MEGATRON}
 
@@ -322,9 +322,23 @@ class GPTEmbedding:
                 scale ``sqrt(hidden_size)`` rounded to the table dtype (``token_scale``),
                 and the family's input dropout and layer norm epsilon from config.json. An
                 unknown ``model_type`` raises ``ValueError`` listing the supported ones.
-                Without config.json (or with ``by_tensor_names=True``) tensor names decide:
-                the library's (``token_embedding.weight``, ...) or Hugging Face GPT-2's
-                (``wte.weight``, ``wpe.weight``, with or without ``transformer.``). Either
+                ``family="llama"`` (any supported ``model_type``) applies that family's
+                input stage without config.json (a bare ``.safetensors`` file, or a
+                ``model_type`` missing or unsupported): its tensor names, OPT's offset,
+                BLOOM's layer norm, Gemma's scale; vocabulary and width from the token
+                table, ``dropout`` and ``layer_norm_eps`` from the overrides (else a
+                folder's config.json, still read for its numbers, else 0 and 1e-5). An
+                unknown family raises ``ValueError`` listing the supported ones.
+                Without config.json or ``family`` (or with ``by_tensor_names=True``)
+                tensor names decide: the library's (``token_embedding.weight``, ...) or
+                Hugging Face GPT-2's (``wte.weight``, ``wpe.weight``, with or without
+                ``transformer.``, with their position table), or any supported family's
+                token-table name (``model.embed_tokens.weight``,
+                ``transformer.word_embeddings.weight``, ``gpt_neox.embed_in.weight``,
+                ``model.decoder.embed_tokens.weight``, ...) opened as a plain lookup: a
+                family's position table, layer norm and scale are not picked up without
+                ``family``. Two candidate token tables raise ``ValueError`` naming both
+                (``family`` chooses). Either
                 way the sizes come from the tensors: ``vocab_size`` and ``embed_dim`` from
                 the token table, learned positions and ``max_seq_len`` from the position
                 table when there is one (else no positions), the layer norm from the file
@@ -362,7 +376,8 @@ class GPTEmbedding:
                 (default: sizes differ by at most one row) or ``"megatron"`` (equal split;
                 the vocabulary must divide). A shard that does not fit the checkpoint (a
                 rank outside ``[0, world)``, more ranks than rows, a vocabulary the rule
-                cannot split) raises ``ValueError`` naming the checkpoint.
+                cannot split) raises ``ValueError`` naming the checkpoint; ``family``
+                (``None``, or a ``model_type`` as above).
 
         The layer is returned in eval mode, as ``transformers``' ``from_pretrained`` does
         (call :meth:`train` to train it). Raises ``OSError`` when the checkpoint cannot be
@@ -1046,6 +1061,13 @@ def _open_options(dtype: Any, mmap: Any, overrides: Dict[str, Any]) -> _lib.Open
         if rule not in SHARD_RULES:
             raise ValueError(f"shard_rule = {rule!r}: expected one of {', '.join(map(repr, SHARD_RULES))}")
         o.shard_rule = SHARD_RULES[rule]
+    if overrides.get("family") is not None:
+        family = overrides["family"]
+        if not isinstance(family, str):
+            raise TypeError(f"family must be a model_type string such as 'llama', got {family!r}")
+        if "\0" in family:
+            raise ValueError(f"family = {family!r}: contains a NUL character")
+        o.family = family.encode("utf-8")  # kept alive by the structure until the call returns
     return o
 
 
