@@ -24,7 +24,7 @@ struct Inspect: ParsableCommand {
             let known = GPTEmbedding.supportedModelTypes.contains(modelType)
             print("family: \(modelType) (config.json)\(known ? "" : ", not supported: opens by tensor names only with useConfigJSON off")")
         } else {
-            print("family: none (no config.json): opened by tensor names (the library's or GPT-2's)")
+            print("family: none (no config.json): opened by tensor names (the library's or GPT-2's, or any family's token-table name as a plain lookup)")
         }
         for (file, header) in files {
             print("\n\(file): \(header.tensors.count) tensors, data at byte \(header.dataOffset)")
