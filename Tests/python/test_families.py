@@ -128,9 +128,22 @@ def test_by_tensor_names_ignores_config_json():
     e = read_expected(os.path.join(folder, "expected.txt"))
     out = layer(e["ids"].reshape(e["batch"], e["seq"]))
     np.testing.assert_array_equal(widened_bits(out), e["hidden_f32_bits"].reshape(out.shape))
-    # A llama checkpoint has no names the library knows without its config.json.
-    with pytest.raises(ValueError):
-        GPTEmbedding.from_pretrained(os.path.join(FAMILIES, "llama_bf16"), by_tensor_names=True)
+    # Without its config.json a llama checkpoint opens by its token-table name as a plain lookup
+    # (issue 19 item 7): the file's rows, nothing applied.
+    folder = os.path.join(FAMILIES, "llama_bf16")
+    plain = GPTEmbedding.from_pretrained(folder, by_tensor_names=True)
+    assert plain.position_encoding == "none" and not plain.config.layer_norm and plain.config.token_scale is None
+    import json
+    import struct
+    with open(os.path.join(folder, "model.safetensors"), "rb") as f:
+        blob = f.read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    t = json.loads(blob[8:8 + n])["model.embed_tokens.weight"]
+    assert t["dtype"] == "BF16"
+    lo, hi = t["data_offsets"]
+    table = np.frombuffer(blob[8 + n + lo:8 + n + hi], dtype=np.uint16).reshape(t["shape"])
+    ids = np.array([[0, 3, plain.vocab_size - 1]], dtype=np.int64)
+    np.testing.assert_array_equal(plain(ids, out_dtype="bfloat16")[0].view(np.uint16), table[ids[0]])
 
 
 def test_gemma_scale_is_rounded_to_the_table_dtype():
@@ -318,7 +331,7 @@ def compile_offsets(tmp_path, struct, fields):
 def test_open_options_struct_matches_the_compiled_header(tmp_path):
     fields = [name for name, _ in _lib.OpenOptions._fields_]
     lines = compile_offsets(tmp_path, "gpt_embedding_open_options", fields)
-    assert int(lines.pop("size")) == ctypes.sizeof(_lib.OpenOptions) == 80  # 0.4: the shard fields
+    assert int(lines.pop("size")) == ctypes.sizeof(_lib.OpenOptions) == 88  # 0.4: the shard fields; 0.6: family
     for name, ctype in _lib.OpenOptions._fields_:
         offset, size = map(int, lines[name].split())
         assert (getattr(_lib.OpenOptions, name).offset, ctypes.sizeof(ctype)) == (offset, size), name
