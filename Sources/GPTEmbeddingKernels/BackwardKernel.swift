@@ -45,24 +45,24 @@ func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ d
         var c = c0
         switch (dwRow, dpRow) {
         case let (dw?, dp?):
-            while c + 8 <= c1 {
+            while c &+ 8 <= c1 {
                 if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch(gAhead + c) }
                 let dy = maskedGradient(gr, c, &stream, keepScale)
                 store(load(dw + c) + sv * dy, dw + c)
                 store(load(dp + c) + dy, dp + c)
-                c += 8
+                c &+= 8
             }
         case let (dw?, nil):
-            while c + 8 <= c1 {
+            while c &+ 8 <= c1 {
                 if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch(gAhead + c) }
                 store(load(dw + c) + sv * maskedGradient(gr, c, &stream, keepScale), dw + c)
-                c += 8
+                c &+= 8
             }
         case let (nil, dp?):
-            while c + 8 <= c1 {
+            while c &+ 8 <= c1 {
                 if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch(gAhead + c) }
                 store(load(dp + c) + maskedGradient(gr, c, &stream, keepScale), dp + c)
-                c += 8
+                c &+= 8
             }
         case (nil, nil):
             c = c1
@@ -130,6 +130,7 @@ private func layerNormBackwardRows<W: RowElement, P: RowElement>(
     let keepScale = Vec(repeating: mask?.keepScale ?? 1)
     sumDyXhat.update(repeating: 0, count: d)
     sumDy.update(repeating: 0, count: d)
+    let sv = Vec(repeating: t.scale)
     for r in r0..<r1 {
         // The rows `prefetchDistance` tokens ahead (past this range they are most likely
         // this worker's next range) are asked for a line per 16 columns inside the loop
@@ -137,29 +138,37 @@ private func layerNormBackwardRows<W: RowElement, P: RowElement>(
         let ahead = r + prefetchDistance < tokens.count ? r + prefetchDistance : r
         let wAhead = t.rowAhead(tokens.ids[ahead], decoded: decoded), gAhead = dout + ahead * d
         let w = t.tokenRow(tokens.ids[r], decoded: decoded)
-        // xhat first holds x; a sinusoidal row past the cache spills into dy.
-        _ = gather(xhat, w, t.positionRow(tokens.position(r), spill: dy), t.scale, d, W.self, P.self)
+        // A sinusoidal row past the cache is computed into dy, which the loop overwrites
+        // column by column after reading it.
+        let p = t.positionRow(tokens.position(r), spill: dy)
         let m = mean[r], rs = rstd[r]
         let key = mask?.rowKey(r) ?? 0
         let gr = dout + r * d
         let mv = Vec(repeating: m), rv = Vec(repeating: rs)
         var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: 0) }
         var a1 = Vec(), a2 = Vec()
-        var c = 0
-        while c + 8 <= d {
-            if c & 15 == 0 { if c &* W.bytes < t.prefetchBytes { gpte_prefetch(wAhead + c * W.bytes) }; gpte_prefetch(gAhead + c) }
-            let xh = (load(xhat + c) - mv) * rv
+        // x is recomputed as the forward computed it (s * w + p, the same operations, so
+        // the same bits) inside the loop: no pass of its own over the row.
+        @inline(__always) func column(_ c: Int, _ x: Vec) {
+            if c & 15 == 0 { if c &* W.bytes < t.prefetchBytes { gpte_prefetch(wAhead + c &* W.bytes) }; gpte_prefetch(gAhead + c) }
+            let xh = (x - mv) * rv
             let dyv = maskedGradient(gr, c, &stream, keepScale)
             let gdy = load(gamma + c) * dyv
             a1 += gdy
             a2 += gdy * xh
             store(xh, xhat + c)
             store(dyv, dy + c)
-            c += 8
+        }
+        var c = 0
+        if let p {
+            while c &+ 8 <= d { column(c, sv * W.load8(w, c) + P.load8(p, c)); c &+= 8 }
+        } else {
+            while c &+ 8 <= d { column(c, sv * W.load8(w, c)); c &+= 8 }
         }
         var s1 = hsum(a1), s2 = hsum(a2)
         while c < d {
-            xhat[c] = (xhat[c] - m) * rs
+            let x = p.map { t.scale * W.load1(w, c) + P.load1($0, c) } ?? t.scale * W.load1(w, c)
+            xhat[c] = (x - m) * rs
             dy[c] = maskedGradient1(gr, c, mask, key)
             let gdy = gamma[c] * dy[c]
             s1 += gdy
@@ -170,12 +179,12 @@ private func layerNormBackwardRows<W: RowElement, P: RowElement>(
         let k1v = Vec(repeating: k1), k2v = Vec(repeating: k2)
         let out = dx + (r - r0) * d
         c = 0
-        while c + 8 <= d {
+        while c &+ 8 <= d {
             let xh = load(xhat + c), dyv = load(dy + c)
             store((load(gamma + c) * dyv - k1v - xh * k2v) * rv, out + c)
             store(load(sumDyXhat + c) + dyv * xh, sumDyXhat + c)
             store(load(sumDy + c) + dyv, sumDy + c)
-            c += 8
+            c &+= 8
         }
         while c < d {
             out[c] = (gamma[c] * dy[c] - k1 - xhat[c] * k2) * rs
