@@ -22,19 +22,29 @@ enum RowMath {
         return s
     }
 
-    /// `sum((x - m)^2)`.
+    /// `sum((x - m)^2)`, in four chains like ``gather``'s sum (the order:
+    /// `hsum((a0 + a1) + (a2 + a3))`, then the tail in column order).
     @inline(__always)
     static func sumSquaredDeviation(_ x: UnsafePointer<Float>, _ n: Int, mean m: Float) -> Float {
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
         let mv = SIMD8<Float>(repeating: m)
         var i = 0
-        while i + 16 <= n {
-            let d0 = load(x, i) - mv, d1 = load(x, i + 8) - mv
+        while i &+ 32 <= n {
+            let d0 = load(x, i) - mv, d1 = load(x, i &+ 8) - mv, d2 = load(x, i &+ 16) - mv, d3 = load(x, i &+ 24) - mv
             a0 += d0 * d0
             a1 += d1 * d1
-            i += 16
+            a2 += d2 * d2
+            a3 += d3 * d3
+            i &+= 32
         }
-        var s = hsum(a0 + a1)
+        if i &+ 16 <= n {
+            let d0 = load(x, i) - mv, d1 = load(x, i &+ 8) - mv
+            a0 += d0 * d0
+            a1 += d1 * d1
+            i &+= 16
+        }
+        if i &+ 8 <= n { let d0 = load(x, i) - mv; a0 += d0 * d0; i &+= 8 }
+        var s = hsum((a0 + a1) + (a2 + a3))
         while i < n { let d = x[i] - m; s += d * d; i += 1 }
         return s
     }
