@@ -1,3 +1,4 @@
+import CMemoryHints
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -60,12 +61,41 @@ final class RowTracker: @unchecked Sendable {
     }
 
     /// Zeroes the recorded rows of `table [rows, cols]`, in parallel for large sets.
+    ///
+    /// A large set (as many bytes as a forward output that streams) is written around the
+    /// caches: a normal store first reads each line it writes (read-for-ownership), which
+    /// doubles the traffic, and the rows of the last batch are mostly not the next batch's.
+    /// A small set is written normally and stays in cache for the next backward.
     func zeroRows(of table: UnsafeMutablePointer<Float>, cols: Int, pool: WorkerPool) {
         guard let list else { return }
         let rowList = SendableConstPointer(UnsafePointer(list)), t = SendablePointer(table)
+        let streams = count * cols >= streamingOutputFloats
         pool.parallelFor(count: count, grain: WorkerPool.memoryGrain(bytesPerItem: 4 * cols)) { _, range in
-            for i in range { (t.pointer + Int(rowList.pointer[i]) * cols).update(repeating: 0, count: cols) }
+            if streams {
+                for i in range { Self.zeroStreaming(t.pointer + Int(rowList.pointer[i]) * cols, cols) }
+                gpte_stream_fence()
+            } else {
+                for i in range { (t.pointer + Int(rowList.pointer[i]) * cols).update(repeating: 0, count: cols) }
+            }
         }
+    }
+
+    /// `p[0 ..< n] = 0`, the 16-byte aligned middle with streaming stores (SSE2: every
+    /// x86-64 CPU has them), the ends with normal ones.
+    @inline(__always)
+    private static func zeroStreaming(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
+        var i = 0
+        while i < n && Int(bitPattern: p + i) & 15 != 0 { p[i] = 0; i += 1 }
+        let zero = SIMD4<Float>()
+        while i &+ 16 <= n {
+            gpte_stream_store4(p + i, zero)
+            gpte_stream_store4(p + (i &+ 4), zero)
+            gpte_stream_store4(p + (i &+ 8), zero)
+            gpte_stream_store4(p + (i &+ 12), zero)
+            i &+= 16
+        }
+        while i &+ 4 <= n { gpte_stream_store4(p + i, zero); i &+= 4 }
+        while i < n { p[i] = 0; i += 1 }
     }
 
     /// Forgets every row.
