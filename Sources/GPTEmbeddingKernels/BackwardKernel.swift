@@ -36,6 +36,10 @@ func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ d
         let wAhead = if let dwte { dwte + (t.holds(idAhead) ? Int(idAhead) - t.firstRow : 0) * d }
                      else { dwpe.unsafelyUnwrapped + tokens.position(ra) * d }
         let gAhead = dyRows + (ra - firstRow) * d
+        // With both gradients, the position row ahead too: position rows are walked
+        // through B times a call, and when every token has the same id (the token row
+        // stays in L1) they are the misses that bound the loop.
+        let pAhead = dwte != nil ? dwpe.map { $0 + tokens.position(ra) * d } : nil
         let id = Int(tokens.ids[r])
         let dwRow = id == t.paddingIdx || !t.holds(tokens.ids[r]) ? nil : dwte.map { $0 + (id - t.firstRow) * d }
         let dpRow = dwpe.map { $0 + tokens.position(r) * d }
@@ -45,8 +49,9 @@ func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ d
         var c = c0
         switch (dwRow, dpRow) {
         case let (dw?, dp?):
+            let pa = pAhead.unsafelyUnwrapped
             while c &+ 8 <= c1 {
-                if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch(gAhead + c) }
+                if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch_for_write(pa + c); gpte_prefetch(gAhead + c) }
                 let dy = maskedGradient(gr, c, &stream, keepScale)
                 store(load(dw + c) + sv * dy, dw + c)
                 store(load(dp + c) + dy, dp + c)
