@@ -50,8 +50,16 @@ static double median_ms(step_fn prep, step_fn run, void *ctx, int warm, int reps
  * the slow drift of a shared machine affects both alike. In each round a side runs `warm`
  * untimed and then reps/rounds timed calls in a row: its steady state, as a caller who
  * repeats the operation sees it. */
+typedef struct { double min, med, max; } stats;
+
+static stats stats_of(double *t, int n) {
+    qsort(t, (size_t)n, sizeof(double), cmp_double);
+    stats s = { t[0], t[n / 2], t[n - 1] };
+    return s;
+}
+
 static void median_pair(step_fn prep_a, step_fn run_a, void *ctx_a, step_fn prep_b, step_fn run_b, void *ctx_b,
-                        int warm, int reps, double *ms_a, double *ms_b) {
+                        int warm, int reps, stats *ms_a, stats *ms_b) {
     enum { ROUNDS = 5 };
     double ta[256], tb[256];
     int per = reps / ROUNDS < 1 ? 1 : reps / ROUNDS, na = 0, nb = 0;
@@ -70,10 +78,8 @@ static void median_pair(step_fn prep_a, step_fn run_a, void *ctx_a, step_fn prep
             }
         }
     }
-    qsort(ta, (size_t)na, sizeof(double), cmp_double);
-    qsort(tb, (size_t)nb, sizeof(double), cmp_double);
-    *ms_a = ta[na / 2];
-    if (ms_b) *ms_b = nb ? tb[nb / 2] : 0;
+    *ms_a = stats_of(ta, na);
+    if (ms_b) { stats z = { 0, 0, 0 }; *ms_b = nb ? stats_of(tb, nb) : z; }
 }
 
 static void *xmalloc(size_t n) {
@@ -232,6 +238,7 @@ typedef struct {
     int32_t *ids;
     float *out, *dout;
     uint32_t flags;
+    int out_dtype;  /* for lib_forward_typed */
 } lib_ctx;
 
 static void check(int rc, const char *what) {
@@ -240,6 +247,11 @@ static void check(int rc, const char *what) {
 static void lib_forward(void *p) {
     lib_ctx *c = p;
     check(gpt_embedding_forward(c->layer, c->ids, c->B, c->T, NULL, 0, c->flags, c->out, c->N * c->D), "forward");
+}
+static void lib_forward_typed(void *p) {
+    lib_ctx *c = p;
+    check(gpt_embedding_forward_typed(c->layer, c->ids, c->B, c->T, NULL, 0, c->flags, c->out_dtype, c->out, c->N * c->D),
+          "forward_typed");
 }
 static void lib_backward(void *p) {
     lib_ctx *c = p;
@@ -255,12 +267,18 @@ static void base_prep_zero(void *p) { base_backward(p); }
 
 /* ------------------------------------------------------------------ */
 
+static void emit_stats(const char *impl, const char *name, int64_t B, int64_t T, int64_t D, int threads,
+                       const char *op, stats ms, double bytes, int all_same) {
+    printf("{\"impl\": \"%s\", \"model\": \"%s\", \"B\": %lld, \"T\": %lld, \"D\": %lld, \"threads\": %d, "
+           "\"op\": \"%s\", \"ms\": %.6f, \"min_ms\": %.6f, \"max_ms\": %.6f, \"bytes\": %.0f, \"all_same\": %d}\n",
+           impl, name, (long long)B, (long long)T, (long long)D, threads, op, ms.med, ms.min, ms.max, bytes, all_same);
+    fflush(stdout);
+}
+
 static void emit(const char *impl, const char *name, int64_t B, int64_t T, int64_t D, int threads,
                  const char *op, double ms, double bytes, int all_same) {
-    printf("{\"impl\": \"%s\", \"model\": \"%s\", \"B\": %lld, \"T\": %lld, \"D\": %lld, \"threads\": %d, "
-           "\"op\": \"%s\", \"ms\": %.6f, \"bytes\": %.0f, \"all_same\": %d}\n",
-           impl, name, (long long)B, (long long)T, (long long)D, threads, op, ms, bytes, all_same);
-    fflush(stdout);
+    stats s = { ms, ms, ms };
+    emit_stats(impl, name, B, T, D, threads, op, s, bytes, all_same);
 }
 
 static int reps_for(double bytes) {
@@ -330,20 +348,59 @@ static void run_case(const char *name, int64_t V, int64_t D, int64_t B, int64_t 
 
     /* Each operation: the library and the baseline in alternating rounds. A backward follows
      * its forward (untimed) on both sides, so both start from the same cache state. */
-    double lib_ms, c_ms;
+    stats lib_ms, c_ms;
 #define MEASURE(bit, op, lay, fl, lprep, lrun, cprep, crun, warm, reps, bytes)                          \
     if (ops_mask & (bit)) {                                                                          \
+        step_fn crun_ = c ? (step_fn)(crun) : NULL;                                                  \
         L.layer = (lay); L.flags = (fl);                                                             \
-        median_pair(lprep, lrun, &L, cprep, c ? (crun) : NULL, c, warm, reps, &lib_ms, &c_ms);      \
-        emit("lib", name, B, T, D, threads, op, lib_ms, bytes, all_same);                            \
-        if (c) emit("c", name, B, T, D, threads, op, c_ms, bytes, 0);                                \
+        median_pair(lprep, lrun, &L, cprep, crun_, c, warm, reps, &lib_ms, &c_ms);                   \
+        emit_stats("lib", name, B, T, D, threads, op, lib_ms, bytes, all_same);                      \
+        if (crun_) emit_stats("c", name, B, T, D, threads, op, c_ms, bytes, 0);                      \
     }
     const uint32_t TR = GPT_EMBEDDING_TRAINING, LN = GPT_EMBEDDING_LAYER_NORM;
     MEASURE(1, "forward_eval", plain, 0, NULL, lib_forward, NULL, base_forward_eval, 2, reps_for(fwd_bytes), fwd_bytes)
     MEASURE(2, "forward_train", train, TR | LN, NULL, lib_forward, NULL, base_forward_train, 2, reps_for(fwd_train_bytes), fwd_train_bytes)
     MEASURE(4, "backward", plain, TR, lib_prep_backward, lib_backward, base_forward_eval, base_backward, 2, reps_for(bwd_bytes), bwd_bytes)
+    /* The dropout backward alone: the mask is recomputed (hash), nothing more is read. */
+    MEASURE(32, "backward_dropout", train, TR, lib_prep_backward, lib_backward, NULL, NULL, 2, reps_for(bwd_bytes), bwd_bytes)
     MEASURE(8, "backward_ln_dropout", train, TR | LN, lib_prep_backward, lib_backward, base_forward_train, base_backward_ln, 2, reps_for(bwd_ln_bytes), bwd_ln_bytes)
     MEASURE(16, "zero_grad", plain, TR, lib_prep_zero, lib_zero_grad, base_prep_zero, base_zero_grad, 1, smoke ? 5 : 15, zero_bytes)
+    if (ops_mask & (64 | 128)) {
+        /* 16-bit tables: an eval forward bf16 -> bf16 (rows, positions and output of 2 bytes),
+         * and the layer norm + dropout backward, which rereads the 16-bit rows. */
+        const double h = 2.0;
+        const double fwd16_bytes = 4.0 * N + N * D * h + upos * D * h + N * D * h;
+        const double bwd_ln16_bytes = bwd_bytes + N * D * h + upos * D * h + 8.0 * N;
+        static const struct { int dtype; const char *name; } kinds[] = {
+            { GPT_EMBEDDING_DTYPE_BF16, "bf16" }, { GPT_EMBEDDING_DTYPE_F16, "f16" } };
+        for (int k = 0; k < 2; k++) {
+            gpt_embedding_config c16;
+            gpt_embedding_preset_config("gpt2", &c16);
+            c16.vocab_size = V; c16.embed_dim = D; c16.max_seq_len = maxT; c16.num_threads = threads;
+            c16.weight_dtype = kinds[k].dtype;
+            c16.dropout = 0;
+            gpt_embedding *p16 = NULL, *t16 = NULL;
+            check(gpt_embedding_create(&c16, &p16), "create 16-bit");
+            c16.dropout = 0.1f;
+            check(gpt_embedding_create(&c16, &t16), "create 16-bit");
+            char op[64];
+            L.out_dtype = kinds[k].dtype;
+            snprintf(op, sizeof op, "forward_eval_%s", kinds[k].name);
+            if (ops_mask & 64) {
+                L.layer = p16; L.flags = 0;
+                median_pair(NULL, lib_forward_typed, &L, NULL, NULL, NULL, 2, reps_for(fwd16_bytes), &lib_ms, NULL);
+                emit_stats("lib", name, B, T, D, threads, op, lib_ms, fwd16_bytes, all_same);
+            }
+            snprintf(op, sizeof op, "backward_ln_dropout_%s", kinds[k].name);
+            if (ops_mask & 128) {
+                L.layer = t16; L.flags = TR | LN;
+                median_pair(lib_prep_backward, lib_backward, &L, NULL, NULL, NULL, 2, reps_for(bwd_ln16_bytes), &lib_ms, NULL);
+                emit_stats("lib", name, B, T, D, threads, op, lib_ms, bwd_ln16_bytes, all_same);
+            }
+            gpt_embedding_free(p16);
+            gpt_embedding_free(t16);
+        }
+    }
 #undef MEASURE
     gpt_embedding_free(plain);
     gpt_embedding_free(train);
@@ -406,23 +463,23 @@ int main(int argc, char **argv) {
         int th = thread_list[ti];
         run_bandwidth(th);
         if (smoke) {
-            run_case("gpt2-small", 1000, 64, 2, 16, th, 0, 31);
+            run_case("gpt2-small", 1000, 64, 2, 16, th, 0, 255);
             run_decode(th);
             continue;
         }
         if (only && !strcmp(only, "quick")) {
             run_decode(th);
             run_case("gpt2-small", V, 768, 1, 1024, th, 0, 31);
-            run_case("gpt2-small", V, 768, 8, 1024, th, 0, 31);
+            run_case("gpt2-small", V, 768, 8, 1024, th, 0, 255);
             continue;
         }
         if (!only || !strcmp(only, "main")) {
             run_decode(th);
             run_case("gpt2-small", V, 768, 1, 1, th, 0, 31);
             run_case("gpt2-small", V, 768, 1, 1024, th, 0, 31);
-            run_case("gpt2-small", V, 768, 8, 1024, th, 0, 31);
-            run_case("gpt2-small", V, 768, 8, 1024, th, 1, 31);  /* every token the same */
-            run_case("gpt2-small", V, 768, 64, 128, th, 0, 31);
+            run_case("gpt2-small", V, 768, 8, 1024, th, 0, 255);
+            run_case("gpt2-small", V, 768, 8, 1024, th, 1, 63);  /* every token the same */
+            run_case("gpt2-small", V, 768, 64, 128, th, 0, 63);
             run_case("gpt2-xl", V, 1600, 4, 1024, th, 0, 31);
         }
         if ((!only || !strcmp(only, "scaling")) && th == thread_list[nthreads - 1]) {
