@@ -1051,6 +1051,46 @@ int gpt_embedding_open(const char *path, const gpt_embedding_open_options *optio
 int gpt_embedding_parameter_mapped(const gpt_embedding *layer, int param, int *out_mapped);
 
 /* ------------------------------------------------------------------------ */
+/* Writing GGUF                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* gpt_embedding_save_gguf's table_type: the token table as the layer holds it
+ * (F32, F16 or BF16 elements, or a block-format table's blocks unchanged). */
+#define GPT_EMBEDDING_GGUF_KEEP (-1)
+
+/* Saves the layer as a GGUF v3 file (alignment 32) that llama.cpp and the gguf
+ * package read: token_embd.weight in table_type; position_embd.weight for
+ * learned positions; token_embd_norm.weight / .bias (F32) when the layer applies
+ * its layer norm by default; and general.architecture naming the architecture
+ * whose input stage, as llama.cpp computes it, is this layer's, with the keys it
+ * reads:
+ *   learned positions, no scale        -> gpt2 (gpt2.context_length)
+ *   the layer norm by default          -> bloom (bloom.attention.layer_norm_epsilon)
+ *   token rows times sqrtf(D)          -> gemma
+ *   token rows times another scale     -> granite (granite.embedding_scale)
+ *   a plain lookup                     -> llama
+ * plus {arch}.embedding_length, and general.quantization_version 2 for a
+ * quantized table. Dropout, the padding row and optimizer state are not part of
+ * a GGUF file and are not written.
+ *
+ * table_type: GPT_EMBEDDING_GGUF_KEEP; GPT_EMBEDDING_GGML_F32, _F16 or _BF16
+ * (converted, rounded to nearest even); or GPT_EMBEDDING_GGML_Q8_0, _Q4_0,
+ * _Q4_1, _Q5_0, _Q5_1: quantized byte for byte as the gguf package's
+ * gguf.quants.quantize (ggml's reference quantizers) does, which needs D a
+ * multiple of 32 and finite values. The position table is written in the
+ * table's float type (F32 next to a quantized table). flags: 0.
+ *
+ * Written to a temporary file renamed over path, so a failure leaves no partial
+ * file. Errors: _NULL_POINTER, _INVALID_HANDLE, _INVALID_ARGUMENT (unknown
+ * flags or table_type; D not a multiple of 32 for a quantized type; a value
+ * that is not finite, named by row and column; a layer no GGUF architecture
+ * describes: sinusoidal positions, a position offset, a scale with learned
+ * positions or a layer norm, a vocabulary shard), _IO, _OUT_OF_MEMORY.
+ * Read-only. Since 0.6. */
+int gpt_embedding_save_gguf(const gpt_embedding *layer, const char *path,
+                            int32_t table_type, uint32_t flags);
+
+/* ------------------------------------------------------------------------ */
 /* Vocabulary-parallel shards                                               */
 /* ------------------------------------------------------------------------ */
 

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "gpt_embedding.h"
@@ -175,6 +176,72 @@ static void check_quantized(void) {
     }
 }
 
+/* Writing GGUF (issue 19 item 6): source.gguf saved with each table type holds the gguf
+ * package's quantize bytes (write/<type>.bin) and reopens with its dequantized rows
+ * (write/<type>.rows.bin). */
+static unsigned char *slurp(const char *path, long *size) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    fseek(fp, 0, SEEK_END);
+    *size = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)*size + 1);
+    if (b && fread(b, 1, (size_t)*size, fp) != (size_t)*size) { free(b); b = NULL; }
+    fclose(fp);
+    return b;
+}
+
+static void check_write(void) {
+    static const struct { const char *name; int32_t type; int dtype; } types[] = {
+        { "q8_0", GPT_EMBEDDING_GGML_Q8_0, GPT_EMBEDDING_DTYPE_GGML + GPT_EMBEDDING_GGML_Q8_0 },
+        { "q4_0", GPT_EMBEDDING_GGML_Q4_0, GPT_EMBEDDING_DTYPE_GGML + GPT_EMBEDDING_GGML_Q4_0 },
+        { "q4_1", GPT_EMBEDDING_GGML_Q4_1, GPT_EMBEDDING_DTYPE_GGML + GPT_EMBEDDING_GGML_Q4_1 },
+        { "q5_0", GPT_EMBEDDING_GGML_Q5_0, GPT_EMBEDDING_DTYPE_GGML + GPT_EMBEDDING_GGML_Q5_0 },
+        { "q5_1", GPT_EMBEDDING_GGML_Q5_1, GPT_EMBEDDING_DTYPE_GGML + GPT_EMBEDDING_GGML_Q5_1 },
+        { "f16", GPT_EMBEDDING_GGML_F16, GPT_EMBEDDING_DTYPE_F16 },
+        { "bf16", GPT_EMBEDDING_GGML_BF16, GPT_EMBEDDING_DTYPE_BF16 },
+    };
+    gpt_embedding *src = NULL;
+    CHECK(gpt_embedding_open(DIR_ "/write/source.gguf", NULL, &src) == GPT_EMBEDDING_OK, "open source: %s", last());
+    if (!src) return;
+    char out[256];
+    snprintf(out, sizeof out, "/tmp/gpte-c-write-%d.gguf", (int)getpid());
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        CHECK(gpt_embedding_save_gguf(src, out, types[k].type, 0) == GPT_EMBEDDING_OK, "save %s: %s", types[k].name, last());
+        gpt_embedding *back = NULL;
+        CHECK(gpt_embedding_open(out, NULL, &back) == GPT_EMBEDDING_OK, "reopen %s: %s", types[k].name, last());
+        if (!back) continue;
+        char path[256];
+        long nb = 0, nr = 0;
+        snprintf(path, sizeof path, DIR_ "/write/%s.bin", types[k].name);
+        unsigned char *golden = slurp(path, &nb);
+        snprintf(path, sizeof path, DIR_ "/write/%s.rows.bin", types[k].name);
+        unsigned char *rows = slurp(path, &nr);
+        void *raw = NULL;
+        int dt = -1;
+        int64_t r = 0, c = 0;
+        CHECK(golden && rows, "goldens of %s", types[k].name);
+        CHECK(gpt_embedding_parameter_data_typed(back, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, &raw, &dt, &r, &c) == GPT_EMBEDDING_OK &&
+              dt == types[k].dtype, "%s: dtype %d", types[k].name, dt);
+        CHECK(golden && raw && !memcmp(raw, golden, (size_t)nb), "%s: the written table is gguf.quants.quantize's bytes", types[k].name);
+        float *vals = malloc((size_t)nr);
+        CHECK(vals && gpt_embedding_get_parameter(back, GPT_EMBEDDING_PARAM_TOKEN_EMBEDDING, vals, nr / 4) == GPT_EMBEDDING_OK &&
+              rows && !memcmp(vals, rows, (size_t)nr), "%s: rows read back are gguf.quants.dequantize's", types[k].name);
+        free(vals); free(golden); free(rows);
+        gpt_embedding_free(back);
+    }
+    /* Refusals leave no file; the caller gets a status and a message. */
+    remove(out);
+    CHECK(gpt_embedding_save_gguf(src, out, GPT_EMBEDDING_GGML_Q4_K, 0) == GPT_EMBEDDING_ERROR_INVALID_ARGUMENT &&
+          strstr(last(), "table_type"), "q4_k is not writable: %s", last());
+    CHECK(gpt_embedding_save_gguf(src, out, GPT_EMBEDDING_GGUF_KEEP, 4) == GPT_EMBEDDING_ERROR_INVALID_ARGUMENT, "flags");
+    CHECK(gpt_embedding_save_gguf(src, NULL, GPT_EMBEDDING_GGUF_KEEP, 0) == GPT_EMBEDDING_ERROR_NULL_POINTER, "null path");
+    CHECK(gpt_embedding_save_gguf(NULL, out, GPT_EMBEDDING_GGUF_KEEP, 0) != GPT_EMBEDDING_OK, "null layer");
+    CHECK(access(out, F_OK) != 0, "no file after refusals");
+    CHECK(gpt_embedding_save_gguf(src, "/nonexistent-dir/x.gguf", GPT_EMBEDDING_GGUF_KEEP, 0) == GPT_EMBEDDING_ERROR_IO, "io: %s", last());
+    gpt_embedding_free(src);
+}
+
 int main(void) {
     DIR *d = opendir(DIR_);
     CHECK(d != NULL, "%s", DIR_);
@@ -220,5 +287,6 @@ int main(void) {
     CHECK(gpt_embedding_open(DIR_ "/bert_f32.gguf", NULL, &h) == GPT_EMBEDDING_ERROR_BAD_FILE && h == NULL, "bert refused");
     CHECK(strstr(last(), "by_tensor_names") != NULL, "%s", last());
     check_quantized();
+    check_write();
     return check_summary();
 }
