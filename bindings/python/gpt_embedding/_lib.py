@@ -225,6 +225,9 @@ NO_LAYER_NORM = 4  # GPT_EMBEDDING_NO_LAYER_NORM (0.3): not even when config.lay
 POSITION_LEARNED, POSITION_SINUSOIDAL, POSITION_NONE = 0, 1, 2
 # enum gpt_embedding_dtype; GPT_EMBEDDING_DTYPE_KEEP (gpt_embedding_open_options.dtype)
 DTYPE_F32, DTYPE_BF16, DTYPE_F16, DTYPE_KEEP = 0, 1, 2, -1
+# gpt_embedding_save_gguf's table types (0.6): GPT_EMBEDDING_GGUF_KEEP and the writable ggml ids
+GGUF_TABLE_TYPES = {"keep": -1, "f32": 0, "f16": 1, "bf16": 30, "q8_0": 8, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7}
+
 # GPT_EMBEDDING_DTYPE_GGML (0.6): a token table in ggml's block type t reports DTYPE_GGML + t
 DTYPE_GGML = 256
 # ggml's block formats a token table may keep: type id -> (name, elements per block, bytes per block)
@@ -297,6 +300,7 @@ SIGNATURES: Dict[str, Tuple[List[Any], Any]] = {
     "gpt_embedding_load_safetensors": ([handle_t, ctypes.c_char_p], _I),
     "gpt_embedding_load_safetensors_buffer": ([handle_t, ctypes.c_void_p, _i64], _I),
     "gpt_embedding_save_safetensors": ([handle_t, ctypes.c_char_p, ctypes.c_uint32], _I),
+    "gpt_embedding_save_gguf": ([handle_t, ctypes.c_char_p, ctypes.c_int32, ctypes.c_uint32], _I),
     "gpt_embedding_open_options_init": ([ctypes.POINTER(OpenOptions), ctypes.c_size_t], _I),
     "gpt_embedding_open": ([ctypes.c_char_p, ctypes.POINTER(OpenOptions), ctypes.POINTER(handle_t)], _I),
     "gpt_embedding_parameter_mapped": ([handle_t, _I, ctypes.POINTER(_I)], _I),

@@ -953,6 +953,25 @@ class GPTEmbedding:
         self._access.read(_lib.call, _optional("gpt_embedding_save_safetensors"), self._handle.get(),
                           _path(path), flags)
 
+    def save_gguf(self, path: Union[str, "os.PathLike[str]"], table_type: str = "keep") -> None:
+        """Saves the layer as a GGUF file that llama.cpp and the ``gguf`` package read
+        (``gpt_embedding_save_gguf``): ``token_embd.weight`` in ``table_type``, the learned
+        position table, BLOOM's ``token_embd_norm`` when the layer norm applies by default,
+        and the ``general.architecture`` whose input stage is this layer's (``gpt2``,
+        ``bloom``, ``gemma``, ``granite`` or ``llama``; a layer none describes, e.g.
+        sinusoidal positions, raises ``ValueError``).
+
+        ``table_type``: ``"keep"`` (the stored dtype, or a quantized table's blocks
+        unchanged), ``"f32"``, ``"f16"``, ``"bf16"``, or ``"q8_0"``, ``"q4_0"``, ``"q4_1"``,
+        ``"q5_0"``, ``"q5_1"``: quantized byte for byte as ``gguf.quants.quantize`` does
+        (``embed_dim`` a multiple of 32, finite values). Dropout, the padding row and
+        optimizer state are not part of a GGUF file. The file is written to a temporary
+        name and renamed, so a failure leaves no partial file."""
+        if not isinstance(table_type, str) or table_type not in _lib.GGUF_TABLE_TYPES:
+            raise ValueError(f"table_type = {table_type!r}: expected one of {', '.join(map(repr, _lib.GGUF_TABLE_TYPES))}")
+        self._access.read(_lib.call, _optional("gpt_embedding_save_gguf"), self._handle.get(), _path(path),
+                          _lib.GGUF_TABLE_TYPES[table_type], 0)
+
     # -- lifetime ----------------------------------------------------------------------
 
     @property
