@@ -30,7 +30,7 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 
-.PHONY: all lib cli demo install uninstall test-install test-isa test-mpi reliability reliability-short reliability-checks test-fuzz-replay test test-swift test-c test-python test-examples bench bench-smoke golden clean
+.PHONY: all lib cli demo install uninstall test-install test-isa test-mpi reliability reliability-short reliability-checks test-fuzz-replay test test-swift test-c test-python test-cli test-examples bench bench-smoke golden clean
 
 all: lib cli
 
@@ -44,7 +44,7 @@ cli:
 demo: cli
 	$(BIN)/gpt-embedding demo
 
-test: test-swift test-c test-python test-examples test-isa test-install test-fuzz-replay test-mpi bench-smoke reliability-short
+test: test-swift test-c test-python test-cli test-examples test-isa test-install test-fuzz-replay test-mpi bench-smoke reliability-short
 
 # Reliability (issue 6). `make reliability` runs the long versions; `make test` the short ones.
 FUZZ_SECONDS ?= 300
@@ -78,6 +78,9 @@ test-swift:
 
 test-c: lib
 	Tests/c/run.sh
+
+test-cli: lib cli
+	bash Tests/cli/run.sh
 
 test-python: lib
 	$(PYTHON) -m pytest -q Tests/python

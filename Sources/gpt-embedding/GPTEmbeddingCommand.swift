@@ -7,7 +7,7 @@ struct GPTEmbeddingCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gpt-embedding",
         abstract: "The input layer of a GPT model (token + position embedding, layer norm, dropout), forward and backward.",
-        subcommands: [Demo.self, Info.self, Bench.self, Inspect.self],
+        subcommands: [Demo.self, Info.self, Bench.self, Inspect.self, Convert.self],
         defaultSubcommand: Demo.self)
 }
 
