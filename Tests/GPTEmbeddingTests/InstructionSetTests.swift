@@ -126,4 +126,36 @@ import Testing
         let b = try Self.run(c, #require(Self.v3), ids: ids, batch: 4, seq: 700, positions: nil, start: 0, layerNorm: true)
         #expect(a == b)
     }
+
+    /// The v3 kernels convert f16 with F16C where it is exact and with integers elsewhere
+    /// (NaNs, subnormals): every f16 value widens, and every rounding edge narrows, to the
+    /// same bits on both paths, in vectors mixing special and ordinary lanes.
+    @Test(.enabled(if: cpuHasV3)) func bothPathsConvertF16Alike() throws {
+        let b = try #require(Self.baseline), v = try #require(Self.v3)
+        let f16 = Int32(TensorDType.float16.rawValue), f32 = Int32(TensorDType.float32.rawValue)
+        // Every f16 bit pattern, in order and shuffled (so that NaNs and subnormals share
+        // vectors with normal values), plus an odd tail.
+        var bits = (0...UInt16.max).map { $0 }
+        bits += bits.enumerated().map { bits[($0.offset &* 40503) & 0xFFFF] } + [0x7E01, 0x0001, 0x3C00]
+        var wb = [Float](repeating: 0, count: bits.count), wv = wb
+        b.convert(&wb, f32, bits, f16, Int64(bits.count))
+        v.convert(&wv, f32, bits, f16, Int64(bits.count))
+        let wrong = bits.indices.first { wb[$0].bitPattern != wv[$0].bitPattern }
+        #expect(wrong == nil, "f16 \(wrong.map { String(bits[$0], radix: 16) } ?? "") widens differently on the two paths")
+        // Floats around every f16 boundary: halfway points, subnormal results, overflow,
+        // NaNs with payloads, signed zeros, float subnormals.
+        var floats: [Float] = [0, -0, .infinity, -.infinity, .nan, Float(bitPattern: 0x7FA0_0001), Float(bitPattern: 0xFFC1_2345),
+                               65504, 65519.99, 65520, 1e-45, -1e-40, 6.1e-5, 5.9e-8, 2.98e-8, 3e-8]
+        for h in stride(from: 0, through: 0x7BFF, by: 7) {
+            let lo = Float(Float16(bitPattern: UInt16(h))), hi = Float(Float16(bitPattern: UInt16(h + 1)))
+            let mid = (lo + hi) / 2
+            floats += [lo, mid, mid.nextUp, mid.nextDown, -mid, -mid.nextUp]
+        }
+        floats += floats.enumerated().map { floats[($0.offset &* 7919) % floats.count] }
+        var nb = [UInt16](repeating: 0, count: floats.count), nv = nb
+        b.convert(&nb, f16, floats, f32, Int64(floats.count))
+        v.convert(&nv, f16, floats, f32, Int64(floats.count))
+        let differs = floats.indices.first { nb[$0] != nv[$0] }
+        #expect(differs == nil, "\(differs.map { floats[$0] } ?? 0) rounds to f16 differently on the two paths")
+    }
 }

@@ -31,6 +31,24 @@ static inline __attribute__((always_inline)) void gpte_prefetch_for_write(const 
     __builtin_prefetch(p, 1, 3);
 }
 
+typedef unsigned short gpte_u16x8 __attribute__((ext_vector_type(8)));
+typedef short gpte_i16x8_ __attribute__((vector_size(16)));
+
+#if defined(__x86_64__)
+/* The F16C conversions between eight f16 values and eight floats (vcvtph2ps, vcvtps2ph
+ * with round-to-nearest-even), which Swift cannot spell without a generic conversion the
+ * linker would share between the two CPU paths. Compiled for F16C whatever the including
+ * module's target: only the x86-64-v3 kernels (GPTE_KERNELS_X86_64_V3) call them. They are
+ * exact except where the kernels do not use them: NaNs (quieted here, kept as they are
+ * by the integer conversions) and subnormals (the caller's DAZ / FTZ modes apply). */
+static inline __attribute__((always_inline, target("avx,f16c"))) gpte_float8 gpte_f16c_widen(gpte_u16x8 h) {
+    return (gpte_float8)__builtin_ia32_vcvtph2ps256((gpte_i16x8_)h);
+}
+static inline __attribute__((always_inline, target("avx,f16c"))) gpte_u16x8 gpte_f16c_narrow(gpte_float8 v) {
+    return (gpte_u16x8)__builtin_ia32_vcvtps2ph256(v, 0);
+}
+#endif
+
 /* Stores four floats at p around the caches. p must be 16-byte aligned. */
 static inline __attribute__((always_inline)) void gpte_stream_store4(float *p, gpte_float4 v) {
     __builtin_nontemporal_store(v, (gpte_float4 *)p);
