@@ -178,9 +178,11 @@ int main(int argc, char **argv) {
     }
     for (int k = 0; k < nops; k++) {
         qsort(ops[k].t, (size_t)ops[k].n, sizeof(double), cmp_double);
-        printf("{\"impl\": \"%s\", \"op\": \"%s\", \"threads\": %d, \"ms\": %.6f, \"bytes\": %.0f, \"params\": %lld, \"touched\": %lld}\n",
+        printf("{\"impl\": \"%s\", \"op\": \"%s\", \"threads\": %d, \"ms\": %.6f, \"min_ms\": %.6f, \"max_ms\": %.6f, "
+               "\"bytes\": %.0f, \"params\": %lld, \"touched\": %lld, \"T\": %lld, \"D\": %lld}\n",
                ops[k].name[0] == 'c' && ops[k].name[1] == '_' ? "c" : ops[k].name[0] == 's' && ops[k].name[1] == 't' && ops[k].name[2] == 'r' ? "stream" : "lib",
-               ops[k].name, threads, ops[k].t[ops[k].n / 2], ops[k].bytes, (long long)nparams, (long long)touched);
+               ops[k].name, threads, ops[k].t[ops[k].n / 2], ops[k].t[0], ops[k].t[ops[k].n - 1], ops[k].bytes,
+               (long long)nparams, (long long)touched, (long long)x.T, (long long)x.D);
     }
     gpt_embedding_free(x.layer);
     return 0;

@@ -73,7 +73,7 @@ def main():
                     times[(k, what)].append((time.perf_counter() - t0) * 1e3)
     for (k, what), t in times.items():
         print(json.dumps({"impl": "torch", "op": f"{k}_{what}", "threads": args.threads,
-                          "ms": statistics.median(t), "torch": torch.__version__}))
+                          "ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t), "torch": torch.__version__}))
 
 
 if __name__ == "__main__":
