@@ -864,7 +864,8 @@ int gpt_embedding_load_safetensors_buffer(gpt_embedding *layer, const void *data
                                           int64_t size);
 
 /* Saves every parameter as safetensors to path, each in its stored dtype (a
- * bf16 table stays BF16; the layer norm vectors are F32), loadable by the
+ * bf16 table stays BF16; the layer norm vectors are F32; a table in a ggml block
+ * format, which safetensors cannot hold, is written dequantized as F32), loadable by the
  * official safetensors package and torch (written to a temporary file, then
  * renamed, so a failure leaves no partial file). flags: 0, or
  * GPT_EMBEDDING_SAVE_GPT2_NAMES and/or GPT_EMBEDDING_SAVE_OPTIMIZER. Errors: _NULL_POINTER, _INVALID_HANDLE,

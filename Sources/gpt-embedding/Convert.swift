@@ -44,19 +44,16 @@ struct Convert: ParsableCommand {
     }
 
     private func convert(gguf: Bool, tableType: GGUFTableType) throws(GPTEmbeddingError) {
-        var options = OpenOptions()
-        var layer = try GPTEmbedding(contentsOf: input, options: options)
-        // Safetensors holds float tables only: a quantized table is dequantized to float32.
-        if !gguf && layer.parameters[0].blockType != nil {
-            options.dtype = .float32
-            layer = try GPTEmbedding(contentsOf: input, options: options)
-        }
+        // Safetensors holds float tables only: saveSafetensors writes a quantized table
+        // dequantized, as float32.
+        let layer = try GPTEmbedding(contentsOf: input, options: OpenOptions())
         if gguf {
             try layer.saveGGUF(path: output, tableType: tableType)
         } else {
             try layer.saveSafetensors(path: output)
         }
         let t = layer.parameters[0]
-        print("\(input) -> \(output): token table \(t.rows) x \(t.cols) (\(gguf ? "\(tableType)" : t.dtype.description))")
+        let written = gguf ? "\(tableType)" : t.blockType == nil ? t.dtype.description : "float32, dequantized"
+        print("\(input) -> \(output): token table \(t.rows) x \(t.cols) (\(written))")
     }
 }

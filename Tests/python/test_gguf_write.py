@@ -152,3 +152,18 @@ def test_refusals_leave_no_file(tmp_path):
         sin.save_gguf(out)
     assert info.value.status == 2  # GPT_EMBEDDING_ERROR_INVALID_ARGUMENT
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["llama_q4_k.gguf", "gpt2_q8_0.gguf", "llama_iq4_xs.gguf"])
+def test_a_quantized_table_saves_to_safetensors_dequantized(tmp_path, name):
+    """safetensors has no block types: save_safetensors writes the rows the layer computes
+    with (F32), which the official package reads and the library reopens unchanged."""
+    from safetensors.numpy import load_file
+    q = GPTEmbedding.from_pretrained(os.path.join(GGUF, name))
+    q.save_safetensors(tmp_path / "t.safetensors")
+    rows = q.get_parameter("token_embedding.weight")
+    t = load_file(str(tmp_path / "t.safetensors"))["token_embedding.weight"]
+    assert t.dtype == np.float32 and np.array_equal(t.view(np.uint32), rows.view(np.uint32))
+    back = GPTEmbedding.from_pretrained(tmp_path / "t.safetensors")
+    assert back.weight_dtype == "float32"
+    assert np.array_equal(back.get_parameter("token_embedding.weight").view(np.uint32), rows.view(np.uint32))

@@ -170,13 +170,24 @@ extension GPTEmbedding {
     public func saveSafetensors(path: String, gpt2Names: Bool = false, optimizerState: Bool = false) throws(GPTEmbeddingError) {
         var entries: [(name: String, dtype: String, shape: String, base: UnsafeRawPointer, bytes: Int)] = []
         var metadata: [String] = []
+        // A table in a block format (GGUF) has no safetensors dtype: it is written
+        // dequantized, as float32 (the values the layer computes with).
+        var dequantized: [FloatBuffer] = []
         for t in parameters {
             var name = t.name
             if gpt2Names && t === tokenEmbedding.weight { name = "wte.weight" }
             if gpt2Names && t === positionalEmbedding?.weight { name = "wpe.weight" }
             let shape = t.name.hasPrefix("layer_norm") ? "[\(t.cols)]" : "[\(t.rows),\(t.cols)]"
-            entries.append((name, t.dtype.safetensorsName, shape, UnsafeRawPointer(t.storage.base), t.storage.byteCount))
+            if t.blockType != nil {
+                let b = try FloatBuffer(count: t.count, zeroed: false, what: "\(t.name) dequantized for safetensors")
+                t.widen(into: b.base, from: 0, count: t.count)
+                dequantized.append(b)
+                entries.append((name, "F32", shape, UnsafeRawPointer(b.base), t.count * 4))
+            } else {
+                entries.append((name, t.dtype.safetensorsName, shape, UnsafeRawPointer(t.storage.base), t.storage.byteCount))
+            }
         }
+        defer { withExtendedLifetime(dequantized) {} }
         if optimizerState {
             for t in parameters {
                 guard let state = t.adamw else { continue }
