@@ -193,6 +193,7 @@ nonisolated(unsafe) let callback: @convention(c) (UnsafePointer<UInt8>?, Int) ->
             checked(gpt_embedding_num_parameters(h, &n), "num_parameters")
             checked(gpt_embedding_parameter_shape(h, Int32(input.byte() % 6) - 1, &r, &c), "parameter_shape")
             checked(gpt_embedding_config_num_parameters(&cfg, Int32(input.byte() % 6) - 2, &n), "config_num_parameters")
+            if input.byte() % 8 == 0 { saveGGUF(h, &input, before) }
         case 12:
             // The optimizer step with options from the input, some out of range.
             var o = gpt_embedding_adamw_options()
@@ -245,6 +246,21 @@ nonisolated(unsafe) let callback: @convention(c) (UnsafePointer<UInt8>?, Int) ->
     }
     if !freed { gpt_embedding_free(h) }
     return 0
+}
+
+/// gpt_embedding_save_gguf with a table type and flags from the input (some invalid): it
+/// only reads the layer, and a failure leaves no file.
+func saveGGUF(_ h: OpaquePointer, _ input: inout Input, _ before: Snapshot) {
+    let path = "/tmp/fuzz-api-\(getpid()).gguf"
+    let types: [Int32] = [-1, 0, 1, 30, 8, 2, 3, 6, 7, -2, 12, 99]
+    let type = types[Int(input.byte()) % types.count]
+    let flags: UInt32 = input.byte() % 8 == 0 ? 1 : 0
+    let status = checked(gpt_embedding_save_gguf(h, input.byte() % 16 == 0 ? nil : path, type, flags), "save_gguf")
+    let exists = access(path, F_OK) == 0
+    unlink(path)
+    if status != 0 && exists { fail("failed save_gguf left a file") }
+    if status == 0 && !exists { fail("save_gguf succeeded without a file") }
+    if Snapshot(h) != before { fail("save_gguf changed the layer") }
 }
 
 /// One forward_call and one backward_call (into caller buffers or the layer's own
