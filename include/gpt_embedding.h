@@ -605,7 +605,7 @@ typedef struct gpt_embedding_call {
                                  norm writes each token's mean here (NULL: not kept; an
                                  eval forward needs none); its backward reads them */
     float *rstd;              /* [batch * seq]: 1 / sqrt(var + eps), likewise */
-    /* Borrowed tables (llm.c's encoder_forward(out, inp, wte, wpe, ...) style): a
+    /* Borrowed tables (as llm.c's encoder_forward takes out, inp, wte, wpe, ...): a
      * non-NULL pointer replaces the layer's own tensor for the duration of this call,
      * forward and backward alike, so that an engine that owns its parameters (a torch
      * tensor, an arena of a C engine) computes from them without copying them into the

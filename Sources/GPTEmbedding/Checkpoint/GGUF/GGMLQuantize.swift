@@ -105,40 +105,44 @@ enum GGMLQuantize {
         }
     }
 
-    private static func q4_0(_ v: UnsafePointer<Float>, _ o: UnsafeMutableRawPointer) {
-        let d = signedMax(v) / -8, id = inverse(d)
+    /// Q4_0 / Q5_0's levels: `d = m / -mid` (m the signed element of largest magnitude),
+    /// `q = trunc(x / d + (mid + 0.5))` clamped to `0 ... 2 * mid - 1`; writes d at byte 0.
+    private static func symmetric(_ v: UnsafePointer<Float>, _ o: UnsafeMutableRawPointer, mid: Float) -> SIMD32<UInt8> {
+        let d = signedMax(v) / -mid, id = inverse(d)
         store16(half(d), o, 0)
         var q = SIMD32<UInt8>()
-        for j in 0..<32 { q[j] = level(v[j] * id + 8.5, 15) }
-        nibbles(q, o, 2)
+        for j in 0..<32 { q[j] = level(v[j] * id + (mid + 0.5), Int(2 * mid) - 1) }
+        return q
+    }
+
+    /// Q4_1 / Q5_1's levels: `d = (max - min) / top`, `q = trunc((x - min) / d + 0.5)`
+    /// clamped to `0 ... top`; writes d and min at bytes 0 and 2.
+    private static func affine(_ v: UnsafePointer<Float>, _ o: UnsafeMutableRawPointer, top: Int) -> SIMD32<UInt8> {
+        let (lo, hi) = range(v)
+        let d = (hi - lo) / Float(top), id = inverse(d)
+        store16(half(d), o, 0)
+        store16(half(lo), o, 2)
+        var q = SIMD32<UInt8>()
+        for j in 0..<32 { q[j] = level((v[j] - lo) * id + 0.5, top) }
+        return q
+    }
+
+    private static func q4_0(_ v: UnsafePointer<Float>, _ o: UnsafeMutableRawPointer) {
+        nibbles(symmetric(v, o, mid: 8), o, 2)
     }
 
     private static func q5_0(_ v: UnsafePointer<Float>, _ o: UnsafeMutableRawPointer) {
-        let d = signedMax(v) / -16, id = inverse(d)
-        store16(half(d), o, 0)
-        var q = SIMD32<UInt8>()
-        for j in 0..<32 { q[j] = level(v[j] * id + 16.5, 31) }
+        let q = symmetric(v, o, mid: 16)
         fifthBits(q, o, 2)
         nibbles(q, o, 6)
     }
 
     private static func q4_1(_ v: UnsafePointer<Float>, _ o: UnsafeMutableRawPointer) {
-        let (lo, hi) = range(v)
-        let d = (hi - lo) / 15, id = inverse(d)
-        store16(half(d), o, 0)
-        store16(half(lo), o, 2)
-        var q = SIMD32<UInt8>()
-        for j in 0..<32 { q[j] = level((v[j] - lo) * id + 0.5, 15) }
-        nibbles(q, o, 4)
+        nibbles(affine(v, o, top: 15), o, 4)
     }
 
     private static func q5_1(_ v: UnsafePointer<Float>, _ o: UnsafeMutableRawPointer) {
-        let (lo, hi) = range(v)
-        let d = (hi - lo) / 31, id = inverse(d)
-        store16(half(d), o, 0)
-        store16(half(lo), o, 2)
-        var q = SIMD32<UInt8>()
-        for j in 0..<32 { q[j] = level((v[j] - lo) * id + 0.5, 31) }
+        let q = affine(v, o, top: 31)
         fifthBits(q, o, 4)
         nibbles(q, o, 8)
     }
