@@ -30,7 +30,7 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 
-.PHONY: all lib cli demo install uninstall test-install test-isa test-mpi reliability reliability-short reliability-checks test-fuzz-replay test test-swift test-c test-python test-cli test-examples bench bench-smoke golden clean
+.PHONY: all lib cli demo install uninstall test-install test-isa test-mpi reliability reliability-short reliability-checks $(RELIABILITY_STAGES) test-fuzz-replay test test-swift test-c test-python test-cli test-examples bench bench-smoke golden clean
 
 all: lib cli
 
@@ -44,7 +44,12 @@ cli:
 demo: cli
 	$(BIN)/gpt-embedding demo
 
-test: test-swift test-c test-python test-cli test-examples test-isa test-install test-fuzz-replay test-mpi bench-smoke reliability-short
+# Every suite, one after another, each one's wall time printed at the end (Tests/stages.sh);
+# the run goes on past a failing suite and fails at the end.
+TEST_STAGES := lib cli test-swift test-c test-python test-cli test-examples test-isa test-install test-fuzz-replay \
+               test-mpi bench-smoke $(RELIABILITY_STAGES)
+test:
+	MAKE="$(MAKE)" Tests/stages.sh $(TEST_STAGES)
 
 # Reliability (issue 6). `make reliability` runs the long versions; `make test` the short ones.
 FUZZ_SECONDS ?= 300
@@ -52,22 +57,38 @@ LAYERS       ?= 100000
 OPENS        ?= 10000
 LSAN         := LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/reliability/lsan.supp
 
+# Each check is its own target, so `make test` can time it.
+RELIABILITY_STAGES := reliability-asan reliability-tsan reliability-c-sanitize reliability-valgrind \
+                      reliability-cycles reliability-fuzz
+FUZZ_SECONDS_RUN ?= 15
+
 reliability: FUZZ_SECONDS_RUN = $(FUZZ_SECONDS)
 reliability: reliability-checks
 
-reliability-short: FUZZ_SECONDS_RUN = 15
 reliability-short: reliability-checks
 
-reliability-checks: lib
+reliability-checks: $(RELIABILITY_STAGES)
+
+reliability-asan:
 	$(LSAN) $(SWIFT) test --sanitize=address
+
+reliability-tsan:
 	$(SWIFT) test --sanitize=thread
+
+reliability-c-sanitize: lib
 	SANITIZE=1 Tests/c/run.sh
+
+reliability-valgrind: lib
 	VALGRIND=1 Tests/c/run.sh
+
+reliability-cycles: lib
 	cc -std=c11 -O2 -Wall -Werror -Iinclude Tests/reliability/create_free.c -L$(BIN) -lgpt_embedding \
 	   -Wl,-rpath,$(CURDIR)/$(BIN) -o .build/create_free && .build/create_free $(LAYERS)
 	cc -std=c11 -O2 -Wall -Wextra -Werror -Iinclude Tests/reliability/open_free.c -L$(BIN) -lgpt_embedding \
 	   -Wl,-rpath,$(CURDIR)/$(BIN) -o .build/open_free && .build/open_free $(OPENS) && \
 	   .build/open_free $(OPENS) Tests/fixtures/gguf/llama_q4_k.gguf
+
+reliability-fuzz:
 	Tests/fuzz/run.sh -t $(FUZZ_SECONDS_RUN)
 
 test-fuzz-replay:
