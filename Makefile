@@ -46,7 +46,7 @@ demo: cli
 
 # Every suite, one after another, each one's wall time printed at the end (Tests/stages.sh);
 # the run goes on past a failing suite and fails at the end.
-TEST_STAGES := lib cli test-swift test-c test-python test-cli test-examples test-isa test-install test-fuzz-replay \
+TEST_STAGES = lib cli test-swift test-c test-python test-cli test-examples test-isa test-install test-fuzz-replay \
                test-mpi bench-smoke $(RELIABILITY_STAGES)
 test:
 	MAKE="$(MAKE)" Tests/stages.sh $(TEST_STAGES)
