@@ -1,4 +1,8 @@
 import CKernelDispatch
+import CMemoryHints
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The layer's forward and backward passes: they split a call into parts for the worker
 /// team and run the chosen kernels (``Kernels``) on each part. The maths is in the kernels
@@ -176,10 +180,11 @@ struct EmbeddingGradients: @unchecked Sendable {
     var tokenRowIds: UnsafePointer<Int32>? = nil
 }
 
-/// Rows per block of the layer-norm backward: the block's dx rows stay in cache between
-/// phase 1, which writes them, and phase 2, which scatters them.
+/// Rows per block of the layer-norm backward (2 MiB of dx): a block's dx rows stay in cache
+/// between phase 1, which writes them, and phase 2, which scatters them, also with the
+/// next block's phase 1 running beside it (two scratch sets, see ``BackwardSchedule``).
 @inline(__always)
-func backwardBlockRows(_ d: Int) -> Int { max(subBlockRows, (1 << 20) / d / subBlockRows * subBlockRows) }
+func backwardBlockRows(_ d: Int) -> Int { max(subBlockRows, (1 << 19) / d / subBlockRows * subBlockRows) }
 
 /// Rows whose dgamma / dbeta contributions are summed together before being added in
 /// order. Fixed, so the summation order never depends on the thread count.
@@ -187,11 +192,7 @@ let subBlockRows = 32
 
 /// Floats of scratch `embeddingBackward` needs for `rows` tokens of width `d`.
 func backwardScratchCount(rows: Int, dim d: Int, pool: WorkerPool) throws(GPTEmbeddingError) -> Int {
-    let block = min(rows, backwardBlockRows(d))
-    let subBlocks = (block + subBlockRows - 1) / subBlockRows
-    // dx of one block, dgamma/dbeta partials per sub-block, three rows per worker (xhat,
-    // dy, and a token row decoded from a block format).
-    return try Checked.multiply(block + 2 * subBlocks + 3 * pool.threads, d, "backward scratch")
+    try BackwardBlocks(rows: rows, dim: d).scratchFloats(threads: pool.threads)
 }
 
 /// Adds the gradients of `embeddingForward` for `dout` into `grads` (only the buffers it
@@ -262,51 +263,182 @@ func embeddingBackward(
     norm.mean = statistics.mean
     norm.rstd = statistics.rstd
     norm.dout = dout
-    let block = min(n, backwardBlockRows(d))
-    let subBlocksPerBlock = (block + subBlockRows - 1) / subBlockRows
-    let dxBlock = SendablePointer(scratch)
-    let partials = SendablePointer(scratch + block * d)
-    let rowScratch = SendablePointer(scratch + (block + 2 * subBlocksPerBlock) * d)
+    let layout = BackwardBlocks(rows: n, dim: d)
     let dg = g.dgamma.map(SendablePointer.init), db = g.dbeta.map(SendablePointer.init)
+    let base = SendablePointer(scratch)
+    let workers = pool.parts(count: layout.subBlocks(of: 0) * layout.blocks,
+                             grain: WorkerPool.computeGrain(elementsPerItem: d * subBlockRows))
+    let schedule = BackwardSchedule(layout, workers: workers)
     withUnsafePointer(to: a) { args in
       withUnsafePointer(to: rowArgs) { rArgs in
       withUnsafePointer(to: norm) { normArgs in
         let p = SendableConstPointer(args), pr = SendableConstPointer(rArgs), pn = SendableConstPointer(normArgs)
-        var b0 = 0
-        while b0 < n {
-            let rows = b0..<min(n, b0 + block)
-            let subBlocks = (rows.count + subBlockRows - 1) / subBlockRows
-            // Phase 1: dx rows and per-sub-block dgamma / dbeta sums.
-            pool.parallelFor(count: subBlocks, grain: WorkerPool.computeGrain(elementsPerItem: d * subBlockRows)) { part, local in
-                let xhat = rowScratch.pointer + part * 3 * d
-                for sb in local {
-                    let lo = rows.lowerBound + sb * subBlockRows
-                    let hi = min(rows.upperBound, lo + subBlockRows)
-                    lnRows(pn.pointer, Int64(lo), Int64(hi), dxBlock.pointer + (lo - rows.lowerBound) * d,
-                           partials.pointer + 2 * sb * d, partials.pointer + (2 * sb + 1) * d, xhat, xhat + d)
+        pool.run(parts: workers) { worker in
+            let xhat = base.pointer + layout.rowScratchOffset(worker: worker)
+            var waits = 0
+            while true {
+                switch schedule.next() {
+                case .done:
+                    return
+                case .wait:
+                    // Another worker holds the task this one waits for; on a loaded machine
+                    // it may not be running: give it the core now and then.
+                    gpte_spin_pause()
+                    waits += 1
+                    if waits & 63 == 0 { sched_yield() }
+                case let .rows(b, sb):
+                    // Phase 1: dx rows of a sub-block and its dgamma / dbeta sums.
+                    let rows = layout.rows(of: b)
+                    let lo = rows.lowerBound + sb * subBlockRows, hi = min(rows.upperBound, lo + subBlockRows)
+                    let dx = base.pointer + layout.dxOffset(block: b) + (lo - rows.lowerBound) * d
+                    let partials = base.pointer + layout.partialsOffset(block: b) + 2 * sb * d
+                    lnRows(pn.pointer, Int64(lo), Int64(hi), dx, partials, partials + d, xhat, xhat + d)
+                    schedule.finishedRows(block: b)
+                case let .scatter(b, part, parts):
+                    // Phase 2: the block's dx scattered over a column range, the sums added in order.
+                    let rows = layout.rows(of: b)
+                    let dx = UnsafePointer(base.pointer + layout.dxOffset(block: b))
+                    let (c0, c1) = columnRange(part, parts, (d + 15) / 16, d)
+                    if tablesWanted {
+                        scatter(p.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), dx, Int64(rows.lowerBound), 0,
+                                Int64(c0), Int64(c1))
+                    }
+                    if rowsWanted {
+                        scatter(pr.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), dx, Int64(rows.lowerBound), 0,
+                                Int64(c0), Int64(c1))
+                    }
+                    for sb in 0..<layout.subBlocks(of: b) {
+                        let pg = base.pointer + layout.partialsOffset(block: b) + 2 * sb * d
+                        if let dg { addColumns(dg.pointer, pg, Int64(c0), Int64(c1)) }
+                        if let db { addColumns(db.pointer, pg + d, Int64(c0), Int64(c1)) }
+                    }
+                    schedule.finishedScatter()
                 }
             }
-            // Phase 2: scatter the block's dx by column ranges; add the sums in order.
-            pool.run(parts: parts) { part in
-                let (c0, c1) = columnRange(part, parts, chunks, d)
-                if tablesWanted {
-                    scatter(p.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), UnsafePointer(dxBlock.pointer),
-                            Int64(rows.lowerBound), 0, Int64(c0), Int64(c1))
-                }
-                if rowsWanted {
-                    scatter(pr.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), UnsafePointer(dxBlock.pointer),
-                            Int64(rows.lowerBound), 0, Int64(c0), Int64(c1))
-                }
-                for sb in 0..<subBlocks {
-                    let pg = partials.pointer + 2 * sb * d
-                    if let dg { addColumns(dg.pointer, pg, Int64(c0), Int64(c1)) }
-                    if let db { addColumns(db.pointer, pg + d, Int64(c0), Int64(c1)) }
-                }
-            }
-            b0 = rows.upperBound
         }
       }
       }
+    }
+}
+
+/// How the layer-norm backward cuts `rows` tokens into blocks, and where each block's
+/// scratch lives. Blocks alternate between ``buffers`` sets of scratch (dx rows and
+/// dgamma / dbeta sums per sub-block), so phase 1 of one block can run while the block
+/// before it is scattered.
+struct BackwardBlocks: Sendable {
+    let rows: Int
+    let dim: Int
+    /// Rows per block (the last block may be shorter).
+    let blockRows: Int
+    let blocks: Int
+    /// Scratch sets: 2, or 1 when there is one block.
+    let buffers: Int
+
+    init(rows: Int, dim: Int) {
+        self.rows = rows
+        self.dim = dim
+        blockRows = max(1, min(rows, backwardBlockRows(dim)))
+        blocks = (rows + blockRows - 1) / blockRows
+        buffers = min(2, blocks)
+    }
+
+    /// Sub-blocks of a whole block.
+    var subBlocksPerBlock: Int { (blockRows + subBlockRows - 1) / subBlockRows }
+
+    func rows(of b: Int) -> Range<Int> { b * blockRows ..< min(rows, (b + 1) * blockRows) }
+
+    func subBlocks(of b: Int) -> Int { (rows(of: b).count + subBlockRows - 1) / subBlockRows }
+
+    /// Floats of one scratch set: dx of a block, then two sums per sub-block.
+    private var setFloats: Int { (blockRows + 2 * subBlocksPerBlock) * dim }
+
+    func dxOffset(block b: Int) -> Int { (b % buffers) * setFloats }
+
+    func partialsOffset(block b: Int) -> Int { dxOffset(block: b) + blockRows * dim }
+
+    /// Three rows per worker (x-hat, dy, and a token row decoded from a block format).
+    func rowScratchOffset(worker: Int) -> Int { buffers * setFloats + worker * 3 * dim }
+
+    /// Floats of scratch for `threads` workers.
+    func scratchFloats(threads: Int) throws(GPTEmbeddingError) -> Int {
+        // Block rows are bounded (backwardBlockRows), threads by the team's limit: only the
+        // product with dim can overflow.
+        try Checked.multiply(buffers * (blockRows + 2 * subBlocksPerBlock) + 3 * threads, dim, "backward scratch")
+    }
+}
+
+/// Hands out the layer-norm backward's work to the workers of one call: phase 1 sub-blocks
+/// (compute: the layer norm's backward and the dropout mask) and phase 2 scatters (memory:
+/// read-modify-write of gradient rows), so that one worker scatters block b while the
+/// others compute block b + 1 — the two phases' bottlenecks overlap instead of taking turns.
+///
+/// The results do not depend on who runs what: a sub-block's dx and sums are its own, and
+/// blocks are scattered strictly in order (each gradient element is still summed in token
+/// order, the dgamma / dbeta sums in sub-block order). A block is scattered in one column
+/// range per two workers (all but one keep computing), the last block over every worker.
+/// A block's scratch set is reused only after the block two before it is scattered.
+final class BackwardSchedule: @unchecked Sendable {
+    enum Task {
+        case rows(block: Int, subBlock: Int)
+        case scatter(block: Int, part: Int, parts: Int)
+        case wait
+        case done
+    }
+
+    private let layout: BackwardBlocks
+    private let workers: Int
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    /// The next phase-1 sub-block to hand out.
+    private var nextBlock = 0, nextSubBlock = 0
+    /// Sub-blocks finished, per block.
+    private var rowsDone: [Int]
+    /// The block being scattered, its next column part, and its parts finished.
+    private var scatterBlock = 0, nextPart = 0, partsDone = 0
+
+    init(_ layout: BackwardBlocks, workers: Int) {
+        self.layout = layout
+        self.workers = max(1, workers)
+        rowsDone = Array(repeating: 0, count: layout.blocks)
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// Column parts of block `b`'s scatter.
+    private func parts(_ b: Int) -> Int { b == layout.blocks - 1 ? workers : max(1, workers / 2) }
+
+    /// The next task for a worker.
+    func next() -> Task {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        if scatterBlock == layout.blocks { return .done }
+        if rowsDone[scatterBlock] == layout.subBlocks(of: scatterBlock) && nextPart < parts(scatterBlock) {
+            nextPart += 1
+            return .scatter(block: scatterBlock, part: nextPart - 1, parts: parts(scatterBlock))
+        }
+        if nextBlock < layout.blocks && nextBlock < scatterBlock + layout.buffers {
+            let task = Task.rows(block: nextBlock, subBlock: nextSubBlock)
+            nextSubBlock += 1
+            if nextSubBlock == layout.subBlocks(of: nextBlock) { nextBlock += 1; nextSubBlock = 0 }
+            return task
+        }
+        return .wait
+    }
+
+    func finishedRows(block b: Int) {
+        pthread_mutex_lock(mutex)
+        rowsDone[b] += 1
+        pthread_mutex_unlock(mutex)
+    }
+
+    func finishedScatter() {
+        pthread_mutex_lock(mutex)
+        partsDone += 1
+        if partsDone == parts(scatterBlock) { scatterBlock += 1; nextPart = 0; partsDone = 0 }
+        pthread_mutex_unlock(mutex)
     }
 }
 
