@@ -24,25 +24,32 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 build=.build/fuzz
-# Every target gets its own fresh build folder. SwiftPM keeps the --sanitize values in a set
-# and emits them in the set's (per-process random) order; when -sanitize=fuzzer comes
-# before a later -sanitize=address, swiftc drops the coverage instrumentation of the Swift
-# modules and libFuzzer runs blind (16 counters instead of thousands) in about half of the
-# builds. Repeating both in one -Xswiftc flag, which comes last, makes every build
-# instrumented; the --sanitize flags stay for SwiftPM's own link handling. The build is
-# checked: a target with fewer than 1000 coverage counters fails the run.
-rm -rf "$build"
+# One build folder for every target: the second target reuses every module of the first
+# (one instrumented build, not one per target). SwiftPM keeps --sanitize values in a set and
+# emits them in a per-process random order; with two values (address, fuzzer) the order
+# changes from one invocation to the next, which recompiles everything, and when
+# -sanitize=fuzzer comes first swiftc drops the coverage instrumentation of the Swift
+# modules (libFuzzer then runs blind). So SwiftPM gets one value, fuzzer (its link
+# handling), and the compilers get both explicitly, in a fixed order: -Xswiftc for Swift,
+# -Xcc for the C modules. The build is checked: a target with fewer than 1000 coverage
+# counters, or without AddressSanitizer, fails the run.
+rm -rf "$build/corpus" "$build/crashes" "$build"/*.log
+mkdir -p "$build"
 for t in "${targets[@]}"; do
-    mkdir -p "$build"
-    if ! swift build -c release --product "fuzz-$t" --sanitize address --sanitize fuzzer \
-            -Xswiftc -sanitize=address,fuzzer \
-            -Xswiftc -DGPT_EMBEDDING_FUZZING --build-path "$build/build-$t" >"$build/build-$t.log" 2>&1; then
+    if ! swift build -c release --product "fuzz-$t" --sanitize fuzzer \
+            -Xswiftc -sanitize=address,fuzzer -Xcc -fsanitize=address \
+            -Xswiftc -DGPT_EMBEDDING_FUZZING --build-path "$build/build" >"$build/build-$t.log" 2>&1; then
         grep -E "error" "$build/build-$t.log"; echo "fuzz-$t: build failed"; exit 1
     fi
-    counters=$(ASAN_OPTIONS=allocator_may_return_null=1 "$build/build-$t/release/fuzz-$t" -runs=0 2>&1 |
+    exe="$build/build/release/fuzz-$t"
+    counters=$(ASAN_OPTIONS=allocator_may_return_null=1 "$exe" -runs=0 2>&1 |
         sed -n 's/^INFO: Loaded 1 modules *(\([0-9]*\) inline 8-bit counters).*/\1/p')
     if [ "${counters:-0}" -lt 1000 ]; then
         echo "fuzz-$t: built without coverage instrumentation (${counters:-0} counters)"; exit 1
+    fi
+    asan=$(ASAN_OPTIONS=help=1 "$exe" -runs=0 2>&1)
+    if ! grep -q "flags for AddressSanitizer" <<<"$asan"; then
+        echo "fuzz-$t: built without AddressSanitizer"; exit 1
     fi
 done
 
@@ -54,7 +61,7 @@ for t in "${targets[@]}"; do
     mkdir -p "$work" "$crashes"
     [ -d "Tests/fuzz/corpus/$t" ] && cp -r "Tests/fuzz/corpus/$t/." "$work/"
     log="$build/$t.log"
-    "$build/build-$t/release/fuzz-$t" "$work" -max_total_time="$seconds" -print_final_stats=1 \
+    "$build/build/release/fuzz-$t" "$work" -max_total_time="$seconds" -print_final_stats=1 \
         -artifact_prefix="$crashes/" -max_len=4096 >"$log" 2>&1
     rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
