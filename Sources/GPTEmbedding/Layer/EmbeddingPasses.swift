@@ -107,8 +107,11 @@ let streamingOutputFloats = 2 << 20
 
 /// How the forward writes `count` elements of `dtype` to `out` (`GPTE_STORE_*`): streaming
 /// when the output is large (in bytes) and its rows are aligned for it.
-func forwardStoreMode(_ out: UnsafeMutableRawPointer, count: Int, dim: Int, dtype: TensorDType = .float32) -> Int32 {
-    guard count * dtype.byteCount >= streamingOutputFloats * 4 else { return Int32(GPTE_STORE_CACHED) }
+/// `threshold` is ``streamingOutputFloats`` except in tests, which lower it (per layer) to
+/// reach the streaming paths with small calls.
+func forwardStoreMode(_ out: UnsafeMutableRawPointer, count: Int, dim: Int, dtype: TensorDType = .float32,
+                      threshold: Int = streamingOutputFloats) -> Int32 {
+    guard count * dtype.byteCount >= threshold * 4 else { return Int32(GPTE_STORE_CACHED) }
     let address = Int(bitPattern: out)
     if dtype != .float32 {
         // Eight 16-bit values make one 16-byte streaming store.

@@ -47,7 +47,7 @@ extension GPTEmbedding {
         let mask = callMask(call)
         // Allocated per call (the layer is only read); a streamed or 16-bit output row is
         // assembled in a scratch row per worker.
-        let storeMode = forwardStoreMode(out, count: need, dim: embedDim, dtype: dtype)
+        let storeMode = forwardStoreMode(out, count: need, dim: embedDim, dtype: dtype, threshold: streamingThreshold)
         let rowScratch = storeMode != Int32(GPTE_STORE_CACHED) || dtype != .float32 || tables.decodesRows
             ? try FloatBuffer(count: forwardScratchCount(dim: embedDim, pool: pool, decodesRows: tables.decodesRows),
                               zeroed: false, what: "forward scratch")

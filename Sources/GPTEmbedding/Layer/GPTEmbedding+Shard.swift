@@ -65,7 +65,7 @@ extension GPTEmbedding {
             return
         }
         let out = UnsafeMutableRawPointer(partial)
-        let storeMode = forwardStoreMode(out, count: need, dim: embedDim)
+        let storeMode = forwardStoreMode(out, count: need, dim: embedDim, threshold: streamingThreshold)
         let rowScratch = storeMode != Int32(GPTE_STORE_CACHED) || tables.decodesRows
             ? try FloatBuffer(count: forwardScratchCount(dim: embedDim, pool: pool, decodesRows: tables.decodesRows),
                               zeroed: false, what: "forward scratch")
@@ -115,7 +115,7 @@ extension GPTEmbedding {
         let rows = try TableStorage(count: need, dtype: .float32, zeroed: false, what: "summed token part")
         let identity = try Int32Buffer(count: n, what: "row ids of the summed token part")
         let out = UnsafeMutableRawPointer(x)
-        let storeMode = forwardStoreMode(out, count: need, dim: d)
+        let storeMode = forwardStoreMode(out, count: need, dim: d, threshold: streamingThreshold)
         let rowScratch = storeMode != Int32(GPTE_STORE_CACHED)
             ? try FloatBuffer(count: forwardScratchCount(dim: d, pool: pool), zeroed: false, what: "forward scratch")
             : nil

@@ -46,6 +46,10 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// Training forwards so far: the dropout masks' stream position (saved with the
     /// optimizer state, so that resumed training draws the same masks).
     var trainingStep: UInt64 = 0
+    /// Output elements from which a forward streams its output around the caches
+    /// (``streamingOutputFloats``). Tests lower it to reach the streaming store paths with
+    /// small calls (the suite runs under the sanitizers); set before the layer is shared.
+    var streamingThreshold = streamingOutputFloats
 
     /// What the latest training forward keeps for backward.
     struct TrainingState {
@@ -200,7 +204,7 @@ public final class GPTEmbedding: @unchecked Sendable {
 
         // Allocate everything first, so that a failure leaves the output untouched. A
         // streamed or 16-bit output row is assembled in a scratch row per worker.
-        let storeMode = forwardStoreMode(out, count: need, dim: embedDim, dtype: dtype)
+        let storeMode = forwardStoreMode(out, count: need, dim: embedDim, dtype: dtype, threshold: streamingThreshold)
         let rowScratch = storeMode != Int32(GPTE_STORE_CACHED) || dtype != .float32 || tables.decodesRows
             ? try FloatBuffer(count: forwardScratchCount(dim: embedDim, pool: pool, decodesRows: tables.decodesRows),
                               zeroed: false, what: "forward scratch")
