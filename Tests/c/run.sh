@@ -7,7 +7,7 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 bin="$root/.build/release"
-out="$root/.build/c-tests"
+out="${C_TESTS_OUT:-$root/.build/c-tests}"  # its own folder per concurrent run (Tests/isa/run.sh)
 mkdir -p "$out"
 [ -f "$bin/libgpt_embedding.so" ] || { echo "build the library first: make lib"; exit 1; }
 
