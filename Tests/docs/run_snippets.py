@@ -52,6 +52,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import site
 import subprocess
 import sys
@@ -64,7 +65,7 @@ from typing import List, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, ".build", "release")
 SWIFT_PACKAGE = os.path.join(ROOT, ".build", "docs-snippets")
-TIMEOUT = 300  # seconds per block; a block that hangs fails instead of stalling CI
+TIMEOUT = 180  # seconds per block; a block that hangs fails instead of stalling CI
 
 RUN_LANGS = {"c", "cpp", "python", "swift", "sh", "bash", "shell"}
 NOT_RUN_RE = re.compile(r"^\s*<!--\s*not run:\s*(.+?)\s*-->\s*$")
@@ -218,11 +219,16 @@ def base_env() -> dict:
 
 
 def run(cmd, cwd, env, timeout=TIMEOUT):
+    # A session of its own, so that a timeout ends the block's children too (make, mpirun).
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
     try:
-        r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-        return r.returncode, r.stdout, r.stderr
-    except subprocess.TimeoutExpired as e:
-        return -1, e.stdout or "", f"timed out after {timeout} s"
+        out, err = p.communicate(timeout=timeout)
+        return p.returncode, out, err
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        return -1, out or "", (err or "") + f"\ntimed out after {timeout} s"
 
 
 def mpirun() -> List[str]:
