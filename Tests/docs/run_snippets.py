@@ -252,6 +252,7 @@ def tail(out: str, err: str, n: int = 25) -> str:
 
 
 def run_c(block: Block, env: dict) -> None:
+    block.expectations = comment_expectations(block.code, block.lang)
     tmp = workdir()
     try:
         cpp = block.lang == "cpp"
@@ -478,7 +479,7 @@ def main() -> int:
         for b in swift:
             report(b)
     for b in blocks:
-        if b.status == "not run":
+        if b.status == "not run" or (b.status == "FAIL" and b.lang not in RUN_LANGS):
             report(b)
 
     count = {s: sum(1 for b in blocks if b.status == s) for s in ("ok", "FAIL", "not run", "skipped")}
