@@ -28,7 +28,8 @@ The convention (docs/architecture.md repeats it for writers of documentation):
     linked to .build/release/libgpt_embedding.so with an rpath, and -lm. A block without
     a `main(` is the body of `int main(void)`, after includes of math.h, stdint.h,
     stdio.h, stdlib.h, string.h and gpt_embedding.h. A block that includes <mpi.h> is
-    built with mpicc and run by `mpirun -n 2`.
+    built with mpicc and run by `mpirun -n 2`. (Blocks that need OpenMPI or mpi4py are
+    skipped, and reported so, where mpicc / mpirun are missing; CI installs them.)
   - Python: python3 with PYTHONPATH=bindings/python (the package then loads
     .build/release/libgpt_embedding.so). A block that imports torch or gpt_embedding.nn is
     skipped when torch is missing, unless GPT_EMBEDDING_REQUIRE_TORCH is set (CI sets it):
@@ -319,6 +320,9 @@ make() {{ command make --no-print-directory -C {ROOT!r} "$@"; }}
 
 
 def run_shell(block: Block, env: dict) -> None:
+    if re.search(r"\bmpi(run|cc)\b", block.code) and not (shutil.which("mpicc") and shutil.which("mpirun")):
+        block.status, block.detail = "skipped", "needs mpicc and mpirun (OpenMPI)"
+        return
     block.expectations = comment_expectations(block.code, "sh")
     tmp = workdir()
     try:
