@@ -6,6 +6,8 @@
 #   make reliability  sanitizers, valgrind, 100k create/free, 10k open/free, fuzzing (FUZZ_SECONDS=300 per target)
 #   make bench    the benchmark tables (bench/run.py, bench/bench_checkpoint.py, bench/bench_mpi.py, bench/bench_adamw.py, bench/bench_nn.py, bench/bench_gguf.py); make bench-smoke: a quick check
 #   make golden   regenerate Tests/golden from PyTorch (needs torch; CI does not)
+#   make docs     the DocC documentation of the Swift module; fails on any DocC warning
+#   make test-docs  run every code block of README.md, docs/ and the DocC articles, then make docs
 
 SWIFT   ?= swift
 # The library and the tool run on every x86-64 CPU: their kernels exist for the baseline and
@@ -30,7 +32,7 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 
-.PHONY: all lib cli demo install uninstall test-install test-isa test-mpi reliability reliability-short reliability-checks reliability-asan $(RELIABILITY_STAGES) test-fuzz-replay test test-swift test-c test-python test-cli test-examples bench bench-smoke golden clean
+.PHONY: all lib cli demo install uninstall test-install test-isa test-mpi reliability reliability-short reliability-checks reliability-asan $(RELIABILITY_STAGES) test-fuzz-replay test test-swift test-c test-python test-cli test-examples test-docs docs bench bench-smoke golden clean
 
 all: lib cli
 
@@ -46,7 +48,7 @@ demo: cli
 
 # Every suite, one after another, each one's wall time printed at the end (Tests/stages.sh);
 # the run goes on past a failing suite and fails at the end.
-TEST_STAGES = lib cli test-swift test-c test-python test-cli test-examples test-isa test-install test-fuzz-replay \
+TEST_STAGES = lib cli test-swift test-c test-python test-cli test-examples test-docs test-isa test-install test-fuzz-replay \
                test-mpi bench-smoke $(RELIABILITY_STAGES)
 test:
 	MAKE="$(MAKE)" Tests/stages.sh $(TEST_STAGES)
@@ -114,6 +116,22 @@ test-python: lib
 
 test-examples: lib
 	Tests/examples/run.sh
+
+# Documentation (issue 21). Every fenced block of README.md, docs/*.md and the DocC articles
+# runs and its "-> " comments are checked (the convention: Tests/docs/run_snippets.py,
+# docs/architecture.md); then the DocC catalog must build without a warning.
+test-docs: lib cli
+	$(PYTHON) Tests/docs/run_snippets.py
+	$(MAKE) docs
+
+# DocC of the GPTEmbedding module (swift-docc-plugin). The archive lands in
+# .build/plugins/Swift-DocC/outputs/GPTEmbedding.doccarchive; any warning (a broken symbol
+# link, an undocumented parameter of a documented function) fails the target.
+docs:
+	@mkdir -p .build
+	$(SWIFT) package generate-documentation --target GPTEmbedding > .build/docs.log 2>&1 || { cat .build/docs.log; exit 1; }
+	@if grep -E "(warning|error):" .build/docs.log; then echo "make docs: DocC reported the warnings above (.build/docs.log)"; exit 1; fi
+	@grep -A1 "Generated documentation archive" .build/docs.log
 
 # Vocabulary-parallel shards with a real MPI (issue 14): OpenMPI's mpicc / mpirun and mpi4py,
 # 2 and 3 ranks, every run under a timeout.

@@ -619,14 +619,14 @@ def test_grad_norm_is_numpys_float64_norm():
     assert opt.grad_norm() == 0.0
 
 
-# -- the README block ----------------------------------------------------------------------
+# -- the guide's block (docs/training.md) ---------------------------------------------------
 
 def test_readme_block_runs_as_written(tmp_path):
     import re
     import sys
-    text = open(os.path.join(ROOT, "README.md")).read()
+    text = open(os.path.join(ROOT, "docs", "training.md")).read()
     section = re.search(r"<!-- BEGIN python-adamw.*?-->(.*?)<!-- END python-adamw -->", text, re.S)
-    assert section, "no python-adamw section in README.md"
+    assert section, "no python-adamw section in docs/training.md"
     block = re.search(r"```python\n(.*?)```", section.group(1), re.S).group(1)
     script = tmp_path / "adamw.py"
     script.write_text(block)

@@ -22,7 +22,7 @@ int main(void) {
         fprintf(stderr, "%s\n", gpt_embedding_last_error());
         return 1;
     }
-    printf("out[0][0][0..3] = %f %f %f\n", out[0], out[1], out[2]);
+    printf("out[0][0][0..3] = %f %f %f\n", out[0], out[1], out[2]);  // -> out[0][0][0..3] = ...
 
     /* Backward: gradients accumulate into the layer (read them with
      * gpt_embedding_get_gradient or gpt_embedding_gradient_data). */
@@ -33,6 +33,7 @@ int main(void) {
     ids[4] = 50300;
     rc = gpt_embedding_forward(layer, ids, 2, 3, NULL, 0, 0, out, 2 * 3 * 768);
     printf("status %d: %s\n", rc, gpt_embedding_last_error());
+    // -> status 4: gpt_embedding_forward: token id 50300 at [1, 1] is out of range [0, 50257)
 
     gpt_embedding_free(layer);
     return 0;

@@ -1,10 +1,11 @@
 /* Data parallelism with MPI: every rank holds the whole layer (same seed), embeds its own
  * batch, and the ranks sum their gradients before the optimizer step -- only the token
  * rows some rank touched, not the whole table. Each rank lists its touched rows
- * (gpt_embedding_touched_rows), the lists are gathered into their sorted union, and one
- * MPI_Allreduce sums those rows' gradients (plus the small position and layer norm
- * gradients); every rank then takes the same AdamW step and the replicas stay
- * identical.
+ * (gpt_embedding_touched_rows), the lists are gathered into their sorted union, and those
+ * rows' gradients (plus the small position and layer norm gradients) are summed with
+ * MPI_Reduce to rank 0 and MPI_Bcast back (MPI_Allreduce does not promise the same
+ * rounding on every rank); every rank then takes the same AdamW step and the replicas
+ * stay identical.
  *
  *   mpicc -Iinclude examples/mpi/data_parallel.c -L.build/release -lgpt_embedding \
  *         -Wl,-rpath,"$PWD/.build/release" -o data_parallel && mpirun -n 2 ./data_parallel

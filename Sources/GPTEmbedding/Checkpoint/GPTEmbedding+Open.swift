@@ -10,11 +10,13 @@ extension GPTEmbedding {
     /// `model.safetensors` or a sharded checkpoint (`model.safetensors.index.json`), or a
     /// GGUF file (llama.cpp's format, recognised by its magic whatever its name; see
     /// ``GGUFFile`` for the checks and ``GGUFInputStage`` for the architectures: the token
-    /// table `token_embd.weight` in F32, F16 or BF16, learned positions, Gemma's
-    /// `sqrtf(n_embd)` in float32 (not rounded to the table dtype as transformers does),
-    /// `{arch}.embedding_scale`, BLOOM's norm; a quantized table or an architecture whose
-    /// input stage is not reproduced is refused by name, the latter opening as a plain
-    /// lookup when `options.useConfigJSON` is off).
+    /// table `token_embd.weight` in F32, F16 or BF16, or in one of ggml's block formats
+    /// (``GGMLType/isQuantizedTableType``: kept in its blocks and frozen, see
+    /// ``ParameterTensor/blockType``), learned positions, Gemma's `sqrtf(n_embd)` in float32
+    /// (not rounded to the table dtype as transformers does), `{arch}.embedding_scale`,
+    /// BLOOM's norm; another block type, or an architecture whose input stage is not
+    /// reproduced, is refused by name, the latter opening as a plain lookup when
+    /// `options.useConfigJSON` is off).
     ///
     /// Which input stage: a folder's config.json names the model family (`model_type`,
     /// ``supportedModelTypes``), or `options.family` does (``OpenOptions/family``: the

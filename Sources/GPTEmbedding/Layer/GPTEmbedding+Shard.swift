@@ -83,7 +83,7 @@ extension GPTEmbedding {
     /// Phase two of a two-phase forward, in place: `inout [batch, seq, embedDim]` holds the
     /// sum over the ranks of their phase-one partials; this adds the positions and applies
     /// the layer norm and dropout of the phase-one call, exactly as a single forward does,
-    /// and (training) keeps what ``backward(gradOutput:batch:seq:)`` needs: the ids and, with
+    /// and (training) keeps what ``GPTEmbedding/backward(gradOutput:batch:seq:)-(UnsafePointer<Float>,_,_)`` needs: the ids and, with
     /// the layer norm, the summed token part (`4 * embedDim` bytes per token, since a shard
     /// cannot rebuild it from its rows). `batch` and `seq` must be phase one's.
     ///

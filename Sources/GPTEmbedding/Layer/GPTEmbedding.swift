@@ -148,12 +148,16 @@ public final class GPTEmbedding: @unchecked Sendable {
     ///
     /// - Parameters:
     ///   - ids: `[batch, seq]` token ids in `[0, vocabSize)`.
+    ///   - batch: sequences in the call.
+    ///   - seq: tokens per sequence.
     ///   - positions: `[batch, seq]` explicit positions (left-padded batches), or `nil` for
     ///     `startPosition + t` (the past length when decoding with a KV cache).
-    ///   - training: apply dropout and keep what ``backward(gradOutput:batch:seq:)`` needs.
+    ///   - startPosition: the position of each sequence's first token when `positions` is `nil`.
+    ///   - training: apply dropout and keep what ``backward(gradOutput:batch:seq:)-(UnsafePointer<Float>,_,_)`` needs.
     ///   - useLayerNorm: apply the layer norm (the seed's `use_layer_norm`); `nil` follows
     ///     ``GPTEmbeddingConfig/layerNormByDefault``.
     ///   - out: at least `batch * seq * embedDim` floats; exactly that many are written.
+    ///   - capacity: the number of floats `out` holds.
     ///
     /// `batch` or `seq` 0 is an empty call: nothing is read or written (a training one keeps
     /// an empty state for backward).
@@ -172,8 +176,17 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// float16 rounded once, to nearest even, from the float32 result.
     ///
     /// - Parameters:
+    ///   - ids: `[batch, seq]` token ids in `[0, vocabSize)`.
+    ///   - batch: sequences in the call.
+    ///   - seq: tokens per sequence.
+    ///   - positions: `[batch, seq]` explicit positions, or `nil` for `startPosition + t`.
+    ///   - startPosition: the position of each sequence's first token when `positions` is `nil`.
+    ///   - training: apply dropout and keep what backward needs.
+    ///   - useLayerNorm: apply the layer norm; `nil` follows ``GPTEmbeddingConfig/layerNormByDefault``.
     ///   - out: at least `batch * seq * embedDim` elements of `dtype` (`capacity` counts
     ///     elements, not bytes); exactly that many are written.
+    ///   - dtype: the element type of `out`.
+    ///   - capacity: the number of elements `out` holds.
     /// - Throws: on any invalid argument, before anything is written.
     public func forward<I: EmbeddingIndex>(
         ids: UnsafePointer<I>, batch: Int, seq: Int, positions: UnsafePointer<I>? = nil,
@@ -390,7 +403,7 @@ public final class GPTEmbedding: @unchecked Sendable {
         }
     }
 
-    /// Whether a training forward is available for ``backward(gradOutput:batch:seq:)``.
+    /// Whether a training forward is available for ``backward(gradOutput:batch:seq:)-(UnsafePointer<Float>,_,_)``.
     public var hasTrainingState: Bool { saved != nil }
 
     /// Sets every gradient to zero. Only the table rows that backward touched are cleared

@@ -6,7 +6,7 @@ import CKernelDispatch
 /// or in a private mapping of a checkpoint; the gradient is always float32 (the
 /// master-gradient rule of mixed-precision training) and is allocated (zeroed) on first
 /// use, so inference never pays for it. The float32 accessors (``values``,
-/// ``setValues(_:)-3rlrn``, ``copyValues(into:)``) work for every dtype: reads widen exactly,
+/// ``setValues(_:)-([Float])``, ``copyValues(into:)``) work for every dtype: reads widen exactly,
 /// writes round to nearest even. Both buffers keep their address for the life of the
 /// tensor, which is what makes zero-copy access safe to hand out.
 public final class ParameterTensor: @unchecked Sendable {
@@ -52,7 +52,7 @@ public final class ParameterTensor: @unchecked Sendable {
     /// ggml's block type when the values are a quantized table opened from a GGUF file
     /// (`.q4_k`, ...), else `nil`. Such a table is frozen: rows are dequantized to float32
     /// as they are read (``dtype`` is then `.float32`, the type its values come out in); it
-    /// has no gradient and takes no optimizer step, and ``setValues(_:)-3rlrn`` refuses it
+    /// has no gradient and takes no optimizer step, and ``setValues(_:)-([Float])`` refuses it
     /// (`badState`). Open with `OpenOptions.dtype` to train it.
     public var blockType: GGMLType? { storage.blockType }
 

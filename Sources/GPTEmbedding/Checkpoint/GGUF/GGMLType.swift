@@ -3,7 +3,7 @@
 ///
 /// Ids, sizes and names are ggml's (`include/ggml.h`, `src/ggml.c`'s `type_traits`); names are
 /// the lower-case spellings `llama-quantize` and the `gguf` package print (`"q4_k"`).
-/// ``isSupported`` says which ones this library can read as a token table.
+/// ``isQuantizedTableType`` says which block formats this library reads as a token table.
 public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     case f32 = 0
     case f16 = 1

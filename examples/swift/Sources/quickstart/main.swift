@@ -7,7 +7,7 @@ let layer = try GPTEmbedding(config: config)
 
 // Eval forward on a batch of two sequences: [2, 3, 768] floats.
 let out = try layer([[15496, 11, 995], [40, 1101, 257]])
-print("output: \(out.count) floats, first \(out[0])")
+print("output: \(out.count) floats, first \(out[0])")  // -> output: 4608 floats, first ...
 
 // Training step: forward with dropout, backward accumulates gradients.
 let ids: [Int32] = [15496, 11, 995, 40, 1101, 257]
@@ -20,5 +20,6 @@ do {
     _ = try layer.forward(ids: [Int32(50300)], batch: 1, seq: 1)
 } catch {
     print("error \(error.code): \(error.message)")
+    // -> error outOfRange: token id 50300 at [0, 0] is out of range [0, 50257)
 }
-print("parameters:", layer.numParameters)
+print("parameters:", layer.numParameters)  // -> parameters: 39385344
