@@ -62,7 +62,7 @@ LSAN         := LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/reliability/lsan.supp
 # Each check is its own target, so `make test` can time it. The Swift suite runs once, under
 # AddressSanitizer (test-swift; reliability-asan is the same run for `make reliability`):
 # a plain run besides it would only repeat it without the checks.
-RELIABILITY_STAGES := reliability-tsan reliability-c-sanitize reliability-valgrind \
+RELIABILITY_STAGES := reliability-tsan reliability-c \
                       reliability-cycles reliability-fuzz
 # ThreadSanitizer watches the suites that run the worker team's parallel regions (forward,
 # backward with and without the layer norm, zero_grad, the optimizer, initialisation,
@@ -83,11 +83,14 @@ reliability-asan: test-swift
 reliability-tsan:
 	$(SWIFT) test --sanitize=thread --filter '$(TSAN_SUITES)'
 
-reliability-c-sanitize: lib
-	SANITIZE=1 Tests/c/run.sh
-
-reliability-valgrind: lib
-	VALGRIND=1 Tests/c/run.sh
+# The C suite built with ASan + UBSan and the C suite under valgrind, side by side (each is
+# mostly one thread), each in its own build folder; both logs are printed.
+reliability-c: lib
+	SANITIZE=1 C_TESTS_OUT=.build/c-tests-sanitize Tests/c/run.sh > .build/c-tests-sanitize.log 2>&1 & s=$$!; \
+	VALGRIND=1 C_TESTS_OUT=.build/c-tests-valgrind Tests/c/run.sh > .build/c-tests-valgrind.log 2>&1; v=$$?; \
+	wait $$s; s=$$?; \
+	echo "--- ASan + UBSan:"; cat .build/c-tests-sanitize.log; echo "--- valgrind:"; cat .build/c-tests-valgrind.log; \
+	echo "C suite with ASan + UBSan: exit $$s; under valgrind: exit $$v"; [ $$s = 0 ] && [ $$v = 0 ]
 
 reliability-cycles: lib
 	cc -std=c11 -O2 -Wall -Werror -Iinclude Tests/reliability/create_free.c -L$(BIN) -lgpt_embedding \
