@@ -108,7 +108,7 @@ struct Demo: ParsableCommand {
         section("Gradient check (central differences, dropout off, layer norm on)")
         try gradientCheck(config, ids: ids, rng: &rng)
 
-        section("Speed (eval forward, 8 x \(config.positionEncoding == .learned ? min(1024, config.maxSeqLen) : 1024) tokens, median of 5)")
+        section("Speed (eval forward, 8 x \(Self.speedSeq(config)) tokens, median of 5)")
         try speed(layer, config)
     }
 
@@ -150,9 +150,15 @@ struct Demo: ParsableCommand {
         if worst >= 2e-2 { throw ExitCode.failure }
     }
 
+    /// The speed section's sequence length. Learned positions cap it (their rows less OPT's
+    /// position offset: positions run over [-offset, max_seq_len - offset)); sinusoidal and
+    /// no positions do not.
+    private static func speedSeq(_ c: GPTEmbeddingConfig) -> Int {
+        c.positionEncoding == .learned ? max(1, min(1024, c.maxSeqLen - c.positionOffset)) : 1024
+    }
+
     private func speed(_ layer: GPTEmbedding, _ c: GPTEmbeddingConfig) throws {
-        // Learned positions cap the sequence; sinusoidal and no positions do not.
-        let b = 8, t = c.positionEncoding == .learned ? min(1024, c.maxSeqLen) : 1024
+        let b = 8, t = Self.speedSeq(c)
         var rng = SplitMix(seed: 7)
         let ids = (0..<(b * t)).map { _ in Int32(rng.next() % UInt64(c.vocabSize)) }
         var out = [Float](repeating: 0, count: b * t * c.embedDim)

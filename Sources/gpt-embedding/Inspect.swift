@@ -92,7 +92,7 @@ struct Inspect: ParsableCommand {
         options.mmap = true
         do {
             let layer = try GPTEmbedding(contentsOf: path, options: options)
-            print("\nopens as a layer: \(Report.configuration(layer.config))")
+            print("\nopens as a layer: \(Report.configuration(layer.config, tableType: layer.tokenEmbedding.weight.blockType?.name))")
             for p in layer.parameters {
                 let how = p.isMapped ? "mapped (mmap) or read" : "read (not aligned for mapping, or not in the file)"
                 if let blocks = p.blockType {

@@ -55,8 +55,10 @@ enum Report {
     }
 
     /// One line describing a configuration.
-    static func configuration(_ c: GPTEmbeddingConfig) -> String {
-        "config: vocab_size \(c.vocabSize), embed_dim \(c.embedDim), weight_dtype \(c.weightDType), max_seq_len \(c.maxSeqLen), dropout \(c.dropout), "
+    /// `tableType` names a token table kept in a ggml block format (the config's
+    /// `weightDType` then describes the other tables only).
+    static func configuration(_ c: GPTEmbeddingConfig, tableType: String? = nil) -> String {
+        "config: vocab_size \(c.vocabSize), embed_dim \(c.embedDim), weight_dtype \(tableType ?? "\(c.weightDType)"), max_seq_len \(c.maxSeqLen), dropout \(c.dropout), "
             + "positions \(c.positionEncoding), scale_embeddings \(c.scaleEmbeddings), layer_norm_eps \(c.layerNormEps), "
             + "init_std \(c.initStd), token_scale \(c.tokenScale.map { "\($0)" } ?? "derived"), layer_norm by default \(c.layerNormByDefault), position_offset \(c.positionOffset), padding_idx \(c.paddingIdx.map(String.init) ?? "none"), seed \(c.seed), threads \(c.numThreads == 0 ? "all cores" : String(c.numThreads))"
     }

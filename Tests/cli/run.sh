@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The CLI's convert (issue 19 item 6): gpt-embedding convert IN OUT [--type T].
+# The CLI's convert (issue 19 item 6): gpt-embedding convert IN OUT [--type T]; inspect and
+# demo --checkpoint on a quantized GGUF file and on OPT.
 # A safetensors checkpoint converted to GGUF Q8_0 by the CLI is the file save_gguf writes
 # (byte for byte), opens with the quantized rows, converts back to safetensors, and bad
 # arguments exit non-zero with a message and leave no file.
@@ -36,5 +37,10 @@ assert np.array_equal(a, b)
 check "--type with safetensors output is refused" "! '$cli' convert '$src' '$tmp/x.safetensors' --type q4_0 2> '$tmp/err.txt' && grep -q 'GGUF output only' '$tmp/err.txt' && [ ! -e '$tmp/x.safetensors' ]"
 check "an unknown type is refused" "! '$cli' convert '$src' '$tmp/y.gguf' --type q4_k 2> '$tmp/err.txt' && grep -q 'q4_k' '$tmp/err.txt' && [ ! -e '$tmp/y.gguf' ]"
 check "a layer no architecture describes is refused" "! '$cli' convert '$root/Tests/fixtures/families/opt' '$tmp/z.gguf' 2> '$tmp/err.txt' && grep -q 'no GGUF architecture' '$tmp/err.txt' && [ ! -e '$tmp/z.gguf' ]"
+# inspect and demo on what the library opens (found while writing docs/cli.md).
+"$cli" inspect "$root/Tests/fixtures/gguf/llama_q4_k.gguf" > "$tmp/q4k.txt"
+check "inspect's config line names a quantized table's block type" "grep -q 'opens as a layer: config: .*weight_dtype q4_k' '$tmp/q4k.txt'"
+check "demo --checkpoint runs on OPT (learned positions with an offset of 2)" \
+    "'$cli' demo --checkpoint '$root/Tests/fixtures/families/opt' > '$tmp/demo.txt' 2>&1 && grep -q 'ms, .* GB/s moved' '$tmp/demo.txt'"
 echo "cli: $fails failed"
 [ "$fails" -eq 0 ]
