@@ -210,8 +210,9 @@ func backwardScratchCount(rows: Int, dim d: Int, pool: WorkerPool) throws(GPTEmb
 /// mask (each worker owns a column range and walks all rows in order). With the layer
 /// norm, rows are processed in cache-sized blocks: phase 1 (sub-blocks of rows in
 /// parallel) writes dx into the block scratch and sums dgamma / dbeta per sub-block;
-/// phase 2 (column ranges in parallel) scatters dx into dwte / dwpe and adds the
-/// sub-block sums in order. `scratch` holds ``backwardScratchCount(rows:dim:pool:)`` floats
+/// phase 2 (column ranges) scatters dx into dwte / dwpe and adds the sub-block sums in
+/// order, block after block, while other workers already compute the next block's phase 1
+/// (``BackwardSchedule``). `scratch` holds ``backwardScratchCount(rows:dim:pool:)`` floats
 /// (it may be `nil` when `statistics` is).
 func embeddingBackward(
     kernels: Kernels, tables t: EmbeddingTables, tokens: TokenBatch,
