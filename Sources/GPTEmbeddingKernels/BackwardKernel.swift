@@ -86,6 +86,122 @@ func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ d
     }
 }
 
+/// The scatter of worker `worker` when every token row has an owner (`owners[r]`: the
+/// owning worker in bits 0-6, bit 7 set when the token's id is shared by the tokens of
+/// several workers). Walking all token rows in order, the worker adds its own tokens' dy
+/// into their position rows and, for an unshared id, their token rows, whole; for a shared
+/// id it adds its columns `[c0, c1)` of dy into the token row, whoever owns the token.
+///
+/// Why: with column ranges alone, both workers write their halves of the same gradient
+/// rows, and the cores' prefetchers pull lines of the other half across. Where the two
+/// vCPUs sit on different dies (cache-line round trip 350 ns instead of 50, measured on
+/// this project's AMD host, changing from second to second) that made the backward 1.6-2.5x
+/// slower. Here only the rows of shared ids are split, and every element is still summed
+/// in token order, so the bits are those of ``scatterRows(_:_:_:_:_:_:_:_:)``.
+func scatterOwnedRows(_ a: UnsafePointer<gpte_kernel_args>, _ owners: UnsafePointer<UInt8>, _ worker: Int,
+                      _ dyRows: UnsafePointer<Float>, _ masked: Bool, _ c0: Int, _ c1: Int) {
+    let t = Tables(a), tokens = Tokens(a)
+    let mask = masked ? Dropout.of(a) : nil
+    let dwte = a.pointee.dwte, dwpe = a.pointee.dwpe
+    guard dwte != nil || dwpe != nil else { return }
+    let d = t.dim, n = tokens.count
+    let sv = Vec(repeating: t.scale)
+    let keepScale = Vec(repeating: mask?.keepScale ?? 1)
+    let me = UInt8(truncatingIfNeeded: worker)
+    let longSequence = tokens.seq &* d >= 1 << 18
+    @inline(__always) func tokenRow(_ r: Int) -> UnsafeMutablePointer<Float>? {
+        let id = tokens.ids[r]
+        return Int(id) == t.paddingIdx || !t.holds(id) ? nil : dwte.map { $0 + (Int(id) - t.firstRow) * d }
+    }
+    for r in 0..<n {
+        let o = owners[r]
+        let own = o & 0x7F == me, shared = o & 0x80 != 0
+        guard own || shared else { continue }
+        // The rows ahead, a line per 16 columns inside the spans below (see scatterRows).
+        var ra = r + prefetchDistance < n ? r + prefetchDistance : r
+        if owners[ra] & 0x7F != me && owners[ra] & 0x80 == 0 { ra = r }
+        let wAhead = if let dwte { dwte + (t.holds(tokens.ids[ra]) ? Int(tokens.ids[ra]) - t.firstRow : 0) * d }
+                     else { dwpe.unsafelyUnwrapped + tokens.position(ra) * d }
+        let gAhead = dyRows + ra * d
+        let pAhead = dwte != nil && longSequence ? dwpe.map { $0 + tokens.position(ra) * d } : nil
+        let dw = tokenRow(r)
+        let dp = own ? dwpe.map { $0 + tokens.position(r) * d } : nil
+        let key = mask?.rowKey(r) ?? 0
+        let gr = dyRows + r * d
+        if own && !shared {
+            var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: 0) }
+            addSpan(dw, dp, gr, 0, d, sv, &stream, keepScale, wAhead, gAhead, pAhead)
+            addTail(dw, dp, gr, d & ~7, d, t.scale, mask, key)
+        } else if own {
+            // Shared id: the whole position row, this worker's columns of the token row.
+            var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: 0) }
+            addSpan(nil, dp, gr, 0, c0, sv, &stream, keepScale, wAhead, gAhead, pAhead)
+            addSpan(dw, dp, gr, c0, c1, sv, &stream, keepScale, wAhead, gAhead, pAhead)
+            addSpan(nil, dp, gr, c1, d, sv, &stream, keepScale, wAhead, gAhead, pAhead)
+            addTail(c1 == d ? dw : nil, dp, gr, d & ~7, d, t.scale, mask, key)
+        } else {
+            var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: c0) }
+            addSpan(dw, nil, gr, c0, c1, sv, &stream, keepScale, wAhead, gAhead, nil)
+            if c1 == d { addTail(dw, nil, gr, d & ~7, d, t.scale, mask, key) }
+        }
+    }
+}
+
+/// `dw[c] += s * dy[c]` and `dp[c] += dy[c]` for the whole groups of eight columns in
+/// `[lo, hi)` (`lo` a multiple of 8; `stream` is at column `lo`), asking for the lines of
+/// the rows ahead at every 16th column.
+@inline(__always)
+private func addSpan(_ dw: UnsafeMutablePointer<Float>?, _ dp: UnsafeMutablePointer<Float>?, _ gr: UnsafePointer<Float>,
+                     _ lo: Int, _ hi: Int, _ sv: Vec, _ stream: inout MaskStream?, _ keepScale: Vec,
+                     _ wAhead: UnsafeMutablePointer<Float>, _ gAhead: UnsafePointer<Float>, _ pAhead: UnsafeMutablePointer<Float>?) {
+    var c = lo
+    switch (dw, dp) {
+    case let (dw?, dp?):
+        while c &+ 8 <= hi {
+            if c & 15 == 0 {
+                gpte_prefetch_for_write(wAhead + c)
+                if let pAhead { gpte_prefetch_for_write(pAhead + c) }
+                gpte_prefetch(gAhead + c)
+            }
+            let dy = maskedGradient(gr, c, &stream, keepScale)
+            store(load(dw + c) + sv * dy, dw + c)
+            store(load(dp + c) + dy, dp + c)
+            c &+= 8
+        }
+    case let (dw?, nil):
+        while c &+ 8 <= hi {
+            if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch(gAhead + c) }
+            store(load(dw + c) + sv * maskedGradient(gr, c, &stream, keepScale), dw + c)
+            c &+= 8
+        }
+    case let (nil, dp?):
+        while c &+ 8 <= hi {
+            if c & 15 == 0 {
+                if let pAhead { gpte_prefetch_for_write(pAhead + c) } else { gpte_prefetch_for_write(wAhead + c) }
+                gpte_prefetch(gAhead + c)
+            }
+            store(load(dp + c) + maskedGradient(gr, c, &stream, keepScale), dp + c)
+            c &+= 8
+        }
+    case (nil, nil):
+        // Nothing to add, but the mask stream still moves on with the columns.
+        while c &+ 8 <= hi { _ = maskedGradient(gr, c, &stream, keepScale); c &+= 8 }
+    }
+}
+
+/// The tail columns `[lo, hi)` of a row (fewer than eight), one at a time.
+@inline(__always)
+private func addTail(_ dw: UnsafeMutablePointer<Float>?, _ dp: UnsafeMutablePointer<Float>?, _ gr: UnsafePointer<Float>,
+                     _ lo: Int, _ hi: Int, _ s: Float, _ mask: Dropout?, _ key: UInt32) {
+    var c = lo
+    while c < hi {
+        let dy = maskedGradient1(gr, c, mask, key)
+        dw?[c] += s * dy
+        dp?[c] += dy
+        c += 1
+    }
+}
+
 /// For each token row r of `[r0, r1)`: dx row `r - r0` and the sums over the rows of
 /// dy * xhat and dy (overwritten). `xhat` and `dy` are D floats of scratch each.
 func layerNormBackwardRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ dx: UnsafeMutablePointer<Float>,

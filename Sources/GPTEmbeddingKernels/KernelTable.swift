@@ -23,7 +23,10 @@ private func makeTable() -> gpte_kernel_table {
         convert: { dst, dstType, src, srcType, count in convert(dst!, dstType, src!, srcType, Int(count)) },
         adamw_rows: { a, i0, i1 in adamwRows(a!, Int(i0), Int(i1)) },
         sum_squares_rows: { x, cols, rows, i0, i1, out in sumSquaresRows(x!, Int(cols), rows, Int(i0), Int(i1), out!) },
-        dequantize_row: { type, row, cols, dst in dequantizeRow(type, row!, Int(cols), dst!) ? 1 : 0 }
+        dequantize_row: { type, row, cols, dst in dequantizeRow(type, row!, Int(cols), dst!) ? 1 : 0 },
+        scatter_owned_rows: { a, owners, worker, dy, masked, c0, c1 in
+            scatterOwnedRows(a!, owners!, Int(worker), dy!, masked != 0, Int(c0), Int(c1))
+        }
     )
 }
 

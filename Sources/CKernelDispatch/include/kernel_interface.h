@@ -177,6 +177,15 @@ typedef struct gpte_kernel_table {
      * of blocks. Free of allocation: a forward kernel can decode a token row into D floats
      * of its worker's scratch. */
     int32_t (*dequantize_row)(int32_t ggml_type, const void *row, int64_t cols, float *dst);
+    /* The scatter_rows of worker `worker` when token rows have owners (a backward without
+     * the layer norm split over workers): owners[r] bits 0-6 name the worker that owns
+     * token r (its position row), bit 7 is set when r's id is shared (its tokens belong to
+     * more than one worker). Over every token row r of [0, count), in order, the worker
+     * adds its own tokens' dy into dwpe (whole rows) and, for an unshared id, into dwte
+     * (whole rows); for a shared id it adds columns [c0, c1) of dy into dwte, whoever owns
+     * the token. dy = row r of dy_rows, through the dropout mask when masked. */
+    void (*scatter_owned_rows)(const gpte_kernel_args *a, const uint8_t *owners, int32_t worker,
+                               const float *dy_rows, int32_t masked, int64_t c0, int64_t c1);
 } gpte_kernel_table;
 
 /* The tables of each path, defined by the kernel modules. The x86-64-v3 one is a weak

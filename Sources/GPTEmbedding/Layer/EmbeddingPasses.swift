@@ -248,6 +248,23 @@ func embeddingBackward(
     let scatter = kernels.scatterRows, lnRows = kernels.layerNormBackwardRows, addColumns = kernels.addColumns
 
     guard let statistics else {
+        if parts > 1, let plan = ScatterPlan(tokens: tokens, workers: parts, byPosition: g.dwpe != nil,
+                                             sharesIds: g.dwte != nil || rowsWanted) {
+            defer { plan.release() }
+            let scatterOwned = kernels.scatterOwnedRows
+            withUnsafePointer(to: a) { args in
+              withUnsafePointer(to: rowArgs) { rArgs in
+                let p = SendableConstPointer(args), pr = SendableConstPointer(rArgs), go = SendableConstPointer(dout)
+                let owners = SendableConstPointer(UnsafePointer(plan.owners))
+                pool.run(parts: parts) { part in
+                    let (c0, c1) = columnRange(part, parts, chunks, d)
+                    if tablesWanted { scatterOwned(p.pointer, owners.pointer, Int32(part), go.pointer, 1, Int64(c0), Int64(c1)) }
+                    if rowsWanted { scatterOwned(pr.pointer, owners.pointer, Int32(part), go.pointer, 1, Int64(c0), Int64(c1)) }
+                }
+              }
+            }
+            return
+        }
         withUnsafePointer(to: a) { args in
           withUnsafePointer(to: rowArgs) { rArgs in
             let p = SendableConstPointer(args), pr = SendableConstPointer(rArgs), go = SendableConstPointer(dout)
@@ -323,6 +340,71 @@ func embeddingBackward(
       }
       }
     }
+}
+
+/// Who scatters which token rows in a backward without the layer norm, over `workers`
+/// workers (``scatterOwnedRows`` in the kernels): each token is owned by the worker that
+/// owns its position row (contiguous position ranges; without a position gradient,
+/// contiguous token ranges), so every position row is written by one worker; a token row
+/// is written whole by the worker owning all of its id's tokens, or, when an id's tokens
+/// belong to several workers, in column parts by all of them. Each worker walks every
+/// token in order, so each gradient element is summed in token order, as before.
+///
+/// `nil` (the caller then scatters by column ranges alone) when the owners would be
+/// uneven, e.g. explicit positions crowding into one range or sequences shorter than the
+/// number of workers, or when the few bytes it needs cannot be allocated.
+struct ScatterPlan {
+    /// `[R]`: the owning worker in bits 0-6, bit 7 when the token's id is shared.
+    let owners: UnsafeMutablePointer<UInt8>
+
+    init?(tokens: TokenBatch, workers: Int, byPosition: Bool, sharesIds: Bool) {
+        let n = tokens.count
+        guard workers > 1, workers < 0x7F, n > 0, let owners = malloc(n)?.assumingMemoryBound(to: UInt8.self) else { return nil }
+        // Owners: position ranges (or token ranges), even by construction for the usual
+        // start + r % seq positions; explicit positions are checked for balance.
+        var counts = [Int](repeating: 0, count: workers)
+        if byPosition, let positions = tokens.positions {
+            var lo = Int(positions[0]), hi = lo
+            for r in 0..<n { lo = min(lo, Int(positions[r])); hi = max(hi, Int(positions[r])) }
+            let span = hi - lo + 1
+            for r in 0..<n {
+                let o = (Int(positions[r]) - lo) * workers / span
+                owners[r] = UInt8(truncatingIfNeeded: o)
+                counts[o] += 1
+            }
+        } else if byPosition {
+            let seq = tokens.seq
+            for r in 0..<n {
+                let o = (r % seq) * workers / seq
+                owners[r] = UInt8(truncatingIfNeeded: o)
+                counts[o] += 1
+            }
+        } else {
+            for r in 0..<n {
+                let o = r * workers / n
+                owners[r] = UInt8(truncatingIfNeeded: o)
+                counts[o] += 1
+            }
+        }
+        // A quarter above an even share is the most one worker may get.
+        guard counts.allSatisfy({ $0 <= n / workers + n / (4 * workers) + 1 }) else { free(owners); return nil }
+        if sharesIds {
+            // Per id: 0 unseen, owner + 1, or 0xFF when tokens of two owners have it.
+            var top = 0, bottom = 0
+            for r in 0..<n { top = max(top, Int(tokens.ids[r])); bottom = min(bottom, Int(tokens.ids[r])) }
+            guard bottom >= 0 else { free(owners); return nil }
+            guard let seen = calloc(top + 1, 1)?.assumingMemoryBound(to: UInt8.self) else { free(owners); return nil }
+            defer { free(seen) }
+            for r in 0..<n {
+                let id = Int(tokens.ids[r]), mark = owners[r] &+ 1
+                if seen[id] == 0 { seen[id] = mark } else if seen[id] != mark { seen[id] = 0xFF }
+            }
+            for r in 0..<n where seen[Int(tokens.ids[r])] == 0xFF { owners[r] |= 0x80 }
+        }
+        self.owners = owners
+    }
+
+    func release() { free(owners) }
 }
 
 /// How the layer-norm backward cuts `rows` tokens into blocks, and where each block's

@@ -49,13 +49,15 @@ struct Kernels: @unchecked Sendable {
     let adamwRows: @convention(c) (UnsafePointer<gpte_adamw_args>?, Int64, Int64) -> Void
     let sumSquaresRows: @convention(c) (UnsafePointer<Float>?, Int64, UnsafePointer<Int32>?, Int64, Int64, UnsafeMutablePointer<Double>?) -> Void
     let dequantizeRow: @convention(c) (Int32, UnsafeRawPointer?, Int64, UnsafeMutablePointer<Float>?) -> Int32
+    let scatterOwnedRows: @convention(c) (UnsafePointer<gpte_kernel_args>?, UnsafePointer<UInt8>?, Int32, UnsafePointer<Float>?,
+                                          Int32, Int64, Int64) -> Void
 
     /// `nil` when the table lacks an entry (it never does).
     private init?(_ isa: InstructionSet, _ t: gpte_kernel_table) {
         guard let f = t.forward_rows, let s = t.scatter_rows, let l = t.layer_norm_backward_rows,
               let a = t.add_columns, let n = t.fill_normal, let c = t.convert,
               let adam = t.adamw_rows, let sq = t.sum_squares_rows,
-              let dq = t.dequantize_row else { return nil }
+              let dq = t.dequantize_row, let so = t.scatter_owned_rows else { return nil }
         self.isa = isa
         forwardRows = f
         scatterRows = s
@@ -66,6 +68,7 @@ struct Kernels: @unchecked Sendable {
         adamwRows = adam
         sumSquaresRows = sq
         dequantizeRow = dq
+        scatterOwnedRows = so
     }
 
     /// The kernels of `isa`, or `nil` when this build lacks them or this CPU cannot run them.

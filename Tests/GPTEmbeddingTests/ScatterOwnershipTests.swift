@@ -1,0 +1,106 @@
+import Testing
+@testable import GPTEmbedding
+
+/// The backward without the layer norm splits its tokens among the workers by position
+/// range (`ScatterPlan`, `scatterOwnedRows`); ids whose tokens fall to several workers are
+/// added in column parts. These calls are large enough to be split (a part needs 512 Ki
+/// elements), and each gradient is checked bit for bit against a token-order float32 sum
+/// written out here and against the same call on one thread.
+@Suite struct ScatterOwnershipTests {
+    static let dim = 256, vocab = 3000
+
+    /// Gradients of a training forward + backward (no layer norm) on `threads` threads.
+    func gradients(ids: [Int32], batch: Int, seq: Int, positions: [Int32]?, threads: Int, dropout: Float = 0,
+                   paddingIdx: Int? = nil, sinusoidal: Bool = false, dout: [Float]) throws -> [[Float]] {
+        var c = smallConfig(vocab: Self.vocab, dim: Self.dim, maxSeqLen: 1024, dropout: dropout,
+                            positions: sinusoidal ? .sinusoidal : .learned, threads: threads)
+        c.paddingIdx = paddingIdx
+        c.seed = 77
+        let layer = try GPTEmbedding(config: c)
+        _ = try layer.forward(ids: ids, batch: batch, seq: seq, positions: positions, training: true, useLayerNorm: false)
+        try layer.backward(gradOutput: dout, batch: batch, seq: seq)
+        // A second step adds to the first.
+        _ = try layer.forward(ids: ids, batch: batch, seq: seq, positions: positions, training: true, useLayerNorm: false)
+        try layer.backward(gradOutput: dout, batch: batch, seq: seq)
+        return [layer.tokenEmbedding.weight.gradient] + (layer.positionalEmbedding.map { [$0.weight.gradient] } ?? [])
+    }
+
+    /// The reference: every element summed in token order, in float32, twice over.
+    func reference(ids: [Int32], seq: Int, positions: [Int32]?, paddingIdx: Int?, dout: [Float]) -> [[Float]] {
+        let d = Self.dim
+        var dwte = [Float](repeating: 0, count: Self.vocab * d), dwpe = [Float](repeating: 0, count: 1024 * d)
+        for _ in 0..<2 {
+            for r in 0..<ids.count {
+                let p = positions.map { Int($0[r]) } ?? r % seq
+                for c in 0..<d {
+                    if Int(ids[r]) != paddingIdx { dwte[Int(ids[r]) * d + c] += dout[r * d + c] }
+                    dwpe[p * d + c] += dout[r * d + c]
+                }
+            }
+        }
+        return [dwte, dwpe]
+    }
+
+    /// Elements whose bits differ (printing whole gradients would drown the report).
+    func differences(_ a: [Float], _ b: [Float]) -> Int {
+        a.count != b.count ? max(a.count, b.count) : zip(a, b).reduce(0) { $0 + ($1.0.bitPattern != $1.1.bitPattern ? 1 : 0) }
+    }
+
+    enum Shape: String, CaseIterable { case random, allSame, explicitPositions, crowdedPositions, padding, shortSequences }
+
+    @Test(arguments: Shape.allCases)
+    func gradientsAreTokenOrderSums(shape: Shape) throws {
+        var rng = TestRandom(31)
+        let (batch, seq) = shape == .shortSequences ? (8192, 1) : (8, 1024)
+        let n = batch * seq
+        let ids: [Int32] = (0..<n).map { _ in shape == .allSame ? 17 : Int32(rng.int(Self.vocab)) }
+        let positions: [Int32]? = switch shape {
+        case .explicitPositions: (0..<n).map { _ in Int32(rng.int(1024)) }
+        case .crowdedPositions: (0..<n).map { $0 % 7 == 0 ? Int32(rng.int(1024)) : 5 }
+        default: nil
+        }
+        let pad = shape == .padding ? Int(ids[3]) : nil
+        let dout = rng.floats(n * Self.dim)
+        let want = reference(ids: ids, seq: seq, positions: positions, paddingIdx: pad, dout: dout)
+        for threads in [1, 2, 3, 4] {
+            let got = try gradients(ids: ids, batch: batch, seq: seq, positions: positions, threads: threads, paddingIdx: pad, dout: dout)
+            #expect(differences(got[0], want[0]) == 0, "token gradient, \(shape), \(threads) threads")
+            #expect(differences(got[1], want[1]) == 0, "position gradient, \(shape), \(threads) threads")
+        }
+    }
+
+    /// With dropout, and without a position gradient (sinusoidal: tokens split in ranges).
+    @Test(arguments: [false, true])
+    func sameBitsOnEveryThreadCount(sinusoidal: Bool) throws {
+        var rng = TestRandom(32)
+        let ids: [Int32] = (0..<(8 * 1024)).map { _ in Int32(rng.int(Self.vocab)) }
+        let dout = rng.floats(ids.count * Self.dim)
+        let one = try gradients(ids: ids, batch: 8, seq: 1024, positions: nil, threads: 1, dropout: 0.1, sinusoidal: sinusoidal, dout: dout)
+        #expect(one[0].contains { $0 != 0 })
+        for threads in [2, 3, 4] {
+            let many = try gradients(ids: ids, batch: 8, seq: 1024, positions: nil, threads: threads, dropout: 0.1, sinusoidal: sinusoidal, dout: dout)
+            #expect(many.count == one.count && zip(many, one).allSatisfy { differences($0, $1) == 0 }, "\(threads) threads")
+        }
+    }
+
+    /// The plan itself: owners by position range, shared ids marked, uneven owners refused.
+    @Test func planOwnersAndSharedIds() throws {
+        let ids: [Int32] = [5, 6, 5, 7, 8, 7, 9, 5]   // batch 2, seq 4
+        let plan = try #require(ids.withUnsafeBufferPointer { p in
+            ScatterPlan(tokens: TokenBatch(batch: 2, seq: 4, ids: p.baseAddress!, positions: nil, idStorage: nil, positionStorage: nil, start: 0),
+                        workers: 2, byPosition: true, sharesIds: true)
+        })
+        defer { plan.release() }
+        // Positions 0, 1 -> worker 0; 2, 3 -> worker 1. Id 5 is at positions 0, 2, 3: shared.
+        // Id 7 at positions 3 and 1: shared. 6, 8, 9 are single.
+        #expect(Array(UnsafeBufferPointer(start: plan.owners, count: 8)) == [0x80, 0, 0x81, 0x81, 0, 0x80, 1, 0x81])
+        let crowded: [Int32] = [3, 3, 3, 3, 3, 3, 3, 900]
+        let refused = ids.withUnsafeBufferPointer { p in
+            crowded.withUnsafeBufferPointer { q in
+                ScatterPlan(tokens: TokenBatch(batch: 2, seq: 4, ids: p.baseAddress!, positions: q.baseAddress!, idStorage: nil, positionStorage: nil, start: 0),
+                            workers: 2, byPosition: true, sharesIds: true)
+            }
+        }
+        #expect(refused == nil, "seven of eight tokens on one worker")
+    }
+}
