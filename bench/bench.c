@@ -52,6 +52,15 @@ static double median_ms(step_fn prep, step_fn run, void *ctx, int warm, int reps
  * repeats the operation sees it. */
 typedef struct { double min, med, max; } stats;
 
+/* The bandwidth probe measured beside each case: after every round of median_pair, two
+ * STREAM adds at the run's most threads (defined with the probe below). A case's floor in
+ * bench/run.py is its bytes at the median of its own probes: this VM's bandwidth drifts
+ * by a factor of two within minutes, and a floor taken once at the start of the run made
+ * every later ratio move with it. */
+static void probe_once(double *gbs);
+static int probe_ready = 0;
+static double case_probe_gbs = 0;  /* of the last median_pair; 0 when none ran */
+
 static stats stats_of(double *t, int n) {
     qsort(t, (size_t)n, sizeof(double), cmp_double);
     stats s = { t[0], t[n / 2], t[n - 1] };
@@ -61,8 +70,8 @@ static stats stats_of(double *t, int n) {
 static void median_pair(step_fn prep_a, step_fn run_a, void *ctx_a, step_fn prep_b, step_fn run_b, void *ctx_b,
                         int warm, int reps, stats *ms_a, stats *ms_b) {
     enum { ROUNDS = 5 };
-    double ta[256], tb[256];
-    int per = reps / ROUNDS < 1 ? 1 : reps / ROUNDS, na = 0, nb = 0;
+    double ta[256], tb[256], pb[2 * ROUNDS];
+    int per = reps / ROUNDS < 1 ? 1 : reps / ROUNDS, na = 0, nb = 0, np = 0;
     if (per * ROUNDS > 256) per = 256 / ROUNDS;
     for (int round = 0; round < ROUNDS; round++) {
         for (int side = 0; side < 2; side++) {
@@ -77,7 +86,9 @@ static void median_pair(step_fn prep_a, step_fn run_a, void *ctx_a, step_fn prep
                 if (i >= 0) { if (side) tb[nb++] = t; else ta[na++] = t; }
             }
         }
+        if (probe_ready) { probe_once(&pb[np++]); probe_once(&pb[np++]); }
     }
+    case_probe_gbs = np ? stats_of(pb, np).med : 0;
     *ms_a = stats_of(ta, na);
     if (ms_b) { stats z = { 0, 0, 0 }; *ms_b = nb ? stats_of(tb, nb) : z; }
 }
@@ -270,8 +281,10 @@ static void base_prep_zero(void *p) { base_backward(p); }
 static void emit_stats(const char *impl, const char *name, int64_t B, int64_t T, int64_t D, int threads,
                        const char *op, stats ms, double bytes, int all_same) {
     printf("{\"impl\": \"%s\", \"model\": \"%s\", \"B\": %lld, \"T\": %lld, \"D\": %lld, \"threads\": %d, "
-           "\"op\": \"%s\", \"ms\": %.6f, \"min_ms\": %.6f, \"max_ms\": %.6f, \"bytes\": %.0f, \"all_same\": %d}\n",
-           impl, name, (long long)B, (long long)T, (long long)D, threads, op, ms.med, ms.min, ms.max, bytes, all_same);
+           "\"op\": \"%s\", \"ms\": %.6f, \"min_ms\": %.6f, \"max_ms\": %.6f, \"bytes\": %.0f, \"all_same\": %d, "
+           "\"probe_gbs\": %.3f}\n",
+           impl, name, (long long)B, (long long)T, (long long)D, threads, op, ms.med, ms.min, ms.max, bytes, all_same,
+           case_probe_gbs);
     fflush(stdout);
 }
 
@@ -434,6 +447,19 @@ static void run_decode(int threads) {
     free(c.out);
 }
 
+/* The probe's arrays (allocated by main) and its thread count (the run's most). */
+static stream_ctx probe;
+static int probe_threads = 1;
+
+static void probe_once(double *gbs) {
+    int before = omp_get_max_threads();
+    omp_set_num_threads(probe_threads);
+    double t0 = now();
+    stream_add(&probe);
+    *gbs = 3.0 * (double)probe.n * sizeof(float) / (now() - t0) / 1e9;
+    omp_set_num_threads(before);
+}
+
 static void run_bandwidth(int threads) {
     omp_set_num_threads(threads);
     stream_ctx s;
@@ -459,6 +485,11 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "usage: bench [--smoke] [--threads 1,2] [--only main|scaling|quick]\n"); return 2; }
     }
     const int64_t V = 50257;
+    probe.n = smoke ? (size_t)1 << 22 : (size_t)1 << 25;  /* 128 MiB per array, as run_bandwidth's */
+    probe.a = xmalloc(probe.n * sizeof(float)); probe.b = xmalloc(probe.n * sizeof(float)); probe.c = xmalloc(probe.n * sizeof(float));
+    for (size_t i = 0; i < probe.n; i++) { probe.b[i] = 1; probe.c[i] = 2; }
+    for (int ti = 0; ti < nthreads; ti++) if (thread_list[ti] > probe_threads) probe_threads = thread_list[ti];
+    probe_ready = 1;
     for (int ti = 0; ti < nthreads; ti++) {
         int th = thread_list[ti];
         run_bandwidth(th);

@@ -192,11 +192,13 @@ def report(rows, torch_rows, args):
         bw[t] = max(gb(add), gb(cp))
         print(f"| {t} | {gb(add):.1f} | {gb(cp):.1f} |")
     best = max(bw.values())
-    print(f"\nfloor = bytes / {best:.1f} GB/s (the best bandwidth of this run)\n")
+    print(f"\nBest of the run: {best:.1f} GB/s. Each case's floor is its bytes at the bandwidth of a probe run beside it "
+          "(two STREAM adds at the most threads after each of its rounds, median: the `probe GB/s` column), "
+          "because this VM's bandwidth drifts within minutes; `× best` is the ratio to the best of the run.\n")
 
     print("## Cases (times in ms: min / median / max of alternating rounds; GB/s, ratios and targets from medians)\n")
-    print("| model | B×T | threads | op | MB | lib min | lib median | lib max | GB/s | × floor | C ms | lib/C | torch ms | torch/lib |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | B×T | threads | op | MB | lib min | lib median | lib max | GB/s | probe GB/s | × floor | × best | C ms | lib/C | torch ms | torch/lib |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     cases = sorted({(r["model"], r["B"], r["T"], r.get("all_same", 0)) for r in rows
                     if r["impl"] == "lib" and r["op"] in OPS and not r["model"].startswith("scale")},
                    key=lambda c: (c[0] != "gpt2-small", c[1] * c[2], c[3]))
@@ -208,11 +210,13 @@ def report(rows, torch_rows, args):
                     continue
                 c = by.get(("c", model, B, T, t, op, 0)) if not same else None
                 tr = tby.get((model, B, T, t, op, same))
-                floor = lib["bytes"] / best / 1e6
+                probe = lib.get("probe_gbs") or best
+                floor = lib["bytes"] / probe / 1e6
                 label = f"{B}×{T}" + (" same id" if same else "")
                 print(f"| {model} | {label} | {t} | {OP_NAMES[op]} | {lib['bytes'] / 1e6:.1f} | {fmt_ms(lib.get('min_ms'))} | "
                       f"{fmt_ms(lib['ms'])} | {fmt_ms(lib.get('max_ms'))} | "
-                      f"{lib['bytes'] / lib['ms'] / 1e6:.1f} | {lib['ms'] / floor:.2f} | {fmt_ms(c['ms'] if c else None)} | "
+                      f"{lib['bytes'] / lib['ms'] / 1e6:.1f} | {probe:.1f} | {lib['ms'] / floor:.2f} | "
+                      f"{lib['ms'] / (lib['bytes'] / best / 1e6):.2f} | {fmt_ms(c['ms'] if c else None)} | "
                       f"{ratio(lib['ms'], c['ms'] if c else None)} | {fmt_ms(tr['ms'] if tr else None)} | "
                       f"{ratio(tr['ms'] if tr else None, lib['ms'])} |")
 
@@ -247,7 +251,7 @@ def targets(by, tby, best, threads):
 
     def floor(op, B=8, T=1024, same=0):
         r = by.get(("lib", "gpt2-small", B, T, 2, op, same))
-        return r["bytes"] / best / 1e6 if r else None
+        return r["bytes"] / (r.get("probe_gbs") or best) / 1e6 if r else None
 
     def xfloor(op, B=8, T=1024, same=0):
         ms, f = get("lib", op, B, T, same=same), floor(op, B, T, same)
