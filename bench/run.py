@@ -193,7 +193,7 @@ def report(rows, torch_rows, args):
         print(f"| {t} | {gb(add):.1f} | {gb(cp):.1f} |")
     best = max(bw.values())
     print(f"\nBest of the run: {best:.1f} GB/s. Each case's floor is its bytes at the bandwidth of a probe run beside it "
-          "(two STREAM adds at the most threads after each of its rounds, median: the `probe GB/s` column), "
+          "(two STREAM adds at the most threads after each of its rounds, after one not counted; median: the `probe GB/s` column), "
           "because this VM's bandwidth drifts within minutes; `× best` is the ratio to the best of the run.\n")
 
     print("## Cases (times in ms: min / median / max of alternating rounds; GB/s, ratios and targets from medians)\n")
