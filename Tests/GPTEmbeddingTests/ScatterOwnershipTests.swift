@@ -83,6 +83,31 @@ import Testing
         }
     }
 
+    /// The layer-norm backward over several 2 MiB blocks: with two workers each computes
+    /// and scatters its own blocks (`BackwardSchedule`); the bits are those of one thread,
+    /// and of three and four (shared blocks).
+    @Test func layerNormBackwardSameBitsOnEveryThreadCount() throws {
+        var rng = TestRandom(33)
+        let ids: [Int32] = (0..<(8 * 1024)).map { _ in Int32(rng.int(Self.vocab)) }   // 4 blocks at D = 256
+        let dout = rng.floats(ids.count * Self.dim)
+        func run(_ threads: Int) throws -> [[Float]] {
+            var c = smallConfig(vocab: Self.vocab, dim: Self.dim, maxSeqLen: 1024, dropout: 0.1, threads: threads)
+            c.seed = 78
+            let layer = try GPTEmbedding(config: c)
+            for _ in 0..<2 {
+                _ = try layer.forward(ids: ids, batch: 8, seq: 1024, training: true, useLayerNorm: true)
+                try layer.backward(gradOutput: dout, batch: 8, seq: 1024)
+            }
+            return layer.parameters.map(\.gradient)
+        }
+        let one = try run(1)
+        #expect(one.count == 4 && one.allSatisfy { $0.contains { $0 != 0 } })
+        for threads in [2, 3, 4] {
+            let many = try run(threads)
+            #expect(many.count == one.count && zip(many, one).allSatisfy { differences($0, $1) == 0 }, "\(threads) threads")
+        }
+    }
+
     /// The plan itself: owners by position range, shared ids marked, uneven owners refused.
     @Test func planOwnersAndSharedIds() throws {
         let ids: [Int32] = [5, 6, 5, 7, 8, 7, 9, 5]   // batch 2, seq 4

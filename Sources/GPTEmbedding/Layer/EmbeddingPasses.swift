@@ -298,7 +298,7 @@ func embeddingBackward(
             let xhat = base.pointer + layout.rowScratchOffset(worker: worker)
             var waits = 0
             while true {
-                switch schedule.next() {
+                switch schedule.next(worker: worker) {
                 case .done:
                     return
                 case .wait:
@@ -463,6 +463,14 @@ struct BackwardBlocks: Sendable {
 /// order, the dgamma / dbeta sums in sub-block order). A block is scattered in one column
 /// range per two workers (all but one keep computing), the last block over every worker.
 /// A block's scratch set is reused only after the block two before it is scattered.
+///
+/// With two workers and more than one block, each block belongs to one worker (even blocks
+/// to worker 0, odd to worker 1), which computes all of its sub-blocks and scatters it:
+/// its dx rows never leave the core that wrote them. Where the host puts the two vCPUs on
+/// different dies a line written by one and read by the other costs 7× more (see
+/// docs/performance.md), and handing every 2 MiB block of dx across made the backward
+/// 1.5× slower there. While one worker scatters its block the other computes its own, so
+/// the phases still overlap. Who computes a sub-block changes no bit.
 final class BackwardSchedule: @unchecked Sendable {
     enum Task {
         case rows(block: Int, subBlock: Int)
@@ -481,9 +489,15 @@ final class BackwardSchedule: @unchecked Sendable {
     /// The block being scattered, its next column part, and its parts finished.
     private var scatterBlock = 0, nextPart = 0, partsDone = 0
 
+    /// Two workers, each with its own blocks (see above).
+    private let owned: Bool
+    /// In owned mode: each worker's next block to compute and its next sub-block.
+    private var ownBlock = [0, 1], ownSubBlock = [0, 0]
+
     init(_ layout: BackwardBlocks, workers: Int) {
         self.layout = layout
         self.workers = max(1, workers)
+        owned = workers == 2 && layout.blocks > 1
         rowsDone = Array(repeating: 0, count: layout.blocks)
         pthread_mutex_init(mutex, nil)
     }
@@ -496,11 +510,12 @@ final class BackwardSchedule: @unchecked Sendable {
     /// Column parts of block `b`'s scatter.
     private func parts(_ b: Int) -> Int { b == layout.blocks - 1 ? workers : max(1, workers / 2) }
 
-    /// The next task for a worker.
-    func next() -> Task {
+    /// The next task for worker `worker`.
+    func next(worker: Int) -> Task {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         if scatterBlock == layout.blocks { return .done }
+        if owned { return nextOwned(worker) }
         if rowsDone[scatterBlock] == layout.subBlocks(of: scatterBlock) && nextPart < parts(scatterBlock) {
             nextPart += 1
             return .scatter(block: scatterBlock, part: nextPart - 1, parts: parts(scatterBlock))
@@ -509,6 +524,25 @@ final class BackwardSchedule: @unchecked Sendable {
             let task = Task.rows(block: nextBlock, subBlock: nextSubBlock)
             nextSubBlock += 1
             if nextSubBlock == layout.subBlocks(of: nextBlock) { nextBlock += 1; nextSubBlock = 0 }
+            return task
+        }
+        return .wait
+    }
+
+    /// ``next(worker:)`` in owned mode (the mutex held): the scatter of the next block in
+    /// order when it is this worker's (the last block's column parts go to both), else a
+    /// sub-block of this worker's next block once its scratch set is free, else wait.
+    private func nextOwned(_ w: Int) -> Task {
+        let b = scatterBlock, n = parts(b)
+        if rowsDone[b] == layout.subBlocks(of: b) && nextPart < n && (b % 2 == w || n > 1) {
+            nextPart += 1
+            return .scatter(block: b, part: nextPart - 1, parts: n)
+        }
+        let own = ownBlock[w]
+        if own < layout.blocks && own < scatterBlock + layout.buffers {
+            let task = Task.rows(block: own, subBlock: ownSubBlock[w])
+            ownSubBlock[w] += 1
+            if ownSubBlock[w] == layout.subBlocks(of: own) { ownBlock[w] += 2; ownSubBlock[w] = 0 }
             return task
         }
         return .wait
