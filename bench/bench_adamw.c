@@ -62,6 +62,8 @@ typedef struct {
     float *out, *dy;
     int64_t B, T, D;
     gpt_embedding_adamw_options dense, lazy;
+    /* The same layer with bf16 and f16 tables (float32 masters in the optimizer state). */
+    gpt_embedding *layer16[2];
     /* The plain C baseline's arrays. */
     float *p, *g, *m, *v;
     size_t n;
@@ -80,6 +82,8 @@ static void step_lazy(ctx *x) { fwd_bwd(x); ok(gpt_embedding_adamw_step(x->layer
 static void step_dense(ctx *x) { fwd_bwd(x); ok(gpt_embedding_adamw_step(x->layer, &x->dense), "step"); }
 static void adamw_dense(ctx *x) { ok(gpt_embedding_adamw_step(x->layer, &x->dense), "step"); }
 static void adamw_lazy(ctx *x) { ok(gpt_embedding_adamw_step(x->layer, &x->lazy), "step"); }
+static void adamw_dense_bf16(ctx *x) { ok(gpt_embedding_adamw_step(x->layer16[0], &x->dense), "step bf16"); }
+static void adamw_dense_f16(ctx *x) { ok(gpt_embedding_adamw_step(x->layer16[1], &x->dense), "step f16"); }
 
 /* torch.optim.AdamW's update written the obvious way. */
 static void c_adamw_dense(ctx *x) {
@@ -151,6 +155,17 @@ int main(int argc, char **argv) {
     x.a = xmalloc(x.sn * 4); x.b = xmalloc(x.sn * 4); x.c = xmalloc(x.sn * 4);
     fwd_bwd(&x);
     ok(gpt_embedding_adamw_step(x.layer, &x.dense), "first step");  /* allocates the state */
+    /* 16-bit tables: one forward + backward, then a first step that allocates the state. */
+    for (int k = 0; k < 2; k++) {
+        gpt_embedding_config c16 = cfg;
+        c16.weight_dtype = k == 0 ? GPT_EMBEDDING_DTYPE_BF16 : GPT_EMBEDDING_DTYPE_F16;
+        ok(gpt_embedding_create(&c16, &x.layer16[k]), "create 16-bit");
+        gpt_embedding *keep = x.layer;
+        x.layer = x.layer16[k];
+        fwd_bwd(&x);
+        x.layer = keep;
+        ok(gpt_embedding_adamw_step(x.layer16[k], &x.dense), "first 16-bit step");
+    }
     int64_t touched = 0;
     ok(gpt_embedding_touched_rows(x.layer, NULL, 0, &touched), "touched_rows");
 
@@ -159,6 +174,9 @@ int main(int argc, char **argv) {
         {"step_dense", step_dense, 28.0 * (double)nparams, {0}, 0},
         {"adamw_dense", adamw_dense, 28.0 * (double)nparams, {0}, 0},
         {"adamw_lazy", adamw_lazy, 28.0 * (double)(touched + x.T) * (double)x.D, {0}, 0},
+        /* Master, m and v read and written, the gradient read, the 16-bit table written. */
+        {"adamw_dense_bf16", adamw_dense_bf16, 30.0 * (double)nparams, {0}, 0},
+        {"adamw_dense_f16", adamw_dense_f16, 30.0 * (double)nparams, {0}, 0},
         {"c_adamw_dense", c_adamw_dense, 28.0 * (double)nparams, {0}, 0},
         {"stream_add", stream_add, 12.0 * (double)x.sn, {0}, 0},
         {"stream_copy", stream_copy, 8.0 * (double)x.sn, {0}, 0},
@@ -185,5 +203,7 @@ int main(int argc, char **argv) {
                (long long)nparams, (long long)touched, (long long)x.T, (long long)x.D);
     }
     gpt_embedding_free(x.layer);
+    gpt_embedding_free(x.layer16[0]);
+    gpt_embedding_free(x.layer16[1]);
     return 0;
 }

@@ -77,6 +77,10 @@ def main():
     print(f"| full step, dense | {dense_full:.2f} | - | - | {t('adamw_default_full')} | {t('adamw_fused_full')} | - |")
     print(f"| optimizer step alone, dense (28 B/parameter) | {dense['ms']:.2f} | {dense['ms'] / floor_dense:.2f} | "
           f"{rows['c_adamw_dense']['ms']:.2f} | {t('adamw_default_step')} | {t('adamw_fused_step')} | - |")
+    for k in ("bf16", "f16"):
+        r = rows[f"adamw_dense_{k}"]
+        print(f"| optimizer step alone, dense, {k} table (30 B/parameter) | {r['ms']:.2f} | "
+              f"{r['ms'] / (r['bytes'] / best / 1e6):.2f} | - | - | - | - |")
     lazy = rows["adamw_lazy"]
     print(f"| optimizer step alone, lazy | {lazy['ms']:.3f} | {lazy['ms'] / (lazy['bytes'] / best / 1e6):.2f} | - | - | - | "
           f"{t('sparse_adam_step')} |")
@@ -118,6 +122,10 @@ def main():
         target("dense step vs PyTorch AdamW(fused=True)", f"{fu:.2f}× (PyTorch / library)", "≥ 1", fu >= 1)
     x = dense["ms"] / floor_dense
     target("dense step × floor", f"{x:.2f}", "≤ 1.2", x <= 1.2)
+    for k in ("bf16", "f16"):
+        r = rows[f"adamw_dense_{k}"]
+        y = r["ms"] / (r["bytes"] / best / 1e6) / x
+        target(f"dense step, {k} table: × floor / float32's × floor", f"{y:.2f}", "≤ 1.3", y <= 1.3)
     print(f"- dense step vs plain C: {rows['c_adamw_dense']['ms'] / dense['ms']:.2f}× (C / library)")
 
 
