@@ -3,7 +3,7 @@ import Testing
 
 /// The backward without the layer norm splits its tokens among the workers by position
 /// range (`ScatterPlan`, `scatterOwnedRows`); ids whose tokens fall to several workers are
-/// added in column parts. These calls are large enough to be split (a part needs 512 Ki
+/// added in column parts. These calls are large enough to be split (a part needs 256 Ki
 /// elements), and each gradient is checked bit for bit against a token-order float32 sum
 /// written out here and against the same call on one thread.
 @Suite struct ScatterOwnershipTests {

@@ -24,10 +24,11 @@ struct WorkerPool: Sendable {
 
     /// Bytes of memory traffic a part of a memory-bound loop must move to be worth handing
     /// to another thread. Waking a parked worker takes 25-50 µs on this project's machines
-    /// (`perf sched`; far more when the host is loaded), while one thread moves 8 MiB in
-    /// about 0.25 ms. Below this a call runs on the calling thread alone: a decode step or a
-    /// single 1024-token sequence pays no hand-off.
-    static let minBytesPerPart = 8 << 20
+    /// (`perf sched`; far more when the host is loaded), while one thread moves 4 MiB in
+    /// about 0.15 ms. Below this a call runs on the calling thread alone: a decode step pays
+    /// no hand-off. (8 MiB until 2026-12-04: then a 1 x 1024 backward, 12.6 MB, ran on one
+    /// thread in 0.29-0.33 ms; split in two it takes 0.20-0.22 ms.)
+    static let minBytesPerPart = 4 << 20
 
     /// Elements of compute-heavy row work (layer norm and the dropout hash, about 0.1 ms
     /// for this many) a part must have to be worth handing to another thread.
