@@ -48,41 +48,10 @@ func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ d
         let key = mask?.rowKey(r) ?? 0
         var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: c0) }
         let gr = dyRows + (r - firstRow) * d
-        var c = c0
-        switch (dwRow, dpRow) {
-        case let (dw?, dp?):
-            while c &+ 8 <= c1 {
-                if c & 15 == 0 {
-                    gpte_prefetch_for_write(wAhead + c)
-                    if let pAhead { gpte_prefetch_for_write(pAhead + c) }
-                    gpte_prefetch(gAhead + c)
-                }
-                let dy = maskedGradient(gr, c, &stream, keepScale)
-                store(load(dw + c) + sv * dy, dw + c)
-                store(load(dp + c) + dy, dp + c)
-                c &+= 8
-            }
-        case let (dw?, nil):
-            while c &+ 8 <= c1 {
-                if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch(gAhead + c) }
-                store(load(dw + c) + sv * maskedGradient(gr, c, &stream, keepScale), dw + c)
-                c &+= 8
-            }
-        case let (nil, dp?):
-            while c &+ 8 <= c1 {
-                if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch(gAhead + c) }
-                store(load(dp + c) + maskedGradient(gr, c, &stream, keepScale), dp + c)
-                c &+= 8
-            }
-        case (nil, nil):
-            c = c1
-        }
-        while c < c1 {
-            let dy = maskedGradient1(gr, c, mask, key)
-            dwRow?[c] += t.scale * dy
-            dpRow?[c] += dy
-            c += 1
-        }
+        guard dwRow != nil || dpRow != nil else { continue }
+        let ahead = RowsAhead(token: wAhead, position: dwRow != nil && dpRow != nil ? pAhead : nil, dy: gAhead)
+        addSpan(dwRow, dpRow, gr, c0, c1, sv, &stream, keepScale, ahead)
+        addTail(dwRow, dpRow, gr, c0 + (c1 - c0) & ~7, c1, t.scale, mask, key)
     }
 }
 
@@ -117,52 +86,66 @@ func scatterOwnedRows(_ a: UnsafePointer<gpte_kernel_args>, _ owners: UnsafePoin
         let o = owners[r]
         let own = o & 0x7F == me, shared = o & 0x80 != 0
         guard own || shared else { continue }
-        // The rows ahead, a line per 16 columns inside the spans below (see scatterRows).
+        // The rows ahead, a line per 16 columns inside the spans below (see scatterRows):
+        // only lines this worker will write (asking for another worker's line to write
+        // would take it from that core), and the dy row.
         var ra = r + prefetchDistance < n ? r + prefetchDistance : r
         if owners[ra] & 0x7F != me && owners[ra] & 0x80 == 0 { ra = r }
-        let wAhead = if let dwte { dwte + (t.holds(tokens.ids[ra]) ? Int(tokens.ids[ra]) - t.firstRow : 0) * d }
-                     else { dwpe.unsafelyUnwrapped + tokens.position(ra) * d }
+        let aheadOwn = owners[ra] & 0x7F == me, aheadShared = owners[ra] & 0x80 != 0
+        let tokenAhead = t.holds(tokens.ids[ra]) ? dwte.map { $0 + (Int(tokens.ids[ra]) - t.firstRow) * d } : nil
+        let positionRowAhead = aheadOwn ? dwpe.map { $0 + tokens.position(ra) * d } : nil
+        let positionAhead = dwte == nil || longSequence ? positionRowAhead : nil
+        let wholeRowAhead = aheadOwn && !aheadShared ? tokenAhead : nil
+        let partAhead = aheadShared || aheadOwn ? tokenAhead : nil
         let gAhead = dyRows + ra * d
-        let pAhead = dwte != nil && longSequence ? dwpe.map { $0 + tokens.position(ra) * d } : nil
         let dw = tokenRow(r)
         let dp = own ? dwpe.map { $0 + tokens.position(r) * d } : nil
         let key = mask?.rowKey(r) ?? 0
         let gr = dyRows + r * d
         if own && !shared {
             var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: 0) }
-            addSpan(dw, dp, gr, 0, d, sv, &stream, keepScale, wAhead, gAhead, pAhead)
+            addSpan(dw, dp, gr, 0, d, sv, &stream, keepScale, RowsAhead(token: wholeRowAhead, position: positionAhead, dy: gAhead))
             addTail(dw, dp, gr, d & ~7, d, t.scale, mask, key)
         } else if own {
             // Shared id: the whole position row, this worker's columns of the token row.
             var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: 0) }
-            addSpan(nil, dp, gr, 0, c0, sv, &stream, keepScale, wAhead, gAhead, pAhead)
-            addSpan(dw, dp, gr, c0, c1, sv, &stream, keepScale, wAhead, gAhead, pAhead)
-            addSpan(nil, dp, gr, c1, d, sv, &stream, keepScale, wAhead, gAhead, pAhead)
+            let outside = RowsAhead(token: wholeRowAhead, position: positionAhead, dy: gAhead)
+            addSpan(nil, dp, gr, 0, c0, sv, &stream, keepScale, outside)
+            addSpan(dw, dp, gr, c0, c1, sv, &stream, keepScale, RowsAhead(token: partAhead, position: positionAhead, dy: gAhead))
+            addSpan(nil, dp, gr, c1, d, sv, &stream, keepScale, outside)
             addTail(c1 == d ? dw : nil, dp, gr, d & ~7, d, t.scale, mask, key)
         } else {
             var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: c0) }
-            addSpan(dw, nil, gr, c0, c1, sv, &stream, keepScale, wAhead, gAhead, nil)
+            addSpan(dw, nil, gr, c0, c1, sv, &stream, keepScale, RowsAhead(token: partAhead, position: nil, dy: gAhead))
             if c1 == d { addTail(dw, nil, gr, d & ~7, d, t.scale, mask, key) }
         }
     }
 }
 
+/// The lines a span asks for, `prefetchDistance` tokens ahead: the token-gradient row and
+/// the position-gradient row to be written (`nil`: not asked for) and the dy row.
+struct RowsAhead {
+    let token: UnsafeMutablePointer<Float>?
+    let position: UnsafeMutablePointer<Float>?
+    let dy: UnsafePointer<Float>
+}
+
 /// `dw[c] += s * dy[c]` and `dp[c] += dy[c]` for the whole groups of eight columns in
-/// `[lo, hi)` (`lo` a multiple of 8; `stream` is at column `lo`), asking for the lines of
-/// the rows ahead at every 16th column.
+/// `[lo, hi)` (`lo` a multiple of 16; `stream` is at column `lo`), asking for the lines of
+/// the rows `ahead` at every 16th column.
 @inline(__always)
 private func addSpan(_ dw: UnsafeMutablePointer<Float>?, _ dp: UnsafeMutablePointer<Float>?, _ gr: UnsafePointer<Float>,
-                     _ lo: Int, _ hi: Int, _ sv: Vec, _ stream: inout MaskStream?, _ keepScale: Vec,
-                     _ wAhead: UnsafeMutablePointer<Float>, _ gAhead: UnsafePointer<Float>, _ pAhead: UnsafeMutablePointer<Float>?) {
+                     _ lo: Int, _ hi: Int, _ sv: Vec, _ stream: inout MaskStream?, _ keepScale: Vec, _ ahead: RowsAhead) {
+    @inline(__always) func ask(_ c: Int) {
+        if let w = ahead.token { gpte_prefetch_for_write(w + c) }
+        if let p = ahead.position { gpte_prefetch_for_write(p + c) }
+        gpte_prefetch(ahead.dy + c)
+    }
     var c = lo
     switch (dw, dp) {
     case let (dw?, dp?):
         while c &+ 8 <= hi {
-            if c & 15 == 0 {
-                gpte_prefetch_for_write(wAhead + c)
-                if let pAhead { gpte_prefetch_for_write(pAhead + c) }
-                gpte_prefetch(gAhead + c)
-            }
+            if c & 15 == 0 { ask(c) }
             let dy = maskedGradient(gr, c, &stream, keepScale)
             store(load(dw + c) + sv * dy, dw + c)
             store(load(dp + c) + dy, dp + c)
@@ -170,16 +153,13 @@ private func addSpan(_ dw: UnsafeMutablePointer<Float>?, _ dp: UnsafeMutablePoin
         }
     case let (dw?, nil):
         while c &+ 8 <= hi {
-            if c & 15 == 0 { gpte_prefetch_for_write(wAhead + c); gpte_prefetch(gAhead + c) }
+            if c & 15 == 0 { ask(c) }
             store(load(dw + c) + sv * maskedGradient(gr, c, &stream, keepScale), dw + c)
             c &+= 8
         }
     case let (nil, dp?):
         while c &+ 8 <= hi {
-            if c & 15 == 0 {
-                if let pAhead { gpte_prefetch_for_write(pAhead + c) } else { gpte_prefetch_for_write(wAhead + c) }
-                gpte_prefetch(gAhead + c)
-            }
+            if c & 15 == 0 { ask(c) }
             store(load(dp + c) + maskedGradient(gr, c, &stream, keepScale), dp + c)
             c &+= 8
         }
