@@ -22,7 +22,7 @@ BIN = os.path.join(ROOT, ".build", "release")
 OUT = os.path.join(ROOT, ".build", "bench")
 
 OPS = ["forward_eval", "forward_train", "backward", "backward_dropout", "backward_ln_dropout", "zero_grad",
-       "forward_eval_bf16", "forward_eval_f16", "backward_ln_dropout_bf16", "backward_ln_dropout_f16"]
+       "forward_eval_bf16", "forward_eval_f16", "backward_ln_dropout_bf16", "backward_ln_dropout_f16", "forward_finish"]
 OP_NAMES = {
     "forward_eval": "forward (eval)",
     "forward_train": "forward (train, LN + dropout 0.1)",
@@ -34,6 +34,7 @@ OP_NAMES = {
     "forward_eval_f16": "f16 table → f16 output (eval)",
     "backward_ln_dropout_bf16": "backward (LN + dropout), bf16 table",
     "backward_ln_dropout_f16": "backward (LN + dropout), f16 table",
+    "forward_finish": "sharded forward, phase two (positions, LN + dropout)",
 }
 
 
@@ -286,6 +287,9 @@ def targets(by, tby, best, threads):
     for k in ("bf16", "f16"):
         x = xfloor(f"backward_ln_dropout_{k}")
         check(f"backward (LN + dropout), {k} table: × floor / float32's × floor", x and f32 and x / f32, 1.3)
+    for (B, T) in ((8, 1024), (64, 128)):
+        x, tr = xfloor("forward_finish", B, T), xfloor("forward_train", B, T)
+        check(f"{B}×{T} sharded forward phase two: × floor / training forward's × floor", x and tr and x / tr, 1.3)
     # Earlier issues' targets.
     fe, ft, b = (get("lib", o) for o in ("forward_eval", "forward_train", "backward"))
     check("forward (eval) lib / C", fe and get("c", "forward_eval") and fe / get("c", "forward_eval"), 0.9)

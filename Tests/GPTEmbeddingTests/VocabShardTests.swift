@@ -9,6 +9,12 @@ import Testing
     /// The bits of a float array, so that -0.0 and 0.0 (and NaNs) are told apart.
     func bits(_ a: [Float]) -> [UInt32] { a.map(\.bitPattern) }
 
+    /// Elements whose bits differ: large arrays are compared by this count (a failed
+    /// `#expect` on two large arrays spends minutes describing their difference).
+    func differences(_ a: [Float], _ b: [Float]) -> Int {
+        a.count != b.count ? max(a.count, b.count) : zip(a, b).reduce(0) { $0 + ($1.0.bitPattern != $1.1.bitPattern ? 1 : 0) }
+    }
+
     @Test(arguments: [(1, 1), (7, 2), (11, 3), (50257, 8), (10, 10)])
     func balancedRangesTileTheVocabulary(vocab: Int, world: Int) throws {
         var next = 0
@@ -272,6 +278,50 @@ extension VocabShardTests {
             var x = sum
             try s.forwardFinish(batch: batch, seq: seq, summed: &x)
             #expect(bits(x) == bits(ref))
+        }
+    }
+}
+
+extension VocabShardTests {
+    /// Phase two in place, split over two workers and over chunks, for two training steps in
+    /// a row (the second reuses the summed part the first kept), with an eval call between
+    /// them: outputs and gradients equal a layer taking single calls, bit for bit. Cases:
+    /// layer norm with dropout (the summed part kept), dropout without the layer norm
+    /// (nothing kept), sinusoidal positions with `D` odd (the second worker's rows start
+    /// off a 16-byte boundary: the streaming copy's unaligned ends). (Debug builds are slow: 1-4 threads run in Tests/python/test_shard.py.)
+    @Test(arguments: [(true, 0.1 as Float, PositionEncoding.learned, 64), (false, 0.1, .learned, 64),
+                      (true, 0.2, .sinusoidal, 29)])
+    func phaseTwoSplitOverWorkersEqualsTheSingleCall(layerNorm: Bool, dropout: Float, positions: PositionEncoding, dim: Int) throws {
+        // A part needs 2^18 elements: 2 x 4096 tokens of 64 split in two; 18,079 tokens of
+        // 29 split at token 9,039, whose row starts 12 bytes past a 16-byte boundary.
+        let vocab = 300, (batch, seq) = dim == 64 ? (2, 4096) : (1, 18079)
+        for threads in [2] {
+            var c = smallConfig(vocab: vocab, dim: dim, maxSeqLen: seq, dropout: dropout, positions: positions, scale: true, threads: threads)
+            c.seed = 11
+            let one = try GPTEmbedding(config: c), two = try GPTEmbedding(config: c)
+            var rng = TestRandom(UInt64(threads))
+            for step in 0..<2 {
+                let ids = (0..<(batch * seq)).map { _ in Int32(rng.int(vocab)) }
+                if step == 1 {
+                    // An eval call in between: it keeps nothing and frees nothing kept.
+                    let ref = try one.forward(ids: ids, batch: batch, seq: seq, useLayerNorm: layerNorm)
+                    var x = try two.forwardPartial(ids: ids, batch: batch, seq: seq, useLayerNorm: layerNorm)
+                    try two.forwardFinish(batch: batch, seq: seq, summed: &x)
+                    #expect(differences(x, ref) == 0, "eval, threads \(threads)")
+                }
+                let ref = try one.forward(ids: ids, batch: batch, seq: seq, training: true, useLayerNorm: layerNorm)
+                var x = try two.forwardPartial(ids: ids, batch: batch, seq: seq, training: true, useLayerNorm: layerNorm)
+                try two.forwardFinish(batch: batch, seq: seq, summed: &x)
+                #expect(differences(x, ref) == 0, "threads \(threads) step \(step)")
+                let dy = rng.floats(batch * seq * dim)
+                for layer in [one, two] {
+                    layer.zeroGrad()
+                    try layer.backward(gradOutput: dy, batch: batch, seq: seq)
+                }
+                for (p, q) in zip(one.parameters, two.parameters) {
+                    #expect(differences(p.gradient, q.gradient) == 0, "\(p.name), threads \(threads) step \(step)")
+                }
+            }
         }
     }
 }

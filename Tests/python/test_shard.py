@@ -79,6 +79,37 @@ def test_shards_equal_the_whole_layer(positions, layer_norm):
             assert np.array_equal(touched, whole.touched_rows())
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+@pytest.mark.parametrize("positions,layer_norm,dim", [("learned", True, 64), ("learned", False, 64),
+                                                      ("sinusoidal", True, 29)])
+def test_large_phase_two_split_over_workers_equals_the_single_call(threads, positions, layer_norm, dim):
+    # Phase two in place, split over workers (a part needs 2**18 elements) and over chunks,
+    # for three training steps (the later ones reuse the summed part the first kept), with
+    # an eval call between them; dim 29 puts worker rows off 16-byte boundaries.
+    cfg = dict(vocab_size=300, embed_dim=dim, max_seq_len=18079, dropout=0.1, seed=11,
+               position_encoding=positions, num_threads=threads)
+    one, two = ge.GPTEmbedding(**cfg), ge.GPTEmbedding(**cfg)
+    rng = np.random.default_rng(threads)
+    shape = (4, 4096) if dim == 64 else (2, 18079)
+    for step in range(3):
+        ids = rng.integers(0, 300, size=shape)
+        if step == 1:
+            one.eval(), two.eval()
+            ref = one.forward(ids, use_layer_norm=layer_norm)
+            y = two.forward_finish(two.forward_partial(ids, use_layer_norm=layer_norm))
+            assert np.array_equal(bits(y), bits(ref))
+            one.train(), two.train()
+        ref = one.forward(ids, use_layer_norm=layer_norm)
+        y = two.forward_finish(two.forward_partial(ids, use_layer_norm=layer_norm))
+        assert np.array_equal(bits(y), bits(ref)), step
+        dy = rng.standard_normal(ref.shape).astype(np.float32)
+        for layer in (one, two):
+            layer.zero_grad()
+            layer.backward(dy)
+        for name in one.parameter_names():
+            assert np.array_equal(bits(one.gradient(name)), bits(two.gradient(name))), (name, step)
+
+
 def test_phase_errors_change_nothing():
     layer = ge.GPTEmbedding(config=ge.GPTEmbeddingConfig(vocab_size=10, embed_dim=8, shard_start=0, shard_end=5))
     x = np.full((2, 3, 8), 7.0, dtype=np.float32)

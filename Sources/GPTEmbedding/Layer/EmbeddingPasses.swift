@@ -40,6 +40,20 @@ struct EmbeddingTables: @unchecked Sendable {
     /// scratch: the forward then always needs its row scratch, twice as large.
     var decodesRows: Bool { wte.blockType != nil }
 
+    /// The kernel arguments of a call reading its token rows from `rows` (float32 `[R, D]`,
+    /// row r for id r: scale 1, no padding row, no shard), with this layer's positions and
+    /// layer norm: phase two of a two-phase forward, on the summed token parts.
+    func arguments(_ tokens: TokenBatch, mask: DropoutMask?, tokenRows rows: UnsafeRawPointer) -> gpte_kernel_args {
+        var a = arguments(tokens, mask: mask)
+        a.wte = rows
+        a.wte_dtype = TensorDType.float32.rawValue
+        a.scale = 1
+        a.padding_idx = -1
+        a.wte_first_row = 0
+        a.wte_rows = 0
+        return a
+    }
+
     /// The kernel arguments of a call on `tokens`, with `mask` (`nil`: no dropout).
     func arguments(_ tokens: TokenBatch, mask: DropoutMask?) -> gpte_kernel_args {
         var a = gpte_kernel_args()
@@ -159,6 +173,55 @@ func embeddingForward(
         let p = SendableConstPointer(args)
         pool.parallelFor(count: tokens.count, grain: grain) { part, rows in
             forwardRows(p.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), scratch.map { $0.pointer + part * rowFloats })
+        }
+    }
+}
+
+/// Phase two of a two-phase forward, in place: `x [R, D]` holds the summed token parts
+/// (the token rows, ids `0 ..< R`) and receives `dropout(layerNorm?(x[r] + P[pos[r]]))`.
+/// Each worker takes a contiguous range of rows in chunks that stay in its L2: it streams a
+/// chunk of `x` into `keep` (the copy the layer-norm backward reads; skipped when `nil`),
+/// then runs the forward rows on the chunk, which read `x` from cache and write it back.
+/// So `x` is read from memory once and written once, and `keep` written once with streaming
+/// stores: the floor. (A copy first and a forward from the copy moved twice the bytes.)
+///
+/// In place is safe because every row is assembled in the worker's scratch row before its
+/// row of `x` is written (the kernel's `spill`), and a plain lookup reads each group of
+/// columns before it stores them. `rowScratch` holds ``forwardScratchCount(dim:pool:decodesRows:)``
+/// floats.
+func embeddingForwardSummed(
+    kernels: Kernels, tables t: EmbeddingTables, tokens: TokenBatch, normalize: Bool, mask: DropoutMask?,
+    saveMean: UnsafeMutablePointer<Float>?, saveRstd: UnsafeMutablePointer<Float>?,
+    x: UnsafeMutablePointer<Float>, keep: UnsafeMutablePointer<Float>?, rowScratch: UnsafeMutablePointer<Float>,
+    pool: WorkerPool
+) {
+    let d = t.dim
+    var a = t.arguments(tokens, mask: mask, tokenRows: UnsafeRawPointer(x))
+    a.normalize = normalize ? 1 : 0
+    a.save_mean = saveMean
+    a.save_rstd = saveRstd
+    a.out = UnsafeMutableRawPointer(x)
+    a.out_dtype = TensorDType.float32.rawValue
+    // The rows were just read into cache by the copy: ordinary stores write them back.
+    a.store_mode = Int32(GPTE_STORE_CACHED)
+    let grain = normalize || a.dropout != 0
+        ? WorkerPool.computeGrain(elementsPerItem: d)
+        : WorkerPool.memoryGrain(bytesPerItem: 12 * d)
+    // 64 KiB of rows per chunk: the copy's read leaves them in L2 for the kernel.
+    let chunk = max(1, (64 << 10) / (4 * d))
+    let forwardRows = kernels.forwardRows
+    let scratch = SendablePointer(rowScratch), rowsIn = SendablePointer(x), copy = keep.map(SendablePointer.init)
+    withUnsafePointer(to: a) { args in
+        let p = SendableConstPointer(args)
+        pool.parallelFor(count: tokens.count, grain: grain) { part, rows in
+            var lo = rows.lowerBound
+            while lo < rows.upperBound {
+                let hi = min(rows.upperBound, lo + chunk)
+                if let copy { StreamingStore.copy(from: rowsIn.pointer + lo * d, to: copy.pointer + lo * d, count: (hi - lo) * d) }
+                forwardRows(p.pointer, Int64(lo), Int64(hi), scratch.pointer + part * d)
+                lo = hi
+            }
+            if copy != nil { gpte_stream_fence() }
         }
     }
 }

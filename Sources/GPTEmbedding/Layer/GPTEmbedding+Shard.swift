@@ -111,14 +111,28 @@ extension GPTEmbedding {
             return
         }
         // Allocate everything first, so that a failure leaves the buffer and the layer as
-        // they were.
-        let rows = try TableStorage(count: need, dtype: .float32, zeroed: false, what: "summed token part")
-        let identity = try Int32Buffer(count: n, what: "row ids of the summed token part")
-        let out = UnsafeMutableRawPointer(x)
-        let storeMode = forwardStoreMode(out, count: need, dim: d, threshold: streamingThreshold)
-        let rowScratch = storeMode != Int32(GPTE_STORE_CACHED)
-            ? try FloatBuffer(count: forwardScratchCount(dim: d, pool: pool), zeroed: false, what: "forward scratch")
-            : nil
+        // they were. Only a training call with the layer norm keeps the summed part (for
+        // the backward); the others read and write x in place and keep nothing.
+        let keeps = p.training && p.normalize
+        // A training call replaces the saved state, so the summed part an earlier training
+        // call kept is free: reusing it spares the kernel clearing 4 * D bytes per token of
+        // fresh pages on every step (a quarter of phase two's time at 8 x 1024).
+        let previous = p.training ? saved?.summed : nil
+        var rows: TableStorage? = nil
+        if keeps {
+            if let old = previous?.rows, old.count == need, old.dtype == .float32, old.mapping == nil {
+                rows = old
+            } else {
+                rows = try TableStorage(count: need, dtype: .float32, zeroed: false, what: "summed token part")
+            }
+        }
+        let identity: Int32Buffer
+        if let old = previous?.tokens.idStorage, old.count == n {
+            identity = old
+        } else {
+            identity = try Int32Buffer(count: n, what: "row ids of the summed token part")
+        }
+        let rowScratch = try FloatBuffer(count: forwardScratchCount(dim: d, pool: pool), zeroed: false, what: "forward scratch")
         var stats = SavedStatistics(mean: nil, rstd: nil)
         var mask: DropoutMask? = nil
         if p.training {
@@ -128,22 +142,22 @@ extension GPTEmbedding {
             }
             if config.dropout > 0 { mask = DropoutMask(probability: config.dropout, seed: config.seed, step: trainingStep) }
         }
+        // Nothing throws from here on: a reused buffer is overwritten only now.
         for r in 0..<n { identity.base[r] = Int32(truncatingIfNeeded: r) }
-        UnsafeMutableRawPointer(rows.base).copyMemory(from: UnsafeRawPointer(x), byteCount: need * 4)
-        let summed = SummedTokens(
-            rows: rows,
-            tokens: TokenBatch(batch: p.tokens.batch, seq: p.tokens.seq, ids: identity.base, positions: p.tokens.positions,
-                               idStorage: identity, positionStorage: p.tokens.positionStorage, start: p.tokens.start))
-        embeddingForward(kernels: kernels, tables: summedTables(summed), tokens: summed.tokens, normalize: p.normalize,
-                         mask: mask, saveMean: stats.mean?.base, saveRstd: stats.rstd?.base, out: out, dtype: .float32,
-                         storeMode: storeMode, rowScratch: rowScratch?.base, pool: pool)
+        let tokens = TokenBatch(batch: p.tokens.batch, seq: p.tokens.seq, ids: identity.base, positions: p.tokens.positions,
+                                idStorage: identity, positionStorage: p.tokens.positionStorage, start: p.tokens.start)
+        embeddingForwardSummed(kernels: kernels, tables: tables, tokens: tokens, normalize: p.normalize, mask: mask,
+                               saveMean: stats.mean?.base, saveRstd: stats.rstd?.base, x: x,
+                               keep: rows.map { $0.base.assumingMemoryBound(to: Float.self) }, rowScratch: rowScratch.base,
+                               pool: pool)
+        let out = UnsafeMutableRawPointer(x)
         // Dropout 1 keeps nothing, not even inf * 0 = nan, as the single call.
         if mask?.dropAll == true { out.initializeMemory(as: UInt8.self, repeating: 0, count: need * 4) }
         pending = nil
         if p.training {
             // The layer norm backward recomputes x from the summed part; without the layer
             // norm the backward needs the ids and the mask only.
-            saved = TrainingState(tokens: p.tokens, stats: stats, mask: mask, summed: p.normalize ? summed : nil)
+            saved = TrainingState(tokens: p.tokens, stats: stats, mask: mask, summed: rows.map { SummedTokens(rows: $0, tokens: tokens) })
             trainingStep &+= 1
         }
     }

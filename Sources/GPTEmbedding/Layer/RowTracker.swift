@@ -72,30 +72,12 @@ final class RowTracker: @unchecked Sendable {
         let streams = count * cols >= streamingOutputFloats
         pool.parallelFor(count: count, grain: WorkerPool.memoryGrain(bytesPerItem: 4 * cols)) { _, range in
             if streams {
-                for i in range { Self.zeroStreaming(t.pointer + Int(rowList.pointer[i]) * cols, cols) }
+                for i in range { StreamingStore.zero(t.pointer + Int(rowList.pointer[i]) * cols, cols) }
                 gpte_stream_fence()
             } else {
                 for i in range { (t.pointer + Int(rowList.pointer[i]) * cols).update(repeating: 0, count: cols) }
             }
         }
-    }
-
-    /// `p[0 ..< n] = 0`, the 16-byte aligned middle with streaming stores (SSE2: every
-    /// x86-64 CPU has them), the ends with normal ones.
-    @inline(__always)
-    private static func zeroStreaming(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
-        var i = 0
-        while i < n && Int(bitPattern: p + i) & 15 != 0 { p[i] = 0; i += 1 }
-        let zero = SIMD4<Float>()
-        while i &+ 16 <= n {
-            gpte_stream_store4(p + i, zero)
-            gpte_stream_store4(p + (i &+ 4), zero)
-            gpte_stream_store4(p + (i &+ 8), zero)
-            gpte_stream_store4(p + (i &+ 12), zero)
-            i &+= 16
-        }
-        while i &+ 4 <= n { gpte_stream_store4(p + i, zero); i &+= 4 }
-        while i < n { p[i] = 0; i += 1 }
     }
 
     /// Forgets every row.
