@@ -1173,7 +1173,10 @@ int gpt_embedding_forward_partial_i64(gpt_embedding *layer, const int64_t *ids,
  * backward needs (the ids and positions; with the layer norm also mean, rstd
  * and the summed token part, 4 * embed_dim bytes per token, which a shard
  * cannot recompute from its own rows) and advances the dropout step, as a
- * training gpt_embedding_forward does. batch and seq must be phase one's.
+ * training gpt_embedding_forward does (the summed part's buffer is reused from
+ * one training call to the next; eval calls and calls without the layer norm
+ * allocate nothing that size). One pass, at the memory floor: x is read and
+ * written once, the kept part written once. batch and seq must be phase one's.
  * Each phase one is finished once. Errors: _NULL_POINTER, _INVALID_HANDLE,
  * _BAD_STATE (no phase one pending), _INVALID_ARGUMENT (batch or seq differ
  * from phase one's), _BUFFER_TOO_SMALL, _OUT_OF_MEMORY. Nothing is written
