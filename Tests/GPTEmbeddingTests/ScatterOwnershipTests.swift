@@ -129,3 +129,31 @@ import Testing
         #expect(refused == nil, "seven of eight tokens on one worker")
     }
 }
+
+extension ScatterOwnershipTests {
+    /// zero_grad of gradient sets large enough to be written with streaming stores (1 MiB
+    /// or more): the token rows a backward touched (the row-list path) and a position table
+    /// mostly touched (the whole-table path) read as zeros afterwards, every element, and a
+    /// second step on the zeroed gradients equals a fresh layer's first step bit for bit.
+    @Test(arguments: [1, 2])
+    func zeroGradOfLargeSetsClearsEveryElement(threads: Int) throws {
+        let d = 512, seq = 1024
+        var c = smallConfig(vocab: Self.vocab, dim: d, maxSeqLen: seq, threads: threads)
+        c.seed = 5
+        var rng = TestRandom(9)
+        let first = (0..<seq).map { _ in Int32(rng.int(Self.vocab)) }
+        let second = (0..<seq).map { _ in Int32(rng.int(Self.vocab)) }
+        let dout = rng.floats(seq * d)
+        let layer = try GPTEmbedding(config: c), fresh = try GPTEmbedding(config: c)
+        _ = try layer.forward(ids: first, batch: 1, seq: seq, training: true, useLayerNorm: false)
+        try layer.backward(gradOutput: dout, batch: 1, seq: seq)
+        #expect(layer.touchedTokenRows.count * d >= streamingZeroFloats)
+        layer.zeroGrad()
+        for p in layer.parameters { #expect(p.gradient.allSatisfy { $0.bitPattern == 0 }, "\(p.name)") }
+        for l in [layer, fresh] {
+            _ = try l.forward(ids: second, batch: 1, seq: seq, training: true, useLayerNorm: false)
+            try l.backward(gradOutput: dout, batch: 1, seq: seq)
+        }
+        for (p, q) in zip(layer.parameters, fresh.parameters) { #expect(differences(p.gradient, q.gradient) == 0, "\(p.name)") }
+    }
+}

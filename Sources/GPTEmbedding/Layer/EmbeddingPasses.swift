@@ -119,6 +119,10 @@ struct SavedStatistics: @unchecked Sendable {
 /// written normally and stay in cache for the next layer.
 let streamingOutputFloats = 2 << 20
 
+/// Gradient sets at least this large (1 MiB) are zeroed with streaming stores
+/// (``RowTracker/zeroRows(of:cols:pool:)``); smaller ones stay in cache for the next backward.
+let streamingZeroFloats = 1 << 18
+
 /// How the forward writes `count` elements of `dtype` to `out` (`GPTE_STORE_*`): streaming
 /// when the output is large (in bytes) and its rows are aligned for it.
 /// `threshold` is ``streamingOutputFloats`` except in tests, which lower it (per layer) to

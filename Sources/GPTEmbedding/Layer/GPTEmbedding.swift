@@ -1,4 +1,5 @@
 import CKernelDispatch
+import CMemoryHints
 
 /// The input layer of a GPT model: token embedding plus position embedding, then an
 /// optional layer norm and dropout; forward and backward.
@@ -421,7 +422,13 @@ public final class GPTEmbedding: @unchecked Sendable {
         defer { rows.reset() }
         guard let g = tensor.grad else { return }
         if tensor.gradientShared || rows.count * 4 > tensor.rows {
-            g.zero()
+            // Streamed when large, for the reason ``RowTracker/zeroRows(of:cols:pool:)`` gives.
+            guard g.count >= streamingZeroFloats else { g.zero(); return }
+            let cols = tensor.cols, base = SendablePointer(g.base)
+            pool.parallelFor(count: tensor.rows, grain: WorkerPool.memoryGrain(bytesPerItem: 4 * cols)) { _, range in
+                StreamingStore.zero(base.pointer + range.lowerBound * cols, range.count * cols)
+                gpte_stream_fence()
+            }
             return
         }
         rows.zeroRows(of: g.base, cols: tensor.cols, pool: pool)
