@@ -250,7 +250,9 @@ import Testing
 
 extension VocabShardTests {
     /// Outputs large enough for the streaming stores (over 2^21 floats), on several
-    /// threads: the two phases still equal the single call bit for bit.
+    /// threads: the two phases still equal the single call bit for bit. (The single call
+    /// streams its output; phase two writes in place with ordinary stores, the rows being
+    /// in cache.)
     @Test func largeStreamedOutputsEqualTheWholeLayer() throws {
         let vocab = 1000, dim = 256, batch = 2, seq = 300
         var c = smallConfig(vocab: vocab, dim: dim, maxSeqLen: seq, dropout: 0.1, scale: true, threads: 2)
