@@ -424,9 +424,9 @@ public final class GPTEmbedding: @unchecked Sendable {
         if tensor.gradientShared || rows.count * 4 > tensor.rows {
             // Streamed when large, for the reason ``RowTracker/zeroRows(of:cols:pool:)`` gives.
             guard g.count >= streamingZeroFloats else { g.zero(); return }
-            let cols = tensor.cols, base = SendablePointer(g.base)
-            pool.parallelFor(count: tensor.rows, grain: WorkerPool.memoryGrain(bytesPerItem: 4 * cols)) { _, range in
-                StreamingStore.zero(base.pointer + range.lowerBound * cols, range.count * cols)
+            let base = SendablePointer(g.base)
+            pool.parallelFor(count: g.count, grain: WorkerPool.memoryGrain(bytesPerItem: 4)) { _, range in
+                StreamingStore.zero(base.pointer + range.lowerBound, range.count)
                 gpte_stream_fence()
             }
             return
