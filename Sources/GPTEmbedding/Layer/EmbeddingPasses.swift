@@ -250,11 +250,15 @@ struct EmbeddingGradients: @unchecked Sendable {
     var tokenRowIds: UnsafePointer<Int32>? = nil
 }
 
-/// Rows per block of the layer-norm backward (2 MiB of dx): a block's dx rows stay in cache
-/// between phase 1, which writes them, and phase 2, which scatters them, also with the
-/// next block's phase 1 running beside it (two scratch sets, see ``BackwardSchedule``).
+/// Rows per block of the layer-norm backward (at most 256 KiB of dx, whole sub-blocks): a
+/// block's dx rows stay in the core's own cache (L2) between phase 1, which writes them,
+/// and phase 2, which scatters them, also with the next block's phase 1 running beside it
+/// (two scratch sets, see ``BackwardSchedule``). Blocks are scattered one after another,
+/// so small blocks also keep the other worker from waiting long for its turn: 2 MiB blocks
+/// (the earlier size) made the 8×1024 backward 10-18 % slower on one die and 5-10 % on two
+/// (docs/performance.md).
 @inline(__always)
-func backwardBlockRows(_ d: Int) -> Int { max(subBlockRows, (1 << 19) / d / subBlockRows * subBlockRows) }
+func backwardBlockRows(_ d: Int) -> Int { max(subBlockRows, (1 << 16) / d / subBlockRows * subBlockRows) }
 
 /// Rows whose dgamma / dbeta contributions are summed together before being added in
 /// order. Fixed, so the summation order never depends on the thread count.
