@@ -539,9 +539,11 @@ struct BackwardBlocks: Sendable {
 /// to worker 0, odd to worker 1), which computes all of its sub-blocks and scatters it:
 /// its dx rows never leave the core that wrote them. Where the host puts the two vCPUs on
 /// different dies a line written by one and read by the other costs 7× more (see
-/// docs/performance.md), and handing every 2 MiB block of dx across made the backward
-/// 1.5× slower there. While one worker scatters its block the other computes its own, so
-/// the phases still overlap. Who computes a sub-block changes no bit.
+/// docs/performance.md), and handing every block of dx across (2 MiB blocks then) made the
+/// backward 1.5× slower there. While one worker scatters its block the other computes its
+/// own, so the phases still overlap. Who computes a sub-block changes no bit. (With blocks
+/// of 64 rows and a sequence length that is a multiple of 128, a position's rows also fall
+/// in the same worker's blocks in every sequence, so its gradient row stays on one core.)
 final class BackwardSchedule: @unchecked Sendable {
     enum Task {
         case rows(block: Int, subBlock: Int)
