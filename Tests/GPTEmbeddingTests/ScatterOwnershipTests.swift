@@ -1,3 +1,4 @@
+import Dispatch
 import Testing
 @testable import GPTEmbedding
 
@@ -83,12 +84,12 @@ import Testing
         }
     }
 
-    /// The layer-norm backward over several 2 MiB blocks: with two workers each computes
-    /// and scatters its own blocks (`BackwardSchedule`); the bits are those of one thread,
-    /// and of three and four (shared blocks).
+    /// The layer-norm backward over several blocks (256 rows each at D = 256): with two
+    /// workers each computes and scatters its own blocks (`BackwardSchedule`); the bits are
+    /// those of one thread, and of three and four (shared blocks).
     @Test func layerNormBackwardSameBitsOnEveryThreadCount() throws {
         var rng = TestRandom(33)
-        let ids: [Int32] = (0..<(8 * 1024)).map { _ in Int32(rng.int(Self.vocab)) }   // 4 blocks at D = 256
+        let ids: [Int32] = (0..<(8 * 1024)).map { _ in Int32(rng.int(Self.vocab)) }   // 32 blocks at D = 256
         let dout = rng.floats(ids.count * Self.dim)
         func run(_ threads: Int) throws -> [[Float]] {
             var c = smallConfig(vocab: Self.vocab, dim: Self.dim, maxSeqLen: 1024, dropout: 0.1, threads: threads)
@@ -106,6 +107,38 @@ import Testing
             let many = try run(threads)
             #expect(many.count == one.count && zip(many, one).allSatisfy { differences($0, $1) == 0 }, "\(threads) threads")
         }
+    }
+
+    /// When the shared thread team is busy with another call (here the backward is called
+    /// from inside one of the team's parts), a layer's parts run one after another on the
+    /// calling thread. The two-worker schedule must not wait for the worker that has not
+    /// started: it did, forever (worker 0 waited for worker 1's blocks; two layers trained
+    /// from two threads at once hung). The bits are those of the same call with the team free.
+    @Test func layerNormBackwardFinishesWhenItsPartsRunOneAfterAnother() throws {
+        var rng = TestRandom(35)
+        let ids: [Int32] = (0..<(4 * 1024)).map { _ in Int32(rng.int(Self.vocab)) }   // 16 blocks, 2 workers
+        let dout = rng.floats(ids.count * Self.dim)
+        func layer() throws -> GPTEmbedding {
+            var c = smallConfig(vocab: Self.vocab, dim: Self.dim, maxSeqLen: 1024, dropout: 0.1, threads: 2)
+            c.seed = 79
+            let layer = try GPTEmbedding(config: c)
+            _ = try layer.forward(ids: ids, batch: 4, seq: 1024, training: true, useLayerNorm: true)
+            return layer
+        }
+        let free = try layer()
+        try free.backward(gradOutput: dout, batch: 4, seq: 1024)
+        let expected = free.parameters.map(\.gradient)
+        let nested = try layer()
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            ThreadTeam.shared.run(parts: 2) { part in
+                if part == 0 { try? nested.backward(gradOutput: dout, batch: 4, seq: 1024) }
+            }
+            done.signal()
+        }
+        try #require(done.wait(timeout: .now() + 600) == .success, "the backward did not return")
+        let got = nested.parameters.map(\.gradient)
+        #expect(got.count == expected.count && zip(got, expected).allSatisfy { differences($0, $1) == 0 })
     }
 
     /// The plan itself: owners by position range, shared ids marked, uneven owners refused.

@@ -63,6 +63,40 @@ def test_two_layers_in_two_threads_equal_sequential_runs():
                 np.testing.assert_array_equal(grads[k], exp_grads[k])
 
 
+def test_two_thread_layers_backward_at_the_same_time():
+    """Two layers of two threads each, trained from two Python threads at once: the
+    library's thread team serves one call at a time, so the other call runs its parts one
+    after another on its own thread. The layer-norm backward's schedule hands blocks to its
+    two workers in turn; it must not wait for a worker that only starts once the first has
+    returned (it did, and hung, with the blocks of 64 rows). Sizes give several blocks and
+    two workers; each thread's gradients must equal a sequential run's, within a time limit."""
+    b, t, v, d = 4, 1024, 3000, 256
+    rng = np.random.default_rng(11)
+    ids = [rng.integers(0, v, (b, t)) for _ in range(2)]
+    grads = [rng.standard_normal((b, t, d)).astype(np.float32) for _ in range(2)]
+
+    def layer(seed):
+        return GPTEmbedding(v, d, t, dropout=0.1, seed=seed, num_threads=2)
+
+    def steps(lay, i, n=6):
+        for _ in range(n):
+            lay(ids[i], use_layer_norm=True)
+            lay.backward(grads[i])
+        return lay.grads()
+    expected = [steps(layer(i), i) for i in range(2)]
+    results = [None, None]
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, steps(layer(i), i)), daemon=True)
+               for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=300)
+    assert not any(th.is_alive() for th in threads), "a backward did not return within 300 s"
+    for got, exp in zip(results, expected):
+        for k in exp:
+            np.testing.assert_array_equal(got[k], exp[k])
+
+
 def test_eval_forwards_share_one_layer():
     layer = make(3).eval()
     inputs = [workload(s)[0] for s in range(4)]

@@ -566,6 +566,11 @@ final class BackwardSchedule: @unchecked Sendable {
     private let owned: Bool
     /// In owned mode: each worker's next block to compute and its next sub-block.
     private var ownBlock = [0, 1], ownSubBlock = [0, 0]
+    /// Workers that have asked for a task. The team may run the parts one after another on
+    /// one thread (it is busy with another call, or cannot start a thread): a worker that
+    /// has not started is then not coming until the others return, so its blocks go to
+    /// whoever asks (see ``nextOwned(_:)``).
+    private var started = [false, false]
 
     init(_ layout: BackwardBlocks, workers: Int) {
         self.layout = layout
@@ -588,7 +593,7 @@ final class BackwardSchedule: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         if scatterBlock == layout.blocks { return .done }
-        if owned { return nextOwned(worker) }
+        if owned { started[worker] = true; return nextOwned(worker) }
         if rowsDone[scatterBlock] == layout.subBlocks(of: scatterBlock) && nextPart < parts(scatterBlock) {
             nextPart += 1
             return .scatter(block: scatterBlock, part: nextPart - 1, parts: parts(scatterBlock))
@@ -604,19 +609,23 @@ final class BackwardSchedule: @unchecked Sendable {
 
     /// ``next(worker:)`` in owned mode (the mutex held): the scatter of the next block in
     /// order when it is this worker's (the last block's column parts go to both), else a
-    /// sub-block of this worker's next block once its scratch set is free, else wait.
+    /// sub-block of this worker's next block once its scratch set is free, else wait. The
+    /// blocks of a worker that has not started yet are this worker's too: waiting for it
+    /// would never end when the parts run one after another.
     private func nextOwned(_ w: Int) -> Task {
-        let b = scatterBlock, n = parts(b)
-        if rowsDone[b] == layout.subBlocks(of: b) && nextPart < n && (b % 2 == w || n > 1) {
+        let b = scatterBlock, n = parts(b), other = 1 - w
+        if rowsDone[b] == layout.subBlocks(of: b) && nextPart < n && (b % 2 == w || n > 1 || !started[b % 2]) {
             nextPart += 1
             return .scatter(block: b, part: nextPart - 1, parts: n)
         }
-        let own = ownBlock[w]
-        if own < layout.blocks && own < scatterBlock + layout.buffers {
-            let task = Task.rows(block: own, subBlock: ownSubBlock[w])
-            ownSubBlock[w] += 1
-            if ownSubBlock[w] == layout.subBlocks(of: own) { ownBlock[w] += 2; ownSubBlock[w] = 0 }
-            return task
+        for i in 0..<(started[other] ? 1 : 2) {
+            let q = i == 0 ? w : other, own = ownBlock[q]
+            if own < layout.blocks && own < scatterBlock + layout.buffers {
+                let task = Task.rows(block: own, subBlock: ownSubBlock[q])
+                ownSubBlock[q] += 1
+                if ownSubBlock[q] == layout.subBlocks(of: own) { ownBlock[q] += 2; ownSubBlock[q] = 0 }
+                return task
+            }
         }
         return .wait
     }
