@@ -68,7 +68,7 @@ RELIABILITY_STAGES := reliability-tsan reliability-c \
 # backward with and without the layer norm, zero_grad, the optimizer, initialisation,
 # streaming outputs, sharded calls) and the layer used from many threads at once; the rest
 # of the suite is single-threaded or too small to split, and runs under ASan in test-swift.
-TSAN_SUITES := ConcurrencyTests|ReproducibilityTests|CallTests|AdamWTests|NormalFillTests|VocabShardTests|OutputStoreTests|GGUFQuantizedTests
+TSAN_SUITES := ConcurrencyTests|ReproducibilityTests|CallTests|AdamWTests|NormalFillTests|VocabShardTests|OutputStoreTests|GGUFQuantizedTests|ScatterOwnershipTests
 FUZZ_SECONDS_RUN ?= 15
 
 reliability: FUZZ_SECONDS_RUN = $(FUZZ_SECONDS)
