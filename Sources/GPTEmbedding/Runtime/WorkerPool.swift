@@ -57,6 +57,10 @@ struct WorkerPool: Sendable {
     }
 
     /// Calls `body(0) ... body(parts - 1)`, on the calling thread alone when `parts == 1`.
+    /// The parts may also run one after another on the calling thread (the shared team busy
+    /// with another call, or a worker thread that cannot start): a part must never wait for
+    /// another part to start (``BackwardSchedule`` hands a waiting part the work of one that
+    /// has not started).
     func run(parts: Int, _ body: @Sendable (Int) -> Void) {
         if parts <= 1 { if parts == 1 { body(0) }; return }
         ThreadTeam.shared.run(parts: parts, body)
