@@ -6,14 +6,18 @@
  * Prints one JSON object per line; bench/run.py turns them into the table (and adds
  * PyTorch when it is installed). Usage: bench [--smoke] [--threads 1,2]
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* pthread_setaffinity_np, for the placement probe */
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gpt_embedding.h"
 
@@ -61,6 +65,16 @@ static void probe_once(double *gbs);
 static int probe_ready = 0;
 static double case_probe_gbs = 0;  /* of the last median_pair; 0 when none ran */
 
+/* The placement probe, measured after every round too: where the host has put the first
+ * two vCPUs. One cache line bounced between a thread pinned to each takes 40-60 ns when
+ * they share a die (L3) and 300-400 ns when they sit on two dies, in stretches of seconds
+ * that alternate (docs/performance.md). Random-row ops run 1.1-1.3x slower on two dies
+ * while the STREAM probe reads up to 1.5x more, so a case's ratios depend on it: run.py
+ * prints each case's rounds on two dies next to its targets. */
+static double roundtrip_ns(void);
+#define FAR_ROUNDTRIP_NS 200.0
+static int case_far_rounds = -1;  /* rounds of the last median_pair on two dies; -1: not measured */
+
 static stats stats_of(double *t, int n) {
     qsort(t, (size_t)n, sizeof(double), cmp_double);
     stats s = { t[0], t[n / 2], t[n - 1] };
@@ -71,7 +85,7 @@ static void median_pair(step_fn prep_a, step_fn run_a, void *ctx_a, step_fn prep
                         int warm, int reps, stats *ms_a, stats *ms_b) {
     enum { ROUNDS = 5 };
     double ta[256], tb[256], pb[2 * ROUNDS];
-    int per = reps / ROUNDS < 1 ? 1 : reps / ROUNDS, na = 0, nb = 0, np = 0;
+    int per = reps / ROUNDS < 1 ? 1 : reps / ROUNDS, na = 0, nb = 0, np = 0, far = 0, placed = 0;
     if (per * ROUNDS > 256) per = 256 / ROUNDS;
     for (int round = 0; round < ROUNDS; round++) {
         for (int side = 0; side < 2; side++) {
@@ -92,9 +106,12 @@ static void median_pair(step_fn prep_a, step_fn run_a, void *ctx_a, step_fn prep
             probe_once(&first);
             probe_once(&pb[np++]);
             probe_once(&pb[np++]);
+            double rt = roundtrip_ns();
+            if (rt > 0) { placed++; far += rt > FAR_ROUNDTRIP_NS; }
         }
     }
     case_probe_gbs = np ? stats_of(pb, np).med : 0;
+    case_far_rounds = placed ? far : -1;
     *ms_a = stats_of(ta, na);
     if (ms_b) { stats z = { 0, 0, 0 }; *ms_b = nb ? stats_of(tb, nb) : z; }
 }
@@ -300,9 +317,9 @@ static void emit_stats(const char *impl, const char *name, int64_t B, int64_t T,
                        const char *op, stats ms, double bytes, int all_same) {
     printf("{\"impl\": \"%s\", \"model\": \"%s\", \"B\": %lld, \"T\": %lld, \"D\": %lld, \"threads\": %d, "
            "\"op\": \"%s\", \"ms\": %.6f, \"min_ms\": %.6f, \"max_ms\": %.6f, \"bytes\": %.0f, \"all_same\": %d, "
-           "\"probe_gbs\": %.3f}\n",
+           "\"probe_gbs\": %.3f, \"far_rounds\": %d}\n",
            impl, name, (long long)B, (long long)T, (long long)D, threads, op, ms.med, ms.min, ms.max, bytes, all_same,
-           case_probe_gbs);
+           case_probe_gbs, case_far_rounds);
     fflush(stdout);
 }
 
@@ -481,6 +498,47 @@ static void probe_once(double *gbs) {
     stream_add(&probe);
     *gbs = 3.0 * (double)probe.n * sizeof(float) / (now() - t0) / 1e9;
     omp_set_num_threads(before);
+}
+
+static _Alignas(64) atomic_int bounce;
+
+static void *bounce_back(void *arg) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(1, &one);
+    pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+    atomic_store(&bounce, 0); /* pinned: the round trips may start */
+    for (;;) {
+        int v = atomic_load(&bounce);
+        if (v == 1) atomic_store(&bounce, 0);
+        else if (v == 3) return arg;
+    }
+}
+
+/* Mean round trip of one cache line between CPUs 0 and 1 (2,000 of them, after 200 not
+ * counted), in ns; 0 when there are fewer than two CPUs or a thread cannot be pinned. The
+ * calling thread's affinity is restored. */
+static double roundtrip_ns(void) {
+    cpu_set_t old, zero;
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || pthread_getaffinity_np(pthread_self(), sizeof old, &old) != 0) return 0;
+    CPU_ZERO(&zero);
+    CPU_SET(0, &zero);
+    if (pthread_setaffinity_np(pthread_self(), sizeof zero, &zero) != 0) return 0;
+    atomic_store(&bounce, 2);
+    pthread_t t;
+    if (pthread_create(&t, NULL, bounce_back, NULL) != 0) { pthread_setaffinity_np(pthread_self(), sizeof old, &old); return 0; }
+    while (atomic_load(&bounce) != 0) { }
+    double t0 = 0;
+    for (int i = -200; i < 2000; i++) {
+        if (i == 0) t0 = now();
+        atomic_store(&bounce, 1);
+        while (atomic_load(&bounce) != 0) { }
+    }
+    double ns = (now() - t0) / 2000 * 1e9;
+    atomic_store(&bounce, 3);
+    pthread_join(t, NULL);
+    pthread_setaffinity_np(pthread_self(), sizeof old, &old);
+    return ns;
 }
 
 static void run_bandwidth(int threads) {

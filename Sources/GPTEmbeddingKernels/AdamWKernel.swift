@@ -50,8 +50,17 @@ private func adamw<S: RowStore>(_ a: gpte_adamw_args, _ p: UnsafeMutablePointer<
         // without reading it.
         var hasGradient = true
         if let flags = a.grad_rows { hasGradient = flags[row] != 0 }
+        // A row list (the lazy step) jumps between rows no prefetcher can guess: ask for the
+        // row `prefetchDistance` items ahead, a line of each array per 16 columns.
+        let ahead = a.rows != nil && i + prefetchDistance < i1 ? rowOf(a.rows, i + prefetchDistance) * cols : -1
         var c = 0
         while c + 8 <= cols {
+            if ahead >= 0 && c & 15 == 0 {
+                gpte_prefetch_for_write(p + ahead + c)
+                gpte_prefetch_for_write(ms + ahead + c)
+                gpte_prefetch_for_write(vs + ahead + c)
+                gpte_prefetch(grad + ahead + c)
+            }
             let g = hasGradient ? load(gr + c) * gs : Vec()
             var x = load(pr + c) * decay
             var m = load(mr + c)
