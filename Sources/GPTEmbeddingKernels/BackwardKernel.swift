@@ -12,13 +12,25 @@ import CMemoryHints
 /// order whatever the thread count.
 
 /// `dwte[id] += s * dy` and `dwpe[p] += dy` for columns `[c0, c1)` of token rows
-/// `[r0, r1)`, where dy is row `r - firstRow` of `dyRows`, through the dropout mask when
-/// `masked`. Either gradient may be absent (NULL: not wanted, nothing is written for it).
+/// `[r0, r1)`, where dy is row `r - firstRow` of `dyRows` (elements of `dyType`: float32,
+/// or bf16 / f16 widened as they are read), through the dropout mask when `masked`. Either
+/// gradient may be absent (NULL: not wanted, nothing is written for it).
 /// It asks for its part of the gradient rows ``prefetchDistance`` tokens ahead.
 /// (Measured on this project's machines: column ranges with prefetch beat workers that own
 /// whole rows, which must each read most of `dout`.)
-func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ dyRows: UnsafePointer<Float>,
+func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ dyRows: UnsafeRawPointer, _ dyType: Int32,
                  _ firstRow: Int, _ masked: Bool, _ c0: Int, _ c1: Int) {
+    switch dyType {
+    case Int32(GPTE_DTYPE_BF16): scatterRows(a, r0, r1, dyRows, BF16Elements.self, firstRow, masked, c0, c1)
+    case Int32(GPTE_DTYPE_F16): scatterRows(a, r0, r1, dyRows, F16Elements.self, firstRow, masked, c0, c1)
+    default: scatterRows(a, r0, r1, dyRows, F32Elements.self, firstRow, masked, c0, c1)
+    }
+}
+
+/// ``scatterRows(_:_:_:_:_:_:_:_:_:)`` for dy rows of `G` elements.
+@inline(__always)
+private func scatterRows<G: RowElement>(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ dyRows: UnsafeRawPointer,
+                                        _: G.Type, _ firstRow: Int, _ masked: Bool, _ c0: Int, _ c1: Int) {
     let t = Tables(a), tokens = Tokens(a)
     let mask = masked ? Dropout.of(a) : nil
     let dwte = a.pointee.dwte, dwpe = a.pointee.dwpe
@@ -35,7 +47,7 @@ func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ d
         let idAhead = tokens.ids[ra]
         let wAhead = if let dwte { dwte + (t.holds(idAhead) ? Int(idAhead) - t.firstRow : 0) * d }
                      else { dwpe.unsafelyUnwrapped + tokens.position(ra) * d }
-        let gAhead = dyRows + (ra - firstRow) * d
+        let gAhead = dyRows + (ra - firstRow) * d * G.bytes
         // With both gradients, the position row ahead too when the rows a sequence walks
         // through are more than the caches keep (1 MB: T = 1024 at D = 768, measured 10 %
         // faster; with every token the same id they are the misses that bound the loop).
@@ -47,11 +59,11 @@ func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ d
         let dpRow = dwpe.map { $0 + tokens.position(r) * d }
         let key = mask?.rowKey(r) ?? 0
         var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: c0) }
-        let gr = dyRows + (r - firstRow) * d
+        let gr = dyRows + (r - firstRow) * d * G.bytes
         guard dwRow != nil || dpRow != nil else { continue }
         let ahead = RowsAhead(token: wAhead, position: dwRow != nil && dpRow != nil ? pAhead : nil, dy: gAhead)
-        addSpan(dwRow, dpRow, gr, c0, c1, sv, &stream, keepScale, ahead)
-        addTail(dwRow, dpRow, gr, c0 + (c1 - c0) & ~7, c1, t.scale, mask, key)
+        addSpan(dwRow, dpRow, gr, G.self, c0, c1, sv, &stream, keepScale, ahead)
+        addTail(dwRow, dpRow, gr, G.self, c0 + (c1 - c0) & ~7, c1, t.scale, mask, key)
     }
 }
 
@@ -68,7 +80,18 @@ func scatterRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ d
 /// slower. Here only the rows of shared ids are split, and every element is still summed
 /// in token order, so the bits are those of ``scatterRows(_:_:_:_:_:_:_:_:)``.
 func scatterOwnedRows(_ a: UnsafePointer<gpte_kernel_args>, _ owners: UnsafePointer<UInt8>, _ worker: Int,
-                      _ dyRows: UnsafePointer<Float>, _ masked: Bool, _ c0: Int, _ c1: Int) {
+                      _ dyRows: UnsafeRawPointer, _ dyType: Int32, _ masked: Bool, _ c0: Int, _ c1: Int) {
+    switch dyType {
+    case Int32(GPTE_DTYPE_BF16): scatterOwnedRows(a, owners, worker, dyRows, BF16Elements.self, masked, c0, c1)
+    case Int32(GPTE_DTYPE_F16): scatterOwnedRows(a, owners, worker, dyRows, F16Elements.self, masked, c0, c1)
+    default: scatterOwnedRows(a, owners, worker, dyRows, F32Elements.self, masked, c0, c1)
+    }
+}
+
+/// ``scatterOwnedRows(_:_:_:_:_:_:_:_:)`` for dy rows of `G` elements.
+@inline(__always)
+private func scatterOwnedRows<G: RowElement>(_ a: UnsafePointer<gpte_kernel_args>, _ owners: UnsafePointer<UInt8>, _ worker: Int,
+                                             _ dyRows: UnsafeRawPointer, _: G.Type, _ masked: Bool, _ c0: Int, _ c1: Int) {
     let t = Tables(a), tokens = Tokens(a)
     let mask = masked ? Dropout.of(a) : nil
     let dwte = a.pointee.dwte, dwpe = a.pointee.dwpe
@@ -97,27 +120,27 @@ func scatterOwnedRows(_ a: UnsafePointer<gpte_kernel_args>, _ owners: UnsafePoin
         let positionAhead = dwte == nil || longSequence ? positionRowAhead : nil
         let wholeRowAhead = aheadOwn && !aheadShared ? tokenAhead : nil
         let partAhead = aheadShared || aheadOwn ? tokenAhead : nil
-        let gAhead = dyRows + ra * d
+        let gAhead = dyRows + ra * d * G.bytes
         let dw = tokenRow(r)
         let dp = own ? dwpe.map { $0 + tokens.position(r) * d } : nil
         let key = mask?.rowKey(r) ?? 0
-        let gr = dyRows + r * d
+        let gr = dyRows + r * d * G.bytes
         if own && !shared {
             var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: 0) }
-            addSpan(dw, dp, gr, 0, d, sv, &stream, keepScale, RowsAhead(token: wholeRowAhead, position: positionAhead, dy: gAhead))
-            addTail(dw, dp, gr, d & ~7, d, t.scale, mask, key)
+            addSpan(dw, dp, gr, G.self, 0, d, sv, &stream, keepScale, RowsAhead(token: wholeRowAhead, position: positionAhead, dy: gAhead))
+            addTail(dw, dp, gr, G.self, d & ~7, d, t.scale, mask, key)
         } else if own {
             // Shared id: the whole position row, this worker's columns of the token row.
             var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: 0) }
             let outside = RowsAhead(token: wholeRowAhead, position: positionAhead, dy: gAhead)
-            addSpan(nil, dp, gr, 0, c0, sv, &stream, keepScale, outside)
-            addSpan(dw, dp, gr, c0, c1, sv, &stream, keepScale, RowsAhead(token: partAhead, position: positionAhead, dy: gAhead))
-            addSpan(nil, dp, gr, c1, d, sv, &stream, keepScale, outside)
-            addTail(c1 == d ? dw : nil, dp, gr, d & ~7, d, t.scale, mask, key)
+            addSpan(nil, dp, gr, G.self, 0, c0, sv, &stream, keepScale, outside)
+            addSpan(dw, dp, gr, G.self, c0, c1, sv, &stream, keepScale, RowsAhead(token: partAhead, position: positionAhead, dy: gAhead))
+            addSpan(nil, dp, gr, G.self, c1, d, sv, &stream, keepScale, outside)
+            addTail(c1 == d ? dw : nil, dp, gr, G.self, d & ~7, d, t.scale, mask, key)
         } else {
             var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: c0) }
-            addSpan(dw, nil, gr, c0, c1, sv, &stream, keepScale, RowsAhead(token: partAhead, position: nil, dy: gAhead))
-            if c1 == d { addTail(dw, nil, gr, d & ~7, d, t.scale, mask, key) }
+            addSpan(dw, nil, gr, G.self, c0, c1, sv, &stream, keepScale, RowsAhead(token: partAhead, position: nil, dy: gAhead))
+            if c1 == d { addTail(dw, nil, gr, G.self, d & ~7, d, t.scale, mask, key) }
         }
     }
 }
@@ -127,26 +150,29 @@ func scatterOwnedRows(_ a: UnsafePointer<gpte_kernel_args>, _ owners: UnsafePoin
 struct RowsAhead {
     let token: UnsafeMutablePointer<Float>?
     let position: UnsafeMutablePointer<Float>?
-    let dy: UnsafePointer<Float>
+    /// The dy row (of the span's element type).
+    let dy: UnsafeRawPointer
 }
 
 /// `dw[c] += s * dy[c]` and `dp[c] += dy[c]` for the whole groups of eight columns in
-/// `[lo, hi)` (`lo` a multiple of 16; `stream` is at column `lo`), asking for the lines of
-/// the rows `ahead` at every 16th column.
+/// `[lo, hi)` (`lo` a multiple of 16; `stream` is at column `lo`), dy a row of `G`
+/// elements, asking for the lines of the rows `ahead` at every 16th column.
 @inline(__always)
-private func addSpan(_ dw: UnsafeMutablePointer<Float>?, _ dp: UnsafeMutablePointer<Float>?, _ gr: UnsafePointer<Float>,
-                     _ lo: Int, _ hi: Int, _ sv: Vec, _ stream: inout MaskStream?, _ keepScale: Vec, _ ahead: RowsAhead) {
+private func addSpan<G: RowElement>(_ dw: UnsafeMutablePointer<Float>?, _ dp: UnsafeMutablePointer<Float>?, _ gr: UnsafeRawPointer,
+                                    _: G.Type, _ lo: Int, _ hi: Int, _ sv: Vec, _ stream: inout MaskStream?, _ keepScale: Vec,
+                                    _ ahead: RowsAhead) {
     @inline(__always) func ask(_ c: Int) {
         if let w = ahead.token { gpte_prefetch_for_write(w + c) }
         if let p = ahead.position { gpte_prefetch_for_write(p + c) }
-        gpte_prefetch(ahead.dy + c)
+        // A line holds 32 columns of a 16-bit row: ask for it once.
+        if G.bytes == 4 || c & 31 == 0 { gpte_prefetch(ahead.dy + c &* G.bytes) }
     }
     var c = lo
     switch (dw, dp) {
     case let (dw?, dp?):
         while c &+ 8 <= hi {
             if c & 15 == 0 { ask(c) }
-            let dy = maskedGradient(gr, c, &stream, keepScale)
+            let dy = maskedGradient(gr, c, G.self, &stream, keepScale)
             store(load(dw + c) + sv * dy, dw + c)
             store(load(dp + c) + dy, dp + c)
             c &+= 8
@@ -154,28 +180,28 @@ private func addSpan(_ dw: UnsafeMutablePointer<Float>?, _ dp: UnsafeMutablePoin
     case let (dw?, nil):
         while c &+ 8 <= hi {
             if c & 15 == 0 { ask(c) }
-            store(load(dw + c) + sv * maskedGradient(gr, c, &stream, keepScale), dw + c)
+            store(load(dw + c) + sv * maskedGradient(gr, c, G.self, &stream, keepScale), dw + c)
             c &+= 8
         }
     case let (nil, dp?):
         while c &+ 8 <= hi {
             if c & 15 == 0 { ask(c) }
-            store(load(dp + c) + maskedGradient(gr, c, &stream, keepScale), dp + c)
+            store(load(dp + c) + maskedGradient(gr, c, G.self, &stream, keepScale), dp + c)
             c &+= 8
         }
     case (nil, nil):
         // Nothing to add, but the mask stream still moves on with the columns.
-        while c &+ 8 <= hi { _ = maskedGradient(gr, c, &stream, keepScale); c &+= 8 }
+        while c &+ 8 <= hi { _ = maskedGradient(gr, c, G.self, &stream, keepScale); c &+= 8 }
     }
 }
 
 /// The tail columns `[lo, hi)` of a row (fewer than eight), one at a time.
 @inline(__always)
-private func addTail(_ dw: UnsafeMutablePointer<Float>?, _ dp: UnsafeMutablePointer<Float>?, _ gr: UnsafePointer<Float>,
-                     _ lo: Int, _ hi: Int, _ s: Float, _ mask: Dropout?, _ key: UInt32) {
+private func addTail<G: RowElement>(_ dw: UnsafeMutablePointer<Float>?, _ dp: UnsafeMutablePointer<Float>?, _ gr: UnsafeRawPointer,
+                                    _: G.Type, _ lo: Int, _ hi: Int, _ s: Float, _ mask: Dropout?, _ key: UInt32) {
     var c = lo
     while c < hi {
-        let dy = maskedGradient1(gr, c, mask, key)
+        let dy = maskedGradient1(gr, c, G.self, mask, key)
         dw?[c] += s * dy
         dp?[c] += dy
         c += 1
@@ -230,6 +256,7 @@ private func layerNormBackwardRows<W: RowElement, P: RowElement>(
 ) {
     let t = Tables(a), tokens = Tokens(a), mask = Dropout.of(a)
     let mean = a.pointee.mean!, rstd = a.pointee.rstd!, dout = a.pointee.dout!
+    let doutType = a.pointee.dout_dtype, doutBytes = doutType == Int32(GPTE_DTYPE_F32) ? 4 : 2
     let gamma = t.gamma!
     let d = t.dim
     let decoded = t.blockType >= 0 ? dy + d : nil
@@ -242,21 +269,33 @@ private func layerNormBackwardRows<W: RowElement, P: RowElement>(
         // this worker's next range) are asked for a line per 16 columns inside the loop
         // below, spread out rather than in a burst that fills the miss buffers.
         let ahead = r + prefetchDistance < tokens.count ? r + prefetchDistance : r
-        let wAhead = t.rowAhead(tokens.ids[ahead], decoded: decoded), gAhead = dout + ahead * d
+        let wAhead = t.rowAhead(tokens.ids[ahead], decoded: decoded), gAhead = dout + ahead * d * doutBytes
         let w = t.tokenRow(tokens.ids[r], decoded: decoded)
         // A sinusoidal row past the cache is computed into dy, which the loop overwrites
         // column by column after reading it.
         let p = t.positionRow(tokens.position(r), spill: dy)
         let m = mean[r], rs = rstd[r]
         let key = mask?.rowKey(r) ?? 0
-        let gr = dout + r * d
+        let out = dx + (r - r0) * d
+        // A 16-bit dout row is widened (exactly) into this row's dx, which is written only
+        // after the last read of dy below: no float32 copy of dout is ever made.
+        let gr: UnsafePointer<Float>
+        if doutType == Int32(GPTE_DTYPE_F32) {
+            gr = (dout + r * d * 4).assumingMemoryBound(to: Float.self)
+        } else {
+            convert(UnsafeMutableRawPointer(out), Int32(GPTE_DTYPE_F32), dout + r * d * doutBytes, doutType, d)
+            gr = UnsafePointer(out)
+        }
         let mv = Vec(repeating: m), rv = Vec(repeating: rs)
         var stream = mask.map { MaskStream(threshold: $0.threshold, rowKey: key, column: 0) }
         var a1 = Vec(), a2 = Vec()
         // x is recomputed as the forward computed it (s * w + p, the same operations, so
         // the same bits) inside the loop: no pass of its own over the row.
         @inline(__always) func column(_ c: Int, _ x: Vec) {
-            if c & 15 == 0 { if c &* W.bytes < t.prefetchBytes { gpte_prefetch(wAhead + c &* W.bytes) }; gpte_prefetch(gAhead + c) }
+            if c & 15 == 0 {
+                if c &* W.bytes < t.prefetchBytes { gpte_prefetch(wAhead + c &* W.bytes) }
+                if doutBytes == 4 || c & 31 == 0 { gpte_prefetch(gAhead + c &* doutBytes) }
+            }
             let xh = (x - mv) * rv
             let dyv = maskedGradient(gr, c, &stream, keepScale)
             let gdy = load(gamma + c) * dyv
@@ -283,7 +322,6 @@ private func layerNormBackwardRows<W: RowElement, P: RowElement>(
         }
         let k1 = s1 / Float(d), k2 = s2 / Float(d)
         let k1v = Vec(repeating: k1), k2v = Vec(repeating: k2)
-        let out = dx + (r - r0) * d
         c = 0
         while c &+ 8 <= d {
             let xh = load(xhat + c), dyv = load(dy + c)

@@ -10,8 +10,8 @@ import CKernelDispatch
 private func makeTable() -> gpte_kernel_table {
     gpte_kernel_table(
         forward_rows: { a, r0, r1, spill in forwardRows(a!, Int(r0), Int(r1), spill) },
-        scatter_rows: { a, r0, r1, dy, first, masked, c0, c1 in
-            scatterRows(a!, Int(r0), Int(r1), dy!, Int(first), masked != 0, Int(c0), Int(c1))
+        scatter_rows: { a, r0, r1, dy, dyType, first, masked, c0, c1 in
+            scatterRows(a!, Int(r0), Int(r1), dy!, dyType, Int(first), masked != 0, Int(c0), Int(c1))
         },
         layer_norm_backward_rows: { a, r0, r1, dx, sdx, sdy, xhat, dy in
             layerNormBackwardRows(a!, Int(r0), Int(r1), dx!, sdx!, sdy!, xhat!, dy!)
@@ -24,8 +24,8 @@ private func makeTable() -> gpte_kernel_table {
         adamw_rows: { a, i0, i1 in adamwRows(a!, Int(i0), Int(i1)) },
         sum_squares_rows: { x, cols, rows, i0, i1, out in sumSquaresRows(x!, Int(cols), rows, Int(i0), Int(i1), out!) },
         dequantize_row: { type, row, cols, dst in dequantizeRow(type, row!, Int(cols), dst!) ? 1 : 0 },
-        scatter_owned_rows: { a, owners, worker, dy, masked, c0, c1 in
-            scatterOwnedRows(a!, owners!, Int(worker), dy!, masked != 0, Int(c0), Int(c1))
+        scatter_owned_rows: { a, owners, worker, dy, dyType, masked, c0, c1 in
+            scatterOwnedRows(a!, owners!, Int(worker), dy!, dyType, masked != 0, Int(c0), Int(c1))
         }
     )
 }

@@ -62,6 +62,25 @@ func maskedGradient(_ g: UnsafePointer<Float>, _ c: Int, _ stream: inout MaskStr
     return (v * keepScale).replacing(with: 0, where: .!keep)
 }
 
+/// ``maskedGradient(_:_:_:_:)`` for a row of `G` elements (a 16-bit gradient is widened
+/// exactly as it is read).
+@inline(__always)
+func maskedGradient<G: RowElement>(_ g: UnsafeRawPointer, _ c: Int, _: G.Type, _ stream: inout MaskStream?,
+                                   _ keepScale: Vec) -> Vec {
+    let v = G.load8(g, c)
+    guard var s = stream else { return v }
+    let keep = s.next()
+    stream = s
+    return (v * keepScale).replacing(with: 0, where: .!keep)
+}
+
+/// The scalar form of ``maskedGradient(_:_:_:_:_:)`` for tail columns.
+@inline(__always)
+func maskedGradient1<G: RowElement>(_ g: UnsafeRawPointer, _ c: Int, _: G.Type, _ mask: Dropout?, _ key: UInt32) -> Float {
+    guard let mask else { return G.load1(g, c) }
+    return mask.keep(rowKey: key, column: c) ? G.load1(g, c) * mask.keepScale : 0
+}
+
 /// The scalar form of ``maskedGradient(_:_:_:_:)`` for tail columns.
 @inline(__always)
 func maskedGradient1(_ g: UnsafePointer<Float>, _ c: Int, _ mask: Dropout?, _ key: UInt32) -> Float {

@@ -229,6 +229,35 @@ def test_backward_takes_16_bit_gradients_widened_exactly(grad_dtype):
     a.backward(strided)  # copied, dtype kept
 
 
+@pytest.mark.parametrize("grad_dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("dim,layer_norm,dropout,threads", [
+    (29, False, 0.0, 1), (29, True, 0.1, 2), (64, False, 0.1, 2), (64, True, 0.0, 2), (64, True, 0.1, 1)])
+def test_16_bit_gradients_read_in_place_equal_the_widened_float32_ones(grad_dtype, dim, layer_norm, dropout, threads):
+    """The backward reads a 16-bit grad_output where it is (no float32 copy): every path
+    (the owned scatter and the column scatter without the layer norm, both layer-norm
+    phases, odd widths with tail columns, one and two workers) gives the bits of the same
+    gradient widened to float32 first."""
+    rng = np.random.default_rng(dim)
+    B, T = 8, 1024  # 8 x 1024 x 64 floats: large enough for two workers
+    ids = rng.integers(0, 500, size=(B, T))
+    ids[:, ::7] = 3  # a shared id across every worker's positions
+    g = rng.standard_normal((B, T, dim)).astype(NUMPY[grad_dtype])
+    # Explicit positions crowded into one range make the owned plan fall back to columns.
+    crowded = np.minimum(np.tile(np.arange(T), (B, 1)), 40)
+    for positions in (None, crowded):
+        layers = [GPTEmbedding(500, dim, T, dropout, seed=5, num_threads=threads) for _ in range(2)]
+        for layer, grad in zip(layers, (g, g.astype(np.float32))):
+            for _ in range(2):
+                layer(ids, use_layer_norm=layer_norm, position_ids=positions)
+                layer.backward(grad)
+        ga, gb = layers[0].grads(), layers[1].grads()
+        assert ga.keys() == gb.keys()
+        for key in ga:
+            assert np.array_equal(bits(ga[key]), bits(gb[key])), (key, positions is None)
+        assert ga["token_embedding.weight"][3].any()
+
+
+
 # -- checkpoints ---------------------------------------------------------------------
 
 def test_mapped_training_never_writes_the_checkpoint(tmp_path):

@@ -98,7 +98,8 @@ typedef struct gpte_kernel_args {
     /* Backward. */
     const float *mean;           /* [R] kept by the training forward */
     const float *rstd;           /* [R] */
-    const float *dout;           /* [R, D] */
+    const void *dout;            /* [R, D] of dout_dtype (F32, BF16 or F16: widened exactly
+                                    as it is read, so no float32 copy is made) */
     float *dwte;                 /* [V, D], or NULL (no token gradient wanted) */
     float *dwpe;                 /* [wpe_rows, D] learned positions, or NULL (none, or not wanted) */
     /* A shard of the token table (vocabulary parallelism): wte and dwte hold the rows
@@ -110,6 +111,7 @@ typedef struct gpte_kernel_args {
      * changes no bit, not even the sign of a zero) and adds nothing to dwte. */
     int64_t wte_first_row;
     int64_t wte_rows;
+    int32_t dout_dtype;          /* GPTE_DTYPE_* of dout; 0 (F32) when left zero */
 } gpte_kernel_args;
 
 /* One AdamW update (torch.optim.AdamW's single-tensor arithmetic, in float32) over rows of
@@ -148,10 +150,11 @@ typedef struct gpte_kernel_table {
      * with normal stores and the table is not in a block format (then 2 * D floats). */
     void (*forward_rows)(const gpte_kernel_args *a, int64_t r0, int64_t r1, float *spill);
     /* dwte[id] += scale * dy and dwpe[p] += dy over columns [c0, c1) for token rows
-     * [r0, r1), dy = row r - first_row of dy_rows, through the dropout mask when masked.
-     * A NULL dwte or dwpe is not written; with both NULL nothing is done. */
-    void (*scatter_rows)(const gpte_kernel_args *a, int64_t r0, int64_t r1, const float *dy_rows,
-                         int64_t first_row, int32_t masked, int64_t c0, int64_t c1);
+     * [r0, r1), dy = row r - first_row of dy_rows (elements of dy_dtype: F32, BF16 or
+     * F16), through the dropout mask when masked. A NULL dwte or dwpe is not written;
+     * with both NULL nothing is done. */
+    void (*scatter_rows)(const gpte_kernel_args *a, int64_t r0, int64_t r1, const void *dy_rows,
+                         int32_t dy_dtype, int64_t first_row, int32_t masked, int64_t c0, int64_t c1);
     /* Layer norm backward of token rows [r0, r1): dx rows (dx row 0 = token row r0) and
      * the sums over those rows of dy * xhat and dy ([D] each, overwritten). xhat and dy
      * are D floats of scratch each (dy 2 * D for a table in a block format). */
@@ -183,9 +186,10 @@ typedef struct gpte_kernel_table {
      * more than one worker). Over every token row r of [0, count), in order, the worker
      * adds its own tokens' dy into dwpe (whole rows) and, for an unshared id, into dwte
      * (whole rows); for a shared id it adds columns [c0, c1) of dy into dwte, whoever owns
-     * the token. dy = row r of dy_rows, through the dropout mask when masked. */
+     * the token. dy = row r of dy_rows (elements of dy_dtype), through the dropout mask
+     * when masked. */
     void (*scatter_owned_rows)(const gpte_kernel_args *a, const uint8_t *owners, int32_t worker,
-                               const float *dy_rows, int32_t masked, int64_t c0, int64_t c1);
+                               const void *dy_rows, int32_t dy_dtype, int32_t masked, int64_t c0, int64_t c1);
 } gpte_kernel_table;
 
 /* The tables of each path, defined by the kernel modules. The x86-64-v3 one is a weak

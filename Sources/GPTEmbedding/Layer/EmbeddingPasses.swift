@@ -273,6 +273,8 @@ func backwardScratchCount(rows: Int, dim d: Int, pool: WorkerPool) throws(GPTEmb
 /// has: a gradient that is not wanted costs nothing, and with none wanted nothing runs).
 ///
 /// `statistics` are the forward's per-token mean and rstd when it normalised, else `nil`.
+/// `dout` holds elements of `doutType` (float32, bf16 or f16); the kernels widen 16-bit
+/// values exactly as they read them, so no float32 copy is made.
 /// `recompute`, when given, is where the layer norm backward reads the token part from
 /// (a two-phase forward's summed partials, which a shard cannot rebuild from its own rows);
 /// the scatter always uses `tables` and `tokens`, the real ids.
@@ -288,7 +290,8 @@ func backwardScratchCount(rows: Int, dim d: Int, pool: WorkerPool) throws(GPTEmb
 func embeddingBackward(
     kernels: Kernels, tables t: EmbeddingTables, tokens: TokenBatch,
     statistics: (mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>)?, mask: DropoutMask?,
-    dout: UnsafePointer<Float>, grads g: EmbeddingGradients, scratch: UnsafeMutablePointer<Float>?, pool: WorkerPool,
+    dout: UnsafeRawPointer, doutType: TensorDType = .float32, grads g: EmbeddingGradients,
+    scratch: UnsafeMutablePointer<Float>?, pool: WorkerPool,
     recompute: (tables: EmbeddingTables, tokens: TokenBatch)? = nil
 ) {
     let d = t.dim
@@ -303,6 +306,7 @@ func embeddingBackward(
     let parts = min(pool.parts(count: n * d, grain: WorkerPool.memoryGrain(bytesPerItem: 16)), chunks)
     var a = t.arguments(tokens, mask: mask)
     a.dout = dout
+    a.dout_dtype = doutType.rawValue
     a.dwte = g.dwte
     a.dwpe = g.dwpe
     // Each token's own row: the same scatter over identity ids, into tokenRows only.
@@ -313,10 +317,14 @@ func embeddingBackward(
         rowArgs = EmbeddingTables(dim: t.dim, wte: t.wte, scale: t.scale, paddingIdx: -1, positions: t.positions,
                                   gamma: t.gamma, beta: t.beta, eps: t.eps, shard: nil).arguments(own, mask: mask)
         rowArgs.dout = dout
+        rowArgs.dout_dtype = doutType.rawValue
         rowArgs.dwte = g.tokenRows
         rowArgs.dwpe = nil
     }
     let scatter = kernels.scatterRows, lnRows = kernels.layerNormBackwardRows, addColumns = kernels.addColumns
+    // Without the layer norm dout is scattered as it is (16-bit rows widened as they are
+    // read); with it, phase 1 reads dout and the scatter reads float32 dx.
+    let dt = doutType.rawValue, f32 = TensorDType.float32.rawValue
 
     guard let statistics else {
         if parts > 1, let plan = ScatterPlan(tokens: tokens, workers: parts, byPosition: g.dwpe != nil,
@@ -325,12 +333,12 @@ func embeddingBackward(
             let scatterOwned = kernels.scatterOwnedRows
             withUnsafePointer(to: a) { args in
               withUnsafePointer(to: rowArgs) { rArgs in
-                let p = SendableConstPointer(args), pr = SendableConstPointer(rArgs), go = SendableConstPointer(dout)
+                let p = SendableConstPointer(args), pr = SendableConstPointer(rArgs), go = SendableRawPointer(dout)
                 let owners = SendableConstPointer(UnsafePointer(plan.owners))
                 pool.run(parts: parts) { part in
                     let (c0, c1) = columnRange(part, parts, chunks, d)
-                    if tablesWanted { scatterOwned(p.pointer, owners.pointer, Int32(part), go.pointer, 1, Int64(c0), Int64(c1)) }
-                    if rowsWanted { scatterOwned(pr.pointer, owners.pointer, Int32(part), go.pointer, 1, Int64(c0), Int64(c1)) }
+                    if tablesWanted { scatterOwned(p.pointer, owners.pointer, Int32(part), go.pointer, dt, 1, Int64(c0), Int64(c1)) }
+                    if rowsWanted { scatterOwned(pr.pointer, owners.pointer, Int32(part), go.pointer, dt, 1, Int64(c0), Int64(c1)) }
                 }
               }
             }
@@ -338,11 +346,11 @@ func embeddingBackward(
         }
         withUnsafePointer(to: a) { args in
           withUnsafePointer(to: rowArgs) { rArgs in
-            let p = SendableConstPointer(args), pr = SendableConstPointer(rArgs), go = SendableConstPointer(dout)
+            let p = SendableConstPointer(args), pr = SendableConstPointer(rArgs), go = SendableRawPointer(dout)
             pool.run(parts: parts) { part in
                 let (c0, c1) = columnRange(part, parts, chunks, d)
-                if tablesWanted { scatter(p.pointer, 0, Int64(n), go.pointer, 0, 1, Int64(c0), Int64(c1)) }
-                if rowsWanted { scatter(pr.pointer, 0, Int64(n), go.pointer, 0, 1, Int64(c0), Int64(c1)) }
+                if tablesWanted { scatter(p.pointer, 0, Int64(n), go.pointer, dt, 0, 1, Int64(c0), Int64(c1)) }
+                if rowsWanted { scatter(pr.pointer, 0, Int64(n), go.pointer, dt, 0, 1, Int64(c0), Int64(c1)) }
             }
           }
         }
@@ -355,6 +363,7 @@ func embeddingBackward(
     norm.mean = statistics.mean
     norm.rstd = statistics.rstd
     norm.dout = dout
+    norm.dout_dtype = doutType.rawValue
     let layout = BackwardBlocks(rows: n, dim: d)
     let dg = g.dgamma.map(SendablePointer.init), db = g.dbeta.map(SendablePointer.init)
     let base = SendablePointer(scratch)
@@ -389,14 +398,14 @@ func embeddingBackward(
                 case let .scatter(b, part, parts):
                     // Phase 2: the block's dx scattered over a column range, the sums added in order.
                     let rows = layout.rows(of: b)
-                    let dx = UnsafePointer(base.pointer + layout.dxOffset(block: b))
+                    let dx = UnsafeRawPointer(base.pointer + layout.dxOffset(block: b))
                     let (c0, c1) = columnRange(part, parts, (d + 15) / 16, d)
                     if tablesWanted {
-                        scatter(p.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), dx, Int64(rows.lowerBound), 0,
+                        scatter(p.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), dx, f32, Int64(rows.lowerBound), 0,
                                 Int64(c0), Int64(c1))
                     }
                     if rowsWanted {
-                        scatter(pr.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), dx, Int64(rows.lowerBound), 0,
+                        scatter(pr.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), dx, f32, Int64(rows.lowerBound), 0,
                                 Int64(c0), Int64(c1))
                     }
                     for sb in 0..<layout.subBlocks(of: b) {

@@ -237,8 +237,6 @@ extension GPTEmbedding {
             ? try FloatBuffer(count: backwardScratchCount(rows: n, dim: d, pool: pool), zeroed: false, what: "backward scratch")
             : nil
         let identity = rows != nil ? try Int32Buffer(count: n, what: "row ids of token_rows") : nil
-        let widened = dtype == .float32 ? nil
-            : try FloatBuffer(count: n * d, zeroed: false, what: "grad_output as float32")
         if let rows { zeroRows(rows, 0, n) }
         // With dropout 1 nothing reached the output, so no gradient flows back.
         if mask?.dropAll == true { return }
@@ -248,9 +246,8 @@ extension GPTEmbedding {
             all.tokenRows = rows
             all.tokenRowIds = UnsafePointer(identity.base)
         }
-        let dout = widen(gradOutput, dtype, into: widened)
         embeddingBackward(kernels: kernels, tables: tables, tokens: tokens, statistics: statistics, mask: mask,
-                          dout: dout, grads: all, scratch: scratch?.base, pool: pool)
+                          dout: gradOutput, doutType: dtype, grads: all, scratch: scratch?.base, pool: pool)
         // The padding row receives nothing: its tokens' rows are zeros.
         if let rows, let pad = config.paddingIdx {
             for r in 0..<n where Int(tokens.ids[r]) == pad { (rows + r * d).update(repeating: 0, count: d) }

@@ -348,9 +348,6 @@ public final class GPTEmbedding: @unchecked Sendable {
             scratch = try FloatBuffer(count: need, zeroed: false, what: "backward scratch")
             self.scratch = scratch
         }
-        // A 16-bit grad_output is widened into float32 scratch first (exact), in parallel.
-        let widened = dtype == .float32 ? nil
-            : try FloatBuffer(count: tokens.count * embedDim, zeroed: false, what: "grad_output as float32")
         // A table in a block format is frozen: no gradient (positions and layer norm still train).
         let dwte = tokenEmbedding.weight.blockType == nil ? try tokenEmbedding.weight.gradientBuffer() : nil
         let dwpe = try positionalEmbedding?.weight.gradientBuffer()
@@ -369,23 +366,11 @@ public final class GPTEmbedding: @unchecked Sendable {
         if dwpe != nil {
             for r in 0..<tokens.count { touchedPositions.record(Int32(truncatingIfNeeded: tokens.position(r))) }
         }
-        let dout = widen(gradOutput, dtype, into: widened)
+        // A 16-bit grad_output is read as it is: the kernels widen it (exactly) row by row.
         let grads = EmbeddingGradients(dwte: dwte?.base, dwpe: dwpe?.base, dgamma: dgamma?.base, dbeta: dbeta?.base)
         embeddingBackward(kernels: kernels, tables: tables, tokens: tokens, statistics: statistics, mask: mask,
-                          dout: dout, grads: grads, scratch: scratch.base, pool: pool, recompute: recompute)
-    }
-
-    /// `gradOutput` as float32: itself, or widened (exactly, in parallel) into `widened`,
-    /// which holds all of it, when `dtype` is 16-bit.
-    func widen(_ gradOutput: UnsafeRawPointer, _ dtype: TensorDType, into widened: FloatBuffer?) -> UnsafePointer<Float> {
-        guard let widened else { return gradOutput.assumingMemoryBound(to: Float.self) }
-        let src = SendableConstPointer(gradOutput.assumingMemoryBound(to: UInt8.self)), dst = SendablePointer(widened.base)
-        let convert = kernels.convert, bytes = dtype.byteCount
-        pool.parallelFor(count: widened.count, grain: WorkerPool.memoryGrain(bytesPerItem: 6)) { _, range in
-            convert(UnsafeMutableRawPointer(dst.pointer + range.lowerBound), TensorDType.float32.rawValue,
-                    UnsafeRawPointer(src.pointer + range.lowerBound * bytes), dtype.rawValue, Int64(range.count))
-        }
-        return UnsafePointer(widened.base)
+                          dout: gradOutput, doutType: dtype, grads: grads, scratch: scratch.base, pool: pool,
+                          recompute: recompute)
     }
 
     /// Backward from a buffer; `gradOutput.count` must be `batch * seq * embedDim`.

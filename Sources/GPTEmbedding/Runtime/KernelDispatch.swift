@@ -39,7 +39,8 @@ public enum InstructionSet: String, Sendable, CaseIterable, CustomStringConverti
 struct Kernels: @unchecked Sendable {
     let isa: InstructionSet
     let forwardRows: @convention(c) (UnsafePointer<gpte_kernel_args>?, Int64, Int64, UnsafeMutablePointer<Float>?) -> Void
-    let scatterRows: @convention(c) (UnsafePointer<gpte_kernel_args>?, Int64, Int64, UnsafePointer<Float>?, Int64, Int32, Int64, Int64) -> Void
+    let scatterRows: @convention(c) (UnsafePointer<gpte_kernel_args>?, Int64, Int64, UnsafeRawPointer?, Int32, Int64, Int32,
+                                     Int64, Int64) -> Void
     let layerNormBackwardRows: @convention(c) (UnsafePointer<gpte_kernel_args>?, Int64, Int64, UnsafeMutablePointer<Float>?,
                                                UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?,
                                                UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void
@@ -49,8 +50,8 @@ struct Kernels: @unchecked Sendable {
     let adamwRows: @convention(c) (UnsafePointer<gpte_adamw_args>?, Int64, Int64) -> Void
     let sumSquaresRows: @convention(c) (UnsafePointer<Float>?, Int64, UnsafePointer<Int32>?, Int64, Int64, UnsafeMutablePointer<Double>?) -> Void
     let dequantizeRow: @convention(c) (Int32, UnsafeRawPointer?, Int64, UnsafeMutablePointer<Float>?) -> Int32
-    let scatterOwnedRows: @convention(c) (UnsafePointer<gpte_kernel_args>?, UnsafePointer<UInt8>?, Int32, UnsafePointer<Float>?,
-                                          Int32, Int64, Int64) -> Void
+    let scatterOwnedRows: @convention(c) (UnsafePointer<gpte_kernel_args>?, UnsafePointer<UInt8>?, Int32, UnsafeRawPointer?,
+                                          Int32, Int32, Int64, Int64) -> Void
 
     /// `nil` when the table lacks an entry (it never does).
     private init?(_ isa: InstructionSet, _ t: gpte_kernel_table) {

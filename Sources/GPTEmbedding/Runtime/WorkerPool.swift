@@ -74,6 +74,12 @@ struct WorkerPool: Sendable {
     }
 }
 
+/// A read-only raw pointer that may cross into worker closures.
+struct SendableRawPointer: @unchecked Sendable {
+    let pointer: UnsafeRawPointer
+    init(_ p: UnsafeRawPointer) { pointer = p }
+}
+
 /// A read-only pointer that may cross into worker closures.
 struct SendableConstPointer<T>: @unchecked Sendable {
     let pointer: UnsafePointer<T>
