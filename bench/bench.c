@@ -9,9 +9,6 @@
 #define _GNU_SOURCE /* pthread_setaffinity_np, for the placement probe */
 #include <math.h>
 #include <omp.h>
-#include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +17,7 @@
 #include <unistd.h>
 
 #include "gpt_embedding.h"
+#include "placement.h"
 
 static int smoke = 0;
 
@@ -65,14 +63,8 @@ static void probe_once(double *gbs);
 static int probe_ready = 0;
 static double case_probe_gbs = 0;  /* of the last median_pair; 0 when none ran */
 
-/* The placement probe, measured after every round too: where the host has put the first
- * two vCPUs. One cache line bounced between a thread pinned to each takes 40-60 ns when
- * they share a die (L3) and 300-400 ns when they sit on two dies, in stretches of seconds
- * that alternate (docs/performance.md). Random-row ops run 1.1-1.3x slower on two dies
- * while the STREAM probe reads up to 1.5x more, so a case's ratios depend on it: run.py
- * prints each case's rounds on two dies next to its targets. */
-static double roundtrip_ns(void);
-#define FAR_ROUNDTRIP_NS 200.0
+/* The placement probe (placement.h), measured after every round too: run.py prints each
+ * case's rounds on two dies next to its targets. */
 static int case_far_rounds = -1;  /* rounds of the last median_pair on two dies; -1: not measured */
 
 static stats stats_of(double *t, int n) {
@@ -498,47 +490,6 @@ static void probe_once(double *gbs) {
     stream_add(&probe);
     *gbs = 3.0 * (double)probe.n * sizeof(float) / (now() - t0) / 1e9;
     omp_set_num_threads(before);
-}
-
-static _Alignas(64) atomic_int bounce;
-
-static void *bounce_back(void *arg) {
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(1, &one);
-    pthread_setaffinity_np(pthread_self(), sizeof one, &one);
-    atomic_store(&bounce, 0); /* pinned: the round trips may start */
-    for (;;) {
-        int v = atomic_load(&bounce);
-        if (v == 1) atomic_store(&bounce, 0);
-        else if (v == 3) return arg;
-    }
-}
-
-/* Mean round trip of one cache line between CPUs 0 and 1 (2,000 of them, after 200 not
- * counted), in ns; 0 when there are fewer than two CPUs or a thread cannot be pinned. The
- * calling thread's affinity is restored. */
-static double roundtrip_ns(void) {
-    cpu_set_t old, zero;
-    if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || pthread_getaffinity_np(pthread_self(), sizeof old, &old) != 0) return 0;
-    CPU_ZERO(&zero);
-    CPU_SET(0, &zero);
-    if (pthread_setaffinity_np(pthread_self(), sizeof zero, &zero) != 0) return 0;
-    atomic_store(&bounce, 2);
-    pthread_t t;
-    if (pthread_create(&t, NULL, bounce_back, NULL) != 0) { pthread_setaffinity_np(pthread_self(), sizeof old, &old); return 0; }
-    while (atomic_load(&bounce) != 0) { }
-    double t0 = 0;
-    for (int i = -200; i < 2000; i++) {
-        if (i == 0) t0 = now();
-        atomic_store(&bounce, 1);
-        while (atomic_load(&bounce) != 0) { }
-    }
-    double ns = (now() - t0) / 2000 * 1e9;
-    atomic_store(&bounce, 3);
-    pthread_join(t, NULL);
-    pthread_setaffinity_np(pthread_self(), sizeof old, &old);
-    return ns;
 }
 
 static void run_bandwidth(int threads) {

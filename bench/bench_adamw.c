@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "gpt_embedding.h"
+#include "placement.h"
 
 static double now(void) {
     struct timespec ts;
@@ -196,6 +197,7 @@ int main(int argc, char **argv) {
     };
     const int nops = (int)(sizeof ops / sizeof ops[0]);
     const int rounds = smoke ? 1 : 7, per = smoke ? 1 : 5;
+    int far_rounds = 0, placed = 0;
     for (int r = 0; r < rounds; r++) {
         for (int k = 0; k < nops; k++) {
             ops[k].run(&x);  /* warm */
@@ -205,7 +207,10 @@ int main(int argc, char **argv) {
                 ops[k].t[ops[k].n++] = (now() - t0) * 1e3;
             }
         }
+        double rt = roundtrip_ns();
+        if (rt > 0) { placed++; far_rounds += rt > FAR_ROUNDTRIP_NS; }
     }
+    printf("{\"impl\": \"probe\", \"op\": \"placement\", \"far_rounds\": %d, \"rounds\": %d}\n", far_rounds, placed);
     for (int k = 0; k < nops; k++) {
         qsort(ops[k].t, (size_t)ops[k].n, sizeof(double), cmp_double);
         printf("{\"impl\": \"%s\", \"op\": \"%s\", \"threads\": %d, \"ms\": %.6f, \"min_ms\": %.6f, \"max_ms\": %.6f, "

@@ -57,9 +57,12 @@ def main():
     version = next(iter(torch_rows.values()))["torch"] if torch_rows else "not installed"
     print(f"\n## Training step: AdamW ({params / 1e6:.1f}M parameters, one 1×{1024 if not args.smoke else 128} batch, "
           f"{args.threads} threads; {T} token rows touched; PyTorch {version})\n")
+    place = rows.get("placement")
+    dies = (f"; rounds with the two vCPUs on two dies (placement.h): {place['far_rounds']}/{place['rounds']}"
+            if place and place["rounds"] else "")
     print(f"bandwidth: add {gbs(rows['stream_add']):.1f} GB/s, memcpy {gbs(rows['stream_copy']):.1f} GB/s, "
           f"read-modify-write in place {gbs(rows['stream_rw']):.1f} GB/s; floor = bytes / {best:.1f} GB/s "
-          f"(the best of the three)\n")
+          f"(the best of the three){dies}\n")
     print("The dense step reads 24 bytes per parameter on the rows backward did not touch (their gradient "
           "is known to be zero) and 28 elsewhere; its floor is computed with 28.\n")
     print("| what | library ms | × floor | plain C ms | PyTorch AdamW ms | PyTorch AdamW(fused) ms | PyTorch SparseAdam ms |")
