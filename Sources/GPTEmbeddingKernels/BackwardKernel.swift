@@ -293,8 +293,8 @@ private func layerNormBackwardRows<W: RowElement, P: RowElement>(
         // the same bits) inside the loop: no pass of its own over the row.
         @inline(__always) func column(_ c: Int, _ x: Vec) {
             if c & 15 == 0 {
-                if c &* W.bytes < t.prefetchBytes { gpte_prefetch(wAhead + c &* W.bytes) }
-                if doutBytes == 4 || c & 31 == 0 { gpte_prefetch(gAhead + c &* doutBytes) }
+                if c &* W.bytes < t.prefetchBytes { gpte_prefetch_l2(wAhead + c &* W.bytes) }
+                if doutBytes == 4 || c & 31 == 0 { gpte_prefetch_l2(gAhead + c &* doutBytes) }
             }
             let xh = (x - mv) * rv
             let dyv = maskedGradient(gr, c, &stream, keepScale)

@@ -117,14 +117,14 @@ private struct ForwardRows {
                 // output in place) to the output row itself, which is then rewritten.
                 if let p = t.positionRow(tokens.position(r), spill: spill ?? row.assumingMemoryBound(to: Float.self)) {
                     while c + 8 <= d {
-                        if c & aheadStep == 0 && c &* W.bytes < rowBytes { gpte_prefetch(ahead + c * W.bytes) }
+                        if c & aheadStep == 0 && c &* W.bytes < rowBytes { gpte_prefetch_l2(ahead + c * W.bytes) }
                         st.put(sv * W.load8(w, c) + P.load8(p, c), column: c)
                         c &+= 8
                     }
                     while c < d { st.put1(t.scale * W.load1(w, c) + P.load1(p, c), column: c); c += 1 }
                 } else {
                     while c + 8 <= d {
-                        if c & aheadStep == 0 && c &* W.bytes < rowBytes { gpte_prefetch(ahead + c * W.bytes) }
+                        if c & aheadStep == 0 && c &* W.bytes < rowBytes { gpte_prefetch_l2(ahead + c * W.bytes) }
                         st.put(sv * W.load8(w, c), column: c)
                         c &+= 8
                     }

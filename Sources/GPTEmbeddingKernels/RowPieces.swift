@@ -19,7 +19,7 @@ func gather<W: RowElement, P: RowElement>(_ x: UnsafeMutablePointer<Float>, _ w:
     // A line (64 bytes) of the row ahead per 16 columns of float32, 32 of 16-bit elements.
     let step = W.bytes == 4 ? 16 : 32
     @inline(__always) func ask(_ c: Int) {
-        if let ahead, c &* W.bytes < aheadBytes { gpte_prefetch(ahead + c &* W.bytes) }
+        if let ahead, c &* W.bytes < aheadBytes { gpte_prefetch_l2(ahead + c &* W.bytes) }
     }
     if let p {
         @inline(__always) func x8(_ c: Int) -> Vec { sv * W.load8(w, c) + P.load8(p, c) }
