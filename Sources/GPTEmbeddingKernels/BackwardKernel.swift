@@ -256,7 +256,10 @@ private func layerNormBackwardRows<W: RowElement, P: RowElement>(
 ) {
     let t = Tables(a), tokens = Tokens(a), mask = Dropout.of(a)
     let mean = a.pointee.mean!, rstd = a.pointee.rstd!, dout = a.pointee.dout!
-    let doutType = a.pointee.dout_dtype, doutBytes = doutType == Int32(GPTE_DTYPE_F32) ? 4 : 2
+    // BF16 and F16 rows are 2 bytes an element; anything else is read as float32, as the
+    // scatters and `convert` read it.
+    let doutType = a.pointee.dout_dtype
+    let doutBytes = doutType == Int32(GPTE_DTYPE_BF16) || doutType == Int32(GPTE_DTYPE_F16) ? 2 : 4
     let gamma = t.gamma!
     let d = t.dim
     let decoded = t.blockType >= 0 ? dy + d : nil
@@ -280,7 +283,7 @@ private func layerNormBackwardRows<W: RowElement, P: RowElement>(
         // A 16-bit dout row is widened (exactly) into this row's dx, which is written only
         // after the last read of dy below: no float32 copy of dout is ever made.
         let gr: UnsafePointer<Float>
-        if doutType == Int32(GPTE_DTYPE_F32) {
+        if doutBytes == 4 {
             gr = (dout + r * d * 4).assumingMemoryBound(to: Float.self)
         } else {
             convert(UnsafeMutableRawPointer(out), Int32(GPTE_DTYPE_F32), dout + r * d * doutBytes, doutType, d)
