@@ -1,6 +1,7 @@
 /// Conversions between float32 and the two 16-bit formats, eight lanes at a time, in integer
-/// arithmetic only: exact, the same bits on every CPU path, and immune to a caller's
-/// flush-to-zero or denormals-are-zero mode (no float operation ever sees a subnormal).
+/// arithmetic (the x86-64-v3 kernels use F16C's conversions wherever those give the same
+/// bits): exact, the same bits on every CPU path, and immune to a caller's flush-to-zero or
+/// denormals-are-zero mode (no float arithmetic ever sees a subnormal).
 ///
 /// - bf16 -> f32: exact (the 16 bits become the high half of the float).
 /// - f16 -> f32: exact, subnormals, infinities and NaN payloads included.
@@ -61,15 +62,16 @@ func widenBF16(_ h: U16x8) -> Vec {
 }
 
 /// Eight f16 values (their bits) as floats. The x86-64-v3 kernels convert with F16C's
-/// `vcvtph2ps` (measured 3x faster for f16 tables) unless a lane is a NaN (F16C quiets it)
-/// or a subnormal (a caller's DAZ mode would apply): those vectors take the integer path,
-/// so both CPU paths give the same bits.
+/// `vcvtph2ps` (measured 3x faster for f16 tables) unless a lane is a NaN (F16C quiets a
+/// signalling one): those vectors take the integer path, so both CPU paths give the same
+/// bits. Subnormals need no detour: `vcvtph2ps` ignores MXCSR.DAZ and converts them
+/// exactly (Intel SDM, VCVTPH2PS; checked on AMD Zen 4, and by Tests/c/test_precision.c
+/// under DAZ + FTZ). Testing for them cost a third of the f16 layer-norm backward's row pass.
 @inline(__always)
 func widenF16(_ h: U16x8) -> Vec {
     #if GPTE_KERNELS_X86_64_V3
     let m = unsafeBitCast(h, to: SIMD8<Int16>.self) & SIMD8<Int16>(repeating: 0x7FFF)
-    let special = (m .> SIMD8<Int16>(repeating: 0x7C00)) .| ((m .> SIMD8<Int16>()) .& (m .< SIMD8<Int16>(repeating: 0x0400)))
-    if !anyLane(special) { return gpte_f16c_widen(h) }
+    if !anyLane(m .> SIMD8<Int16>(repeating: 0x7C00)) { return gpte_f16c_widen(h) }
     #endif
     return widenF16Integer(h)
 }
@@ -112,15 +114,15 @@ func narrowBF16(_ v: Vec) -> U16x8 {
 
 /// Eight floats rounded to f16 bits. The x86-64-v3 kernels round with F16C's `vcvtps2ph`
 /// (nearest even) unless a lane is a NaN (F16C keeps part of its payload; PyTorch, and this
-/// library, give 0x7E00) or rounds to an f16 subnormal (a caller's DAZ / FTZ modes would
-/// apply): those vectors take the integer path, so both CPU paths give the same bits.
+/// library, give 0x7E00 | sign): those vectors take the integer path, so both CPU paths give
+/// the same bits. Results in f16's subnormal range need no detour: `vcvtps2ph` ignores
+/// MXCSR.FTZ and rounds them correctly, and the float32 subnormals DAZ would read as zero
+/// round to a zero of the same sign anyway (Intel SDM, VCVTPS2PH; checked as for widening).
 @inline(__always)
 func narrowF16(_ v: Vec) -> U16x8 {
     #if GPTE_KERNELS_X86_64_V3
     let a = unsafeBitCast(v, to: SIMD8<Int32>.self) & SIMD8<Int32>(repeating: 0x7FFF_FFFF)
-    let special = (a .> SIMD8<Int32>(repeating: 0x7F80_0000))
-        .| ((a .> SIMD8<Int32>()) .& (a .< SIMD8<Int32>(repeating: 0x3880_0000)))
-    if !anyLane(special) { return gpte_f16c_narrow(v) }
+    if !anyLane(a .> SIMD8<Int32>(repeating: 0x7F80_0000)) { return gpte_f16c_narrow(v) }
     #endif
     return narrowF16Integer(v)
 }

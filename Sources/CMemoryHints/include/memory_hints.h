@@ -47,8 +47,9 @@ typedef short gpte_i16x8_ __attribute__((vector_size(16)));
  * with round-to-nearest-even), which Swift cannot spell without a generic conversion the
  * linker would share between the two CPU paths. Compiled for F16C whatever the including
  * module's target: only the x86-64-v3 kernels (GPTE_KERNELS_X86_64_V3) call them. They are
- * exact except where the kernels do not use them: NaNs (quieted here, kept as they are
- * by the integer conversions) and subnormals (the caller's DAZ / FTZ modes apply). */
+ * exact except where the kernels do not use them: NaNs (quieted or truncated here, kept
+ * as they are or made 0x7E00 | sign by the integer conversions). Both ignore MXCSR's DAZ
+ * (f16 inputs) and FTZ (f16 outputs), so f16 subnormals convert exactly. */
 static inline __attribute__((always_inline, target("avx,f16c"))) gpte_float8 gpte_f16c_widen(gpte_u16x8 h) {
     return (gpte_float8)__builtin_ia32_vcvtph2ps256((gpte_i16x8_)h);
 }
