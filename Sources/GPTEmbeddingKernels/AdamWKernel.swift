@@ -23,11 +23,18 @@ func adamwRows(_ a: UnsafePointer<gpte_adamw_args>, _ i0: Int, _ i1: Int) {
         adamw(args, args.param.assumingMemoryBound(to: Float.self), CachedStore.self, i0, i1)
         return
     }
-    switch args.param_dtype {
-    case Int32(GPTE_DTYPE_BF16): adamw(args, master, BF16Store.self, i0, i1)
-    case Int32(GPTE_DTYPE_F16): adamw(args, master, F16Store.self, i0, i1)
+    // A dense step over a large 16-bit table writes its values around the caches: they are
+    // only written, and a normal store would first read each line (2 of the 32 bytes per
+    // element the step moves, and the reads compete with p, m, v and g's).
+    let streams = args.store_mode == Int32(GPTE_STORE_STREAM16)
+    switch (args.param_dtype, streams) {
+    case (Int32(GPTE_DTYPE_BF16), false): adamw(args, master, BF16Store.self, i0, i1)
+    case (Int32(GPTE_DTYPE_BF16), true): adamw(args, master, BF16StreamStore.self, i0, i1)
+    case (Int32(GPTE_DTYPE_F16), false): adamw(args, master, F16Store.self, i0, i1)
+    case (Int32(GPTE_DTYPE_F16), true): adamw(args, master, F16StreamStore.self, i0, i1)
     default: adamw(args, master, CachedStore.self, i0, i1)
     }
+    if streams { gpte_stream_fence() }
 }
 
 /// The update with the float32 values at `p` (the parameter itself or its master copy),

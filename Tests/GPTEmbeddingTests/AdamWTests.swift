@@ -160,6 +160,39 @@ import Testing
         for r in results.dropFirst() { #expect(r == results[0]) }
     }
 
+    /// A dense step on a large bf16 / f16 table writes the table with streaming stores
+    /// (here the layer's threshold is lowered so that a small table streams): the same bits
+    /// as with normal stores, on both CPU paths and at 1 and 2 threads.
+    @Test(arguments: [TensorDType.bfloat16, .float16])
+    func denseStepsStreamingA16BitTableGiveTheBitsOfNormalStores(dtype: TensorDType) throws {
+        let vocab = 3000, dim = 136
+        var results: [[[UInt32]]] = []
+        let paths = [Kernels.load(.baseline), Kernels.load(.x86_64_v3)].compactMap { $0 }
+        for kernels in paths {
+            for threads in [1, 2] {
+                for streams in [false, true] {
+                    var c = smallConfig(vocab: vocab, dim: dim, maxSeqLen: 64, threads: threads)
+                    c.weightDType = dtype
+                    let layer = try GPTEmbedding(config: c, kernels: kernels)
+                    if streams {
+                        layer.streamingThreshold = 1024
+                        #expect(Int(bitPattern: layer.parameters[0].storage.base) % 16 == 0)
+                    }
+                    for s in 0..<3 {
+                        try Self.backward(layer, seed: UInt64(s), batch: 4, seq: 64)
+                        try layer.step(AdamW(lr: 1e-2, weightDecay: 0.1, lazy: false))
+                    }
+                    results.append(Self.bits(layer))
+                }
+            }
+        }
+        #expect(results.count >= 4)
+        for (i, r) in results.enumerated().dropFirst() {
+            let same = r == results[0]  // (not inside #expect: it would print every value)
+            #expect(same, "\(dtype): run \(i) (path, threads, streaming) differs from the first")
+        }
+    }
+
     @Test(arguments: [false, true])
     func savingReloadingAndContinuingEqualsTrainingWithoutAStop(bf16: Bool) throws {
         var c = smallConfig(vocab: 30, dim: 20, dropout: 0.1)

@@ -140,6 +140,9 @@ typedef struct gpte_adamw_args {
     float bias_correction2_sqrt; /* sqrt(1 - beta2^step) */
     float eps;
     float neg_step_size;         /* -lr / (1 - beta1^step) */
+    int32_t store_mode;          /* how a 16-bit param is written (with master): GPTE_STORE_CACHED,
+                                    or GPTE_STORE_STREAM16 (16-byte streaming stores, param
+                                    16-byte aligned, cols % 8 == 0; fenced before returning) */
 } gpte_adamw_args;
 
 /* One path's kernels. Each is called for one part of a call and is free of threads. */

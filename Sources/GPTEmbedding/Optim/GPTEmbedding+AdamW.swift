@@ -156,6 +156,14 @@ extension GPTEmbedding {
             // then, or never written); the kernel skips reading them, with the same result.
             a.grad_rows = tracked.rowFlags
         }
+        // A dense step streams a large 16-bit table's values out (see the kernel): 4M
+        // values or more, as large as the forward's streamed outputs (`streamingThreshold`
+        // floats, in bytes). A lazy step's rows, and small tables, stay in cache for the
+        // next forward.
+        if a.master != nil, a.rows == nil, t.cols % 8 == 0, Int(bitPattern: t.storage.base) % 16 == 0,
+           t.rows * t.cols >= streamingThreshold * 2 {
+            a.store_mode = Int32(GPTE_STORE_STREAM16)
+        }
         // Per element: p, m, v read and written, g read (28 bytes in float32).
         let kernel = kernels.adamwRows
         withUnsafePointer(to: a) { args in
