@@ -369,16 +369,53 @@ func embeddingBackward(
     let base = SendablePointer(scratch)
     let workers = pool.parts(count: layout.subBlocks(of: 0) * layout.blocks,
                              grain: WorkerPool.computeGrain(elementsPerItem: d * subBlockRows))
-    let schedule = BackwardSchedule(layout, workers: workers)
     withUnsafePointer(to: a) { args in
       withUnsafePointer(to: rowArgs) { rArgs in
       withUnsafePointer(to: norm) { normArgs in
         let p = SendableConstPointer(args), pr = SendableConstPointer(rArgs), pn = SendableConstPointer(normArgs)
-        pool.run(parts: workers) { worker in
+        // Phase 1 of sub-block sb of block b: its dx rows and dgamma / dbeta sums.
+        @Sendable func computeRows(_ b: Int, _ sb: Int, worker: Int) {
             let xhat = base.pointer + layout.rowScratchOffset(worker: worker)
+            let rows = layout.rows(of: b)
+            let lo = rows.lowerBound + sb * subBlockRows, hi = min(rows.upperBound, lo + subBlockRows)
+            let dx = base.pointer + layout.dxOffset(block: b) + (lo - rows.lowerBound) * d
+            let partials = base.pointer + layout.partialsOffset(block: b) + 2 * sb * d
+            lnRows(pn.pointer, Int64(lo), Int64(hi), dx, partials, partials + d, xhat, xhat + d)
+        }
+        // Phase 2 of block b over column part `part` of `parts`: its dx scattered, its
+        // sub-blocks' sums added in order.
+        @Sendable func scatterBlock(_ b: Int, part: Int, parts: Int) {
+            let rows = layout.rows(of: b)
+            let dx = UnsafeRawPointer(base.pointer + layout.dxOffset(block: b))
+            let (c0, c1) = columnRange(part, parts, (d + 15) / 16, d)
+            if tablesWanted {
+                scatter(p.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), dx, f32, Int64(rows.lowerBound), 0,
+                        Int64(c0), Int64(c1))
+            }
+            if rowsWanted {
+                scatter(pr.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), dx, f32, Int64(rows.lowerBound), 0,
+                        Int64(c0), Int64(c1))
+            }
+            for sb in 0..<layout.subBlocks(of: b) {
+                let pg = base.pointer + layout.partialsOffset(block: b) + 2 * sb * d
+                if let dg { addColumns(dg.pointer, pg, Int64(c0), Int64(c1)) }
+                if let db { addColumns(db.pointer, pg + d, Int64(c0), Int64(c1)) }
+            }
+        }
+        if workers == 2 && layout.blocks > 1 {
+            let pair = BlockPairSchedule(blocks: layout.blocks)
+            pool.run(parts: 2) { worker in
+                pair.run(part: worker,
+                         compute: { b in for sb in 0..<layout.subBlocks(of: b) { computeRows(b, sb, worker: worker) } },
+                         scatter: { b in scatterBlock(b, part: 0, parts: 1) })
+            }
+            return
+        }
+        let schedule = BackwardSchedule(layout, workers: workers)
+        pool.run(parts: workers) { worker in
             var waits = 0
             while true {
-                switch schedule.next(worker: worker) {
+                switch schedule.next() {
                 case .done:
                     return
                 case .wait:
@@ -388,31 +425,10 @@ func embeddingBackward(
                     waits += 1
                     if waits & 63 == 0 { sched_yield() }
                 case let .rows(b, sb):
-                    // Phase 1: dx rows of a sub-block and its dgamma / dbeta sums.
-                    let rows = layout.rows(of: b)
-                    let lo = rows.lowerBound + sb * subBlockRows, hi = min(rows.upperBound, lo + subBlockRows)
-                    let dx = base.pointer + layout.dxOffset(block: b) + (lo - rows.lowerBound) * d
-                    let partials = base.pointer + layout.partialsOffset(block: b) + 2 * sb * d
-                    lnRows(pn.pointer, Int64(lo), Int64(hi), dx, partials, partials + d, xhat, xhat + d)
+                    computeRows(b, sb, worker: worker)
                     schedule.finishedRows(block: b)
                 case let .scatter(b, part, parts):
-                    // Phase 2: the block's dx scattered over a column range, the sums added in order.
-                    let rows = layout.rows(of: b)
-                    let dx = UnsafeRawPointer(base.pointer + layout.dxOffset(block: b))
-                    let (c0, c1) = columnRange(part, parts, (d + 15) / 16, d)
-                    if tablesWanted {
-                        scatter(p.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), dx, f32, Int64(rows.lowerBound), 0,
-                                Int64(c0), Int64(c1))
-                    }
-                    if rowsWanted {
-                        scatter(pr.pointer, Int64(rows.lowerBound), Int64(rows.upperBound), dx, f32, Int64(rows.lowerBound), 0,
-                                Int64(c0), Int64(c1))
-                    }
-                    for sb in 0..<layout.subBlocks(of: b) {
-                        let pg = base.pointer + layout.partialsOffset(block: b) + 2 * sb * d
-                        if let dg { addColumns(dg.pointer, pg, Int64(c0), Int64(c1)) }
-                        if let db { addColumns(db.pointer, pg + d, Int64(c0), Int64(c1)) }
-                    }
+                    scatterBlock(b, part: part, parts: parts)
                     schedule.finishedScatter()
                 }
             }
@@ -537,22 +553,13 @@ struct BackwardBlocks: Sendable {
 /// (compute: the layer norm's backward and the dropout mask) and phase 2 scatters (memory:
 /// read-modify-write of gradient rows), so that one worker scatters block b while the
 /// others compute block b + 1 — the two phases' bottlenecks overlap instead of taking turns.
+/// (Two workers use ``BlockPairSchedule`` instead, which needs no lock.)
 ///
 /// The results do not depend on who runs what: a sub-block's dx and sums are its own, and
 /// blocks are scattered strictly in order (each gradient element is still summed in token
 /// order, the dgamma / dbeta sums in sub-block order). A block is scattered in one column
 /// range per two workers (all but one keep computing), the last block over every worker.
 /// A block's scratch set is reused only after the block two before it is scattered.
-///
-/// With two workers and more than one block, each block belongs to one worker (even blocks
-/// to worker 0, odd to worker 1), which computes all of its sub-blocks and scatters it:
-/// its dx rows never leave the core that wrote them. Where the host puts the two vCPUs on
-/// different dies a line written by one and read by the other costs 7× more (see
-/// docs/performance.md), and handing every block of dx across (2 MiB blocks then) made the
-/// backward 1.5× slower there. While one worker scatters its block the other computes its
-/// own, so the phases still overlap. Who computes a sub-block changes no bit. (With blocks
-/// of 64 rows and a sequence length that is a multiple of 128, a position's rows also fall
-/// in the same worker's blocks in every sequence, so its gradient row stays on one core.)
 final class BackwardSchedule: @unchecked Sendable {
     enum Task {
         case rows(block: Int, subBlock: Int)
@@ -571,20 +578,9 @@ final class BackwardSchedule: @unchecked Sendable {
     /// The block being scattered, its next column part, and its parts finished.
     private var scatterBlock = 0, nextPart = 0, partsDone = 0
 
-    /// Two workers, each with its own blocks (see above).
-    private let owned: Bool
-    /// In owned mode: each worker's next block to compute and its next sub-block.
-    private var ownBlock = [0, 1], ownSubBlock = [0, 0]
-    /// Workers that have asked for a task. The team may run the parts one after another on
-    /// one thread (it is busy with another call, or cannot start a thread): a worker that
-    /// has not started is then not coming until the others return, so its blocks go to
-    /// whoever asks (see ``nextOwned(_:)``).
-    private var started = [false, false]
-
     init(_ layout: BackwardBlocks, workers: Int) {
         self.layout = layout
         self.workers = max(1, workers)
-        owned = workers == 2 && layout.blocks > 1
         rowsDone = Array(repeating: 0, count: layout.blocks)
         pthread_mutex_init(mutex, nil)
     }
@@ -597,12 +593,11 @@ final class BackwardSchedule: @unchecked Sendable {
     /// Column parts of block `b`'s scatter.
     private func parts(_ b: Int) -> Int { b == layout.blocks - 1 ? workers : max(1, workers / 2) }
 
-    /// The next task for worker `worker`.
-    func next(worker: Int) -> Task {
+    /// The next task for the asking worker.
+    func next() -> Task {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         if scatterBlock == layout.blocks { return .done }
-        if owned { started[worker] = true; return nextOwned(worker) }
         if rowsDone[scatterBlock] == layout.subBlocks(of: scatterBlock) && nextPart < parts(scatterBlock) {
             nextPart += 1
             return .scatter(block: scatterBlock, part: nextPart - 1, parts: parts(scatterBlock))
@@ -612,29 +607,6 @@ final class BackwardSchedule: @unchecked Sendable {
             nextSubBlock += 1
             if nextSubBlock == layout.subBlocks(of: nextBlock) { nextBlock += 1; nextSubBlock = 0 }
             return task
-        }
-        return .wait
-    }
-
-    /// ``next(worker:)`` in owned mode (the mutex held): the scatter of the next block in
-    /// order when it is this worker's (the last block's column parts go to both), else a
-    /// sub-block of this worker's next block once its scratch set is free, else wait. The
-    /// blocks of a worker that has not started yet are this worker's too: waiting for it
-    /// would never end when the parts run one after another.
-    private func nextOwned(_ w: Int) -> Task {
-        let b = scatterBlock, n = parts(b), other = 1 - w
-        if rowsDone[b] == layout.subBlocks(of: b) && nextPart < n && (b % 2 == w || n > 1 || !started[b % 2]) {
-            nextPart += 1
-            return .scatter(block: b, part: nextPart - 1, parts: n)
-        }
-        for i in 0..<(started[other] ? 1 : 2) {
-            let q = i == 0 ? w : other, own = ownBlock[q]
-            if own < layout.blocks && own < scatterBlock + layout.buffers {
-                let task = Task.rows(block: own, subBlock: ownSubBlock[q])
-                ownSubBlock[q] += 1
-                if ownSubBlock[q] == layout.subBlocks(of: own) { ownBlock[q] += 2; ownSubBlock[q] = 0 }
-                return task
-            }
         }
         return .wait
     }
