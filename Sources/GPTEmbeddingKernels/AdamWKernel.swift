@@ -26,12 +26,17 @@ func adamwRows(_ a: UnsafePointer<gpte_adamw_args>, _ i0: Int, _ i1: Int) {
     // A dense step over a large 16-bit table writes its values around the caches: they are
     // only written, and a normal store would first read each line (2 of the 32 bytes per
     // element the step moves, and the reads compete with p, m, v and g's).
-    let streams = args.store_mode == Int32(GPTE_STORE_STREAM16)
-    switch (args.param_dtype, streams) {
-    case (Int32(GPTE_DTYPE_BF16), false): adamw(args, master, BF16Store.self, i0, i1)
-    case (Int32(GPTE_DTYPE_BF16), true): adamw(args, master, BF16StreamStore.self, i0, i1)
-    case (Int32(GPTE_DTYPE_F16), false): adamw(args, master, F16Store.self, i0, i1)
-    case (Int32(GPTE_DTYPE_F16), true): adamw(args, master, F16StreamStore.self, i0, i1)
+    let mode = args.store_mode, streams = mode != Int32(GPTE_STORE_CACHED)
+    switch (args.param_dtype, mode) {
+    case (Int32(GPTE_DTYPE_BF16), Int32(GPTE_STORE_CACHED)): adamw(args, master, BF16Store.self, i0, i1)
+    case (Int32(GPTE_DTYPE_BF16), Int32(GPTE_STORE_STREAM32)): adamw(args, master, Pair16StreamStore<BF16Format>.self, i0, i1)
+    case (Int32(GPTE_DTYPE_BF16), _): adamw(args, master, BF16StreamStore.self, i0, i1)
+    case (Int32(GPTE_DTYPE_F16), Int32(GPTE_STORE_CACHED)): adamw(args, master, F16Store.self, i0, i1)
+    case (Int32(GPTE_DTYPE_F16), Int32(GPTE_STORE_STREAM32)):
+        // The faster rounding where this thread's MXCSR allows it (``ftz()``).
+        ftz() ? adamw(args, master, Pair16StreamStore<F16Format>.self, i0, i1)
+              : adamw(args, master, Pair16StreamStore<F16FormatWithoutFTZ>.self, i0, i1)
+    case (Int32(GPTE_DTYPE_F16), _): adamw(args, master, F16StreamStore.self, i0, i1)
     default: adamw(args, master, CachedStore.self, i0, i1)
     }
     if streams { gpte_stream_fence() }

@@ -232,10 +232,19 @@ func layerNormBackwardRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1
         layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, BF16Elements.self, BF16Elements.self)
     case (Int32(GPTE_DTYPE_BF16), _):
         layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, BF16Elements.self, F32Elements.self)
+    // f16 tables: the faster widening where this thread's MXCSR allows it (``daz()``).
     case (Int32(GPTE_DTYPE_F16), Int32(GPTE_DTYPE_F16)):
-        layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F16Elements.self, F16Elements.self)
+        if daz() {
+            layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F16Elements.self, F16Elements.self)
+        } else {
+            layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F16ElementsWithoutDAZ.self, F16ElementsWithoutDAZ.self)
+        }
     case (Int32(GPTE_DTYPE_F16), _):
-        layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F16Elements.self, F32Elements.self)
+        if daz() {
+            layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F16Elements.self, F32Elements.self)
+        } else {
+            layerNormBackwardRows(a, r0, r1, dx, sumDyXhat, sumDy, xhat, dy, F16ElementsWithoutDAZ.self, F32Elements.self)
+        }
     // Float32 token rows with 16-bit position rows: the summed token part of a two-phase
     // forward next to a 16-bit learned position table.
     case (_, Int32(GPTE_DTYPE_BF16)):

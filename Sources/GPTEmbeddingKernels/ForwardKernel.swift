@@ -26,8 +26,13 @@ func forwardRows(_ a: UnsafePointer<gpte_kernel_args>, _ r0: Int, _ r1: Int, _ s
     switch (a.pointee.wte_dtype, a.pointee.position_kind == Int32(GPTE_POSITIONS_TABLE) ? a.pointee.wpe_dtype : Int32(GPTE_DTYPE_F32)) {
     case (Int32(GPTE_DTYPE_BF16), Int32(GPTE_DTYPE_BF16)): forwardRows(a, r0, r1, spill, BF16Elements.self, BF16Elements.self)
     case (Int32(GPTE_DTYPE_BF16), _): forwardRows(a, r0, r1, spill, BF16Elements.self, F32Elements.self)
-    case (Int32(GPTE_DTYPE_F16), Int32(GPTE_DTYPE_F16)): forwardRows(a, r0, r1, spill, F16Elements.self, F16Elements.self)
-    case (Int32(GPTE_DTYPE_F16), _): forwardRows(a, r0, r1, spill, F16Elements.self, F32Elements.self)
+    // f16 tables: the faster widening where this thread's MXCSR allows it (``daz()``).
+    case (Int32(GPTE_DTYPE_F16), Int32(GPTE_DTYPE_F16)):
+        daz() ? forwardRows(a, r0, r1, spill, F16Elements.self, F16Elements.self)
+              : forwardRows(a, r0, r1, spill, F16ElementsWithoutDAZ.self, F16ElementsWithoutDAZ.self)
+    case (Int32(GPTE_DTYPE_F16), _):
+        daz() ? forwardRows(a, r0, r1, spill, F16Elements.self, F32Elements.self)
+              : forwardRows(a, r0, r1, spill, F16ElementsWithoutDAZ.self, F32Elements.self)
     // Float32 token rows with 16-bit position rows: phase two of a two-phase forward reads
     // the summed float32 token part next to a 16-bit learned position table.
     case (_, Int32(GPTE_DTYPE_BF16)): forwardRows(a, r0, r1, spill, F32Elements.self, BF16Elements.self)
@@ -44,9 +49,19 @@ private func forwardRows<W: RowElement, P: RowElement>(_ a: UnsafePointer<gpte_k
     let streams = a.pointee.store_mode != Int32(GPTE_STORE_CACHED)
     switch a.pointee.out_dtype {
     case Int32(GPTE_DTYPE_BF16):
-        streams ? rows.run(range, w, p, BF16StreamStore.self) : rows.run(range, w, p, BF16Store.self)
+        switch Int(a.pointee.store_mode) {
+        case Int(GPTE_STORE_STREAM32): rows.run(range, w, p, Pair16StreamStore<BF16Format>.self)
+        case Int(GPTE_STORE_CACHED): rows.run(range, w, p, BF16Store.self)
+        default: rows.run(range, w, p, BF16StreamStore.self)
+        }
     case Int32(GPTE_DTYPE_F16):
-        streams ? rows.run(range, w, p, F16StreamStore.self) : rows.run(range, w, p, F16Store.self)
+        switch Int(a.pointee.store_mode) {
+        case Int(GPTE_STORE_STREAM32):
+            ftz() ? rows.run(range, w, p, Pair16StreamStore<F16Format>.self)
+                  : rows.run(range, w, p, Pair16StreamStore<F16FormatWithoutFTZ>.self)
+        case Int(GPTE_STORE_CACHED): rows.run(range, w, p, F16Store.self)
+        default: rows.run(range, w, p, F16StreamStore.self)
+        }
     default:
         switch Int(a.pointee.store_mode) {
         case Int(GPTE_STORE_STREAM32): rows.run(range, w, p, Stream32Store.self)

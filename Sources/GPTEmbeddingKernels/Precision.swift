@@ -63,18 +63,37 @@ func widenBF16(_ h: U16x8) -> Vec {
 
 /// Eight f16 values (their bits) as floats. The x86-64-v3 kernels convert with F16C's
 /// `vcvtph2ps` (measured 3x faster for f16 tables) unless a lane is a NaN (F16C quiets a
-/// signalling one): those vectors take the integer path, so both CPU paths give the same
-/// bits. Subnormals need no detour: `vcvtph2ps` ignores MXCSR.DAZ and converts them
-/// exactly (Intel SDM, VCVTPH2PS; checked on AMD Zen 4, and by Tests/c/test_precision.c
-/// under DAZ + FTZ). Testing for them cost a third of the f16 layer-norm backward's row pass.
+/// signalling one) or a subnormal: those vectors take the integer path, so both CPU paths
+/// give the same bits whatever the calling thread's MXCSR says. (The hardware ignores
+/// MXCSR.DAZ in `vcvtph2ps`, per Intel's SDM and on this project's AMD host, but QEMU's
+/// `-cpu Haswell` flushes subnormals to zero under DAZ.) See ``widenF16WithoutDAZ(_:)``.
 @inline(__always)
 func widenF16(_ h: U16x8) -> Vec {
+    #if GPTE_KERNELS_X86_64_V3
+    let m = unsafeBitCast(h, to: SIMD8<Int16>.self) & SIMD8<Int16>(repeating: 0x7FFF)
+    let special = (m .> SIMD8<Int16>(repeating: 0x7C00)) .| ((m .> SIMD8<Int16>()) .& (m .< SIMD8<Int16>(repeating: 0x0400)))
+    if !anyLane(special) { return gpte_f16c_widen(h) }
+    #endif
+    return widenF16Integer(h)
+}
+
+/// ``widenF16(_:)`` for a thread whose MXCSR.DAZ is clear (``daz()`` is false), where
+/// `vcvtph2ps` converts subnormals exactly on hardware and emulators alike: only NaNs
+/// take the integer path. The test for subnormals cost a third of the f16-table layer-norm
+/// backward's row pass (and 2 % of a 0.02-std table's vectors are subnormal somewhere).
+@inline(__always)
+func widenF16WithoutDAZ(_ h: U16x8) -> Vec {
     #if GPTE_KERNELS_X86_64_V3
     let m = unsafeBitCast(h, to: SIMD8<Int16>.self) & SIMD8<Int16>(repeating: 0x7FFF)
     if !anyLane(m .> SIMD8<Int16>(repeating: 0x7C00)) { return gpte_f16c_widen(h) }
     #endif
     return widenF16Integer(h)
 }
+
+/// Whether the calling thread's MXCSR has denormals-are-zero set (a caller's choice, e.g.
+/// `torch.set_flush_denormal(True)`; the kernels run on the thread that calls them).
+@inline(__always)
+func daz() -> Bool { gpte_denormals_are_zero() != 0 }
 
 /// ``widenF16(_:)`` in integer arithmetic.
 @inline(__always)
@@ -103,29 +122,76 @@ func widenF16Integer(_ h16: U16x8) -> Vec {
     return unsafeBitCast(bits | sign, to: Vec.self)
 }
 
-/// Eight floats rounded to bf16 bits.
+typealias U16x16 = SIMD16<UInt16>
+
+/// Eight floats rounded to bf16, each lane's bits in its low 16 bits.
 @inline(__always)
-func narrowBF16(_ v: Vec) -> U16x8 {
+func roundedBF16(_ v: Vec) -> U32x8 {
     let u = unsafeBitCast(v, to: U32x8.self)
     var r = (u &+ splat(0x7FFF) &+ ((u &>> 16) & splat(1))) &>> 16
     r.replace(with: splat(0x7FC0), where: (u & splat(0x7FFF_FFFF)) .> splat(0x7F80_0000))
-    return narrow(r)
+    return r
+}
+
+/// Eight floats rounded to bf16 bits.
+@inline(__always)
+func narrowBF16(_ v: Vec) -> U16x8 { narrow(roundedBF16(v)) }
+
+/// Sixteen floats (`a`'s eight, then `b`'s) rounded to bf16 bits. The x86-64-v3 kernels
+/// pack the two halves with one `vpackusdw` and a `vpermq` where two separate narrowings
+/// take two extracts and two packs (the same bits).
+@inline(__always)
+func narrowBF16(_ a: Vec, _ b: Vec) -> U16x16 {
+    #if GPTE_KERNELS_X86_64_V3
+    return gpte_avx2_pack16(roundedBF16(a), roundedBF16(b))
+    #else
+    return U16x16(lowHalf: narrowBF16(a), highHalf: narrowBF16(b))
+    #endif
+}
+
+/// Sixteen floats (`a`'s eight, then `b`'s) rounded to f16 bits.
+@inline(__always)
+func narrowF16(_ a: Vec, _ b: Vec) -> U16x16 { U16x16(lowHalf: narrowF16(a), highHalf: narrowF16(b)) }
+
+/// ``narrowF16(_:_:)`` on a thread whose MXCSR.FTZ is clear (``narrowF16WithoutFTZ(_:)``).
+@inline(__always)
+func narrowF16WithoutFTZ(_ a: Vec, _ b: Vec) -> U16x16 {
+    U16x16(lowHalf: narrowF16WithoutFTZ(a), highHalf: narrowF16WithoutFTZ(b))
 }
 
 /// Eight floats rounded to f16 bits. The x86-64-v3 kernels round with F16C's `vcvtps2ph`
 /// (nearest even) unless a lane is a NaN (F16C keeps part of its payload; PyTorch, and this
-/// library, give 0x7E00 | sign): those vectors take the integer path, so both CPU paths give
-/// the same bits. Results in f16's subnormal range need no detour: `vcvtps2ph` ignores
-/// MXCSR.FTZ and rounds them correctly, and the float32 subnormals DAZ would read as zero
-/// round to a zero of the same sign anyway (Intel SDM, VCVTPS2PH; checked as for widening).
+/// library, give 0x7E00 | sign) or rounds to an f16 subnormal: those vectors take the
+/// integer path, so both CPU paths give the same bits. The hardware ignores MXCSR.FTZ here
+/// (Intel SDM, VCVTPS2PH), but QEMU's `-cpu Haswell` flushes such results under FTZ
+/// (Tests/c/test_precision.c's DAZ + FTZ run failed there), and x86 code also runs on
+/// emulators and translators: for the rare subnormal result the integer path is kept.
 @inline(__always)
 func narrowF16(_ v: Vec) -> U16x8 {
+    #if GPTE_KERNELS_X86_64_V3
+    let a = unsafeBitCast(v, to: SIMD8<Int32>.self) & SIMD8<Int32>(repeating: 0x7FFF_FFFF)
+    let special = (a .> SIMD8<Int32>(repeating: 0x7F80_0000))
+        .| ((a .> SIMD8<Int32>()) .& (a .< SIMD8<Int32>(repeating: 0x3880_0000)))
+    if !anyLane(special) { return gpte_f16c_narrow(v) }
+    #endif
+    return narrowF16Integer(v)
+}
+
+/// ``narrowF16(_:)`` for a thread whose MXCSR.FTZ is clear (``ftz()`` is false), where
+/// `vcvtps2ph` rounds into f16's subnormal range correctly on hardware and emulators alike:
+/// only NaNs take the integer path.
+@inline(__always)
+func narrowF16WithoutFTZ(_ v: Vec) -> U16x8 {
     #if GPTE_KERNELS_X86_64_V3
     let a = unsafeBitCast(v, to: SIMD8<Int32>.self) & SIMD8<Int32>(repeating: 0x7FFF_FFFF)
     if !anyLane(a .> SIMD8<Int32>(repeating: 0x7F80_0000)) { return gpte_f16c_narrow(v) }
     #endif
     return narrowF16Integer(v)
 }
+
+/// Whether the calling thread's MXCSR has flush-to-zero set.
+@inline(__always)
+func ftz() -> Bool { gpte_flush_to_zero() != 0 }
 
 /// ``narrowF16(_:)`` in integer arithmetic.
 @inline(__always)

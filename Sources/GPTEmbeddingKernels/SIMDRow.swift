@@ -197,6 +197,48 @@ struct BF16StreamStore: RowStore {
     @inline(__always) mutating func put1(_ x: Float, column c: Int) { row[c] = narrowBF16(x) }
 }
 
+/// 16-bit output, 32-byte streaming stores (rows 32-byte aligned, dim % 16 == 0): the groups
+/// of eight columns come in pairs (columns c and c + 8, c % 16 == 0), rounded and written
+/// together, one whole 32-byte half of a cache line per store instead of two 16-byte pieces.
+struct Pair16StreamStore<Format: SixteenBitFormat>: RowStore {
+    static var elementBytes: Int { 2 }
+    private let row: UnsafeMutablePointer<UInt16>
+    /// The group of columns `c - 8 ..< c` waiting for its partner.
+    private var first = Vec()
+    @inline(__always) init(row: UnsafeMutableRawPointer) { self.row = row.assumingMemoryBound(to: UInt16.self) }
+    @inline(__always) mutating func put(_ v: Vec, column c: Int) {
+        if c & 8 == 0 {
+            first = v
+        } else {
+            gpte_stream_store8(UnsafeMutableRawPointer(row + (c &- 8)).assumingMemoryBound(to: Float.self),
+                               unsafeBitCast(Format.narrow(first, v), to: Vec.self))
+        }
+    }
+    @inline(__always) mutating func put1(_ x: Float, column c: Int) { row[c] = Format.narrow(x) }
+}
+
+/// bf16 or f16, for ``Pair16StreamStore``.
+protocol SixteenBitFormat {
+    static func narrow(_ a: Vec, _ b: Vec) -> U16x16
+    static func narrow(_ x: Float) -> UInt16
+}
+
+enum BF16Format: SixteenBitFormat {
+    @inline(__always) static func narrow(_ a: Vec, _ b: Vec) -> U16x16 { narrowBF16(a, b) }
+    @inline(__always) static func narrow(_ x: Float) -> UInt16 { narrowBF16(x) }
+}
+
+enum F16Format: SixteenBitFormat {
+    @inline(__always) static func narrow(_ a: Vec, _ b: Vec) -> U16x16 { narrowF16(a, b) }
+    @inline(__always) static func narrow(_ x: Float) -> UInt16 { narrowF16(x) }
+}
+
+/// f16 on a thread whose MXCSR.FTZ is clear (``narrowF16WithoutFTZ(_:)``).
+enum F16FormatWithoutFTZ: SixteenBitFormat {
+    @inline(__always) static func narrow(_ a: Vec, _ b: Vec) -> U16x16 { narrowF16WithoutFTZ(a, b) }
+    @inline(__always) static func narrow(_ x: Float) -> UInt16 { narrowF16(x) }
+}
+
 /// f16 output, normal stores, rounded to nearest even.
 struct F16Store: RowStore {
     static var elementBytes: Int { 2 }
@@ -243,6 +285,17 @@ enum BF16Elements: RowElement {
     }
     @inline(__always) static func load1(_ p: UnsafeRawPointer, _ c: Int) -> Float {
         widenBF16(p.loadUnaligned(fromByteOffset: 2 * c, as: UInt16.self))
+    }
+}
+
+/// f16 rows, read on a thread whose MXCSR.DAZ is clear (see ``widenF16WithoutDAZ(_:)``).
+enum F16ElementsWithoutDAZ: RowElement {
+    static var bytes: Int { 2 }
+    @inline(__always) static func load8(_ p: UnsafeRawPointer, _ c: Int) -> Vec {
+        widenF16WithoutDAZ(p.loadUnaligned(fromByteOffset: 2 * c, as: U16x8.self))
+    }
+    @inline(__always) static func load1(_ p: UnsafeRawPointer, _ c: Int) -> Float {
+        widenF16(p.loadUnaligned(fromByteOffset: 2 * c, as: UInt16.self))
     }
 }
 

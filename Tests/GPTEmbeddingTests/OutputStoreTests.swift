@@ -64,6 +64,42 @@ import Testing
         }
     }
 
+    /// bf16 and f16 outputs: 32-byte streaming stores (a pair of groups rounded together;
+    /// rows 32-byte aligned, width a multiple of 16), 16-byte ones (16-byte aligned, or a
+    /// width of 8 mod 16) and normal stores give the same bits, equal to the float32 output
+    /// rounded to nearest even; on a 16-bit table too.
+    @Test(arguments: [TensorDType.bfloat16, .float16], [528, 520])
+    func sixteenBitOutputsGiveTheSameBitsOnEveryStorePath(dtype: TensorDType, dim: Int) throws {
+        let (batch, seq) = (4, 64), n = batch * seq * dim
+        var rng = TestRandom(12)
+        let ids = (0..<(batch * seq)).map { _ in Int32(rng.int(300)) }
+        for table in [TensorDType.float32, dtype] {
+            var config = smallConfig(vocab: 300, dim: dim, maxSeqLen: 512, dropout: 0.2, threads: 2)
+            config.weightDType = table
+            let reference = try GPTEmbedding(config: config)
+            let wide = try reference.forward(ids: ids, batch: batch, seq: seq, training: true, useLayerNorm: true)
+            let expected: [UInt16] = wide.map { dtype == .bfloat16 ? bf16RNE($0) : f16RNE($0) }
+            // Offsets in bytes past a 64-byte boundary: 0 and 16 (streamed), 2 (normal stores).
+            for offset in [0, 16, 2] {
+                let layer = try GPTEmbedding(config: config)
+                layer.streamingThreshold = 1024
+                let raw = UnsafeMutableRawPointer.allocate(byteCount: 2 * n + offset, alignment: 64)
+                defer { raw.deallocate() }
+                let out = raw + offset
+                let mode = forwardStoreMode(out, count: n, dim: dim, dtype: dtype, threshold: layer.streamingThreshold)
+                let want = offset == 2 ? GPTE_STORE_CACHED : offset == 0 && dim % 16 == 0 ? GPTE_STORE_STREAM32 : GPTE_STORE_STREAM16
+                #expect(mode == Int32(want), "offset \(offset), dim \(dim)")
+                try ids.withUnsafeBufferPointer { idBuf in
+                    try layer.forward(ids: idBuf.baseAddress!, batch: batch, seq: seq, training: true, useLayerNorm: true,
+                                      into: out, dtype: dtype, capacity: n)
+                }
+                let got = Array(UnsafeBufferPointer(start: out.assumingMemoryBound(to: UInt16.self), count: n))
+                let same = got == expected  // (not inside #expect: it would print every value)
+                #expect(same, "\(dtype) output, \(table) table, offset \(offset), dim \(dim)")
+            }
+        }
+    }
+
     /// Sinusoidal positions past the cached table in an eval forward without layer norm:
     /// each row is s * wte[id] + PE(pos), whatever its neighbours are. Normal stores, and
     /// streamed (the layer's threshold lowered to the output's size).

@@ -52,7 +52,8 @@ enum {
 };
 
 /* How the forward writes its output rows (for bf16 and f16 outputs, STREAM16 means 16-byte
- * streaming stores of eight 16-bit values; rows 16-byte aligned, dim % 8 == 0). */
+ * streaming stores of eight 16-bit values, rows 16-byte aligned, dim % 8 == 0; STREAM32
+ * 32-byte ones of sixteen, rows 32-byte aligned, dim % 16 == 0). */
 enum {
     GPTE_STORE_CACHED = 0,    /* normal stores */
     GPTE_STORE_STREAM16 = 1,  /* streaming stores; rows 16-byte aligned, dim % 4 == 0 */
@@ -141,8 +142,9 @@ typedef struct gpte_adamw_args {
     float eps;
     float neg_step_size;         /* -lr / (1 - beta1^step) */
     int32_t store_mode;          /* how a 16-bit param is written (with master): GPTE_STORE_CACHED,
-                                    or GPTE_STORE_STREAM16 (16-byte streaming stores, param
-                                    16-byte aligned, cols % 8 == 0; fenced before returning) */
+                                    or streaming stores (fenced before returning) of 16 bytes
+                                    (GPTE_STORE_STREAM16: param 16-byte aligned, cols % 8 == 0)
+                                    or 32 (_STREAM32: 32-byte aligned, cols % 16 == 0) */
 } gpte_adamw_args;
 
 /* One path's kernels. Each is called for one part of a call and is free of threads. */

@@ -48,8 +48,9 @@ typedef short gpte_i16x8_ __attribute__((vector_size(16)));
  * linker would share between the two CPU paths. Compiled for F16C whatever the including
  * module's target: only the x86-64-v3 kernels (GPTE_KERNELS_X86_64_V3) call them. They are
  * exact except where the kernels do not use them: NaNs (quieted or truncated here, kept
- * as they are or made 0x7E00 | sign by the integer conversions). Both ignore MXCSR's DAZ
- * (f16 inputs) and FTZ (f16 outputs), so f16 subnormals convert exactly. */
+ * as they are or made 0x7E00 | sign by the integer conversions) and subnormals where the
+ * thread's MXCSR has DAZ (widening) or FTZ (narrowing) set: the hardware ignores both
+ * here (Intel SDM), QEMU does not. */
 static inline __attribute__((always_inline, target("avx,f16c"))) gpte_float8 gpte_f16c_widen(gpte_u16x8 h) {
     return (gpte_float8)__builtin_ia32_vcvtph2ps256((gpte_i16x8_)h);
 }
@@ -57,6 +58,40 @@ static inline __attribute__((always_inline, target("avx,f16c"))) gpte_u16x8 gpte
     return (gpte_u16x8)__builtin_ia32_vcvtps2ph256(v, 0);
 }
 #endif
+
+typedef unsigned int gpte_u32x8 __attribute__((ext_vector_type(8)));
+typedef unsigned short gpte_u16x16 __attribute__((ext_vector_type(16)));
+typedef int gpte_i32x8_ __attribute__((vector_size(32)));
+typedef long long gpte_i64x4_ __attribute__((vector_size(32)));
+
+#if defined(__x86_64__)
+/* The low 16 bits of the eight lanes of a, then of b, each lane below 65536 (so the
+ * saturation never applies): vpackusdw, which interleaves 128-bit halves, and vpermq to
+ * put them back in order. AVX2, compiled for it whatever the including module's target:
+ * only the x86-64-v3 kernels call it (the baseline ones narrow lane by lane). */
+static inline __attribute__((always_inline, target("avx2"))) gpte_u16x16 gpte_avx2_pack16(gpte_u32x8 a, gpte_u32x8 b) {
+    gpte_i64x4_ p = (gpte_i64x4_)__builtin_ia32_packusdw256((gpte_i32x8_)a, (gpte_i32x8_)b);
+    return (gpte_u16x16)__builtin_ia32_permdi256(p, 0xD8);
+}
+#endif
+
+/* Whether the calling thread's MXCSR has denormals-are-zero (bit 6) set; 0 off x86. */
+static inline __attribute__((always_inline)) int gpte_denormals_are_zero(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    return (__builtin_ia32_stmxcsr() & 0x40) != 0;
+#else
+    return 0;
+#endif
+}
+
+/* Whether the calling thread's MXCSR has flush-to-zero (bit 15) set; 0 off x86. */
+static inline __attribute__((always_inline)) int gpte_flush_to_zero(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    return (__builtin_ia32_stmxcsr() & 0x8000) != 0;
+#else
+    return 0;
+#endif
+}
 
 /* Stores four floats at p around the caches. p must be 16-byte aligned. */
 static inline __attribute__((always_inline)) void gpte_stream_store4(float *p, gpte_float4 v) {

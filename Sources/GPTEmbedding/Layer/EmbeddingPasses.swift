@@ -132,7 +132,8 @@ func forwardStoreMode(_ out: UnsafeMutableRawPointer, count: Int, dim: Int, dtyp
     guard count * dtype.byteCount >= threshold * 4 else { return Int32(GPTE_STORE_CACHED) }
     let address = Int(bitPattern: out)
     if dtype != .float32 {
-        // Eight 16-bit values make one 16-byte streaming store.
+        // Sixteen 16-bit values make one 32-byte streaming store, eight a 16-byte one.
+        if address % 32 == 0 && dim % 16 == 0 { return Int32(GPTE_STORE_STREAM32) }
         return address % 16 == 0 && dim % 8 == 0 ? Int32(GPTE_STORE_STREAM16) : Int32(GPTE_STORE_CACHED)
     }
     if address % 32 == 0 && dim % 8 == 0 { return Int32(GPTE_STORE_STREAM32) }

@@ -160,9 +160,9 @@ extension GPTEmbedding {
         // values or more, as large as the forward's streamed outputs (`streamingThreshold`
         // floats, in bytes). A lazy step's rows, and small tables, stay in cache for the
         // next forward.
-        if a.master != nil, a.rows == nil, t.cols % 8 == 0, Int(bitPattern: t.storage.base) % 16 == 0,
-           t.rows * t.cols >= streamingThreshold * 2 {
-            a.store_mode = Int32(GPTE_STORE_STREAM16)
+        let address = Int(bitPattern: t.storage.base)
+        if a.master != nil, a.rows == nil, t.cols % 8 == 0, address % 16 == 0, t.rows * t.cols >= streamingThreshold * 2 {
+            a.store_mode = address % 32 == 0 && t.cols % 16 == 0 ? Int32(GPTE_STORE_STREAM32) : Int32(GPTE_STORE_STREAM16)
         }
         // Per element: p, m, v read and written, g read (28 bytes in float32).
         let kernel = kernels.adamwRows
