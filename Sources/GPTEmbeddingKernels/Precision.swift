@@ -95,6 +95,16 @@ func widenF16WithoutDAZ(_ h: U16x8) -> Vec {
 @inline(__always)
 func daz() -> Bool { gpte_denormals_are_zero() != 0 }
 
+#if GPTE_KERNELS_X86_64_V3
+/// The x86-64-v3 narrowing's detour for the rare vector F16C does not round as this library
+/// does, out of line: inlined, the integer path made ``narrowF16(_:)`` so large that the
+/// compiler called it instead of inlining it (64 call sites, every vector of a row paying a
+/// call). (Widening stays inline: there a call on the rare path, with every vector register
+/// it clobbers, made the f16 layer-norm backward 12-15 % slower.)
+@inline(never)
+func narrowF16Rare(_ v: Vec) -> U16x8 { narrowF16Integer(v) }
+#endif
+
 /// ``widenF16(_:)`` in integer arithmetic.
 @inline(__always)
 func widenF16Integer(_ h16: U16x8) -> Vec {
@@ -173,8 +183,10 @@ func narrowF16(_ v: Vec) -> U16x8 {
     let special = (a .> SIMD8<Int32>(repeating: 0x7F80_0000))
         .| ((a .> SIMD8<Int32>()) .& (a .< SIMD8<Int32>(repeating: 0x3880_0000)))
     if !anyLane(special) { return gpte_f16c_narrow(v) }
-    #endif
+    return narrowF16Rare(v)
+    #else
     return narrowF16Integer(v)
+    #endif
 }
 
 /// ``narrowF16(_:)`` for a thread whose MXCSR.FTZ is clear (``ftz()`` is false), where
@@ -185,8 +197,10 @@ func narrowF16WithoutFTZ(_ v: Vec) -> U16x8 {
     #if GPTE_KERNELS_X86_64_V3
     let a = unsafeBitCast(v, to: SIMD8<Int32>.self) & SIMD8<Int32>(repeating: 0x7FFF_FFFF)
     if !anyLane(a .> SIMD8<Int32>(repeating: 0x7F80_0000)) { return gpte_f16c_narrow(v) }
-    #endif
+    return narrowF16Rare(v)
+    #else
     return narrowF16Integer(v)
+    #endif
 }
 
 /// Whether the calling thread's MXCSR has flush-to-zero set.
