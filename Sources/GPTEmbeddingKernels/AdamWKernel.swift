@@ -16,7 +16,10 @@ import CMemoryHints
 /// (PyTorch's vectorised lerp fuses its multiply-add on AVX2 machines; nothing else
 /// differs). The update of one element never reads another, so the split into rows and
 /// workers cannot change a bit.
-@inline(__always)
+///
+/// Not inlined into the kernel table's C-convention closure: inlined there, the C hints
+/// (`gpte_sqrt8`, the prefetches) stayed calls, one per vector of the float32 step.
+@inline(never)
 func adamwRows(_ a: UnsafePointer<gpte_adamw_args>, _ i0: Int, _ i1: Int) {
     let args = a.pointee
     guard let master = args.master else {
