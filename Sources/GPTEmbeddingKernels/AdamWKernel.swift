@@ -66,15 +66,18 @@ private func adamw<S: RowStore>(_ a: gpte_adamw_args, _ p: UnsafeMutablePointer<
         var hasGradient = true
         if let flags = a.grad_rows { hasGradient = flags[row] != 0 }
         // A row list (the lazy step) jumps between rows no prefetcher can guess: ask for the
-        // row `adamwPrefetchDistance` items ahead, a line of each array per 16 columns.
+        // row `adamwPrefetchDistance` items ahead, a line of each array per 16 columns, into
+        // L2: four rows ahead of four arrays are 48 KiB, more than the L1 holds, and the L1's
+        // few miss buffers stalled the loop on the prefetches (asked into L1, the lazy step
+        // took 1.25x as long, 1 x 1024, 2 threads, alternating builds).
         let ahead = a.rows != nil && i + adamwPrefetchDistance < i1 ? rowOf(a.rows, i + adamwPrefetchDistance) * cols : -1
         var c = 0
         while c + 8 <= cols {
             if ahead >= 0 && c & 15 == 0 {
-                gpte_prefetch_for_write(p + ahead + c)
-                gpte_prefetch_for_write(ms + ahead + c)
-                gpte_prefetch_for_write(vs + ahead + c)
-                gpte_prefetch(grad + ahead + c)
+                gpte_prefetch_l2(p + ahead + c)
+                gpte_prefetch_l2(ms + ahead + c)
+                gpte_prefetch_l2(vs + ahead + c)
+                gpte_prefetch_l2(grad + ahead + c)
             }
             let g = hasGradient ? load(gr + c) * gs : Vec()
             var x = load(pr + c) * decay
@@ -105,9 +108,9 @@ private func adamw<S: RowStore>(_ a: gpte_adamw_args, _ p: UnsafeMutablePointer<
     }
 }
 
-/// Rows between the one the lazy step updates and the one it asks for. Four arrays of each
-/// row are asked for into L1 (three to be written), so fewer rows ahead than the forward's:
-/// 8 made the lazy step 3-5 % slower than 4 (1 x 1024, 2 threads).
+/// Rows between the one the lazy step updates and the one it asks for (into L2). Four arrays
+/// of each row are asked for, so fewer rows ahead than the forward's: 8 was no faster
+/// (1 x 1024, 2 threads; into L1 it was 3-5 % slower than 4).
 let adamwPrefetchDistance = 4
 
 /// The square root of each lane, correctly rounded, in one instruction (the standard

@@ -164,23 +164,28 @@ import Testing
 }
 
 extension ScatterOwnershipTests {
-    /// zero_grad of gradient sets large enough to be written with streaming stores (1 MiB
-    /// or more): the token rows a backward touched (the row-list path) and a position table
-    /// mostly touched (the whole-table path) read as zeros afterwards, every element, and a
-    /// second step on the zeroed gradients equals a fresh layer's first step bit for bit.
-    @Test(arguments: [1, 2])
-    func zeroGradOfLargeSetsClearsEveryElement(threads: Int) throws {
-        let d = 512, seq = 1024
-        var c = smallConfig(vocab: Self.vocab, dim: d, maxSeqLen: seq, threads: threads)
+    /// zero_grad on both of its paths: sets written with streaming stores (`streamed`, the
+    /// threshold lowered to 1,024 floats) and sets written normally, split over the workers
+    /// as the lazy step splits them. The token rows a backward touched (the row-list path,
+    /// about 970 of 8,000 rows) and a position table touched whole (the whole-table path)
+    /// read as zeros afterwards, every element, and a second step on the zeroed gradients
+    /// equals a fresh layer's first step bit for bit.
+    @Test(arguments: [1, 2], [false, true])
+    func zeroGradClearsEveryElement(threads: Int, streamed: Bool) throws {
+        let d = 512, seq = 1024, vocab = 8000
+        var c = smallConfig(vocab: vocab, dim: d, maxSeqLen: seq, threads: threads)
         c.seed = 5
         var rng = TestRandom(9)
-        let first = (0..<seq).map { _ in Int32(rng.int(Self.vocab)) }
-        let second = (0..<seq).map { _ in Int32(rng.int(Self.vocab)) }
+        let first = (0..<seq).map { _ in Int32(rng.int(vocab)) }
+        let second = (0..<seq).map { _ in Int32(rng.int(vocab)) }
         let dout = rng.floats(seq * d)
         let layer = try GPTEmbedding(config: c), fresh = try GPTEmbedding(config: c)
+        layer.streamingZeroThreshold = streamed ? 1024 : Int.max
         _ = try layer.forward(ids: first, batch: 1, seq: seq, training: true, useLayerNorm: false)
         try layer.backward(gradOutput: dout, batch: 1, seq: seq)
-        #expect(layer.touchedTokenRows.count * d >= streamingZeroFloats)
+        // The row-list path, with enough rows for two parts (``WorkerPool/memoryGrain``).
+        #expect(layer.touchedTokenRows.count * 4 <= vocab)
+        #expect(layer.touchedTokenRows.count >= 2 * WorkerPool.memoryGrain(bytesPerItem: 28 * d))
         layer.zeroGrad()
         for p in layer.parameters { #expect(p.gradient.allSatisfy { $0.bitPattern == 0 }, "\(p.name)") }
         for l in [layer, fresh] {

@@ -119,9 +119,12 @@ struct SavedStatistics: @unchecked Sendable {
 /// written normally and stay in cache for the next layer.
 let streamingOutputFloats = 2 << 20
 
-/// Gradient sets at least this large (1 MiB) are zeroed with streaming stores
-/// (``RowTracker/zeroRows(of:cols:pool:)``); smaller ones stay in cache for the next backward.
-let streamingZeroFloats = 1 << 18
+/// Gradient sets at least this large (8 MiB) are zeroed with streaming stores
+/// (``RowTracker/zeroRows(of:cols:pool:threshold:)``); smaller ones, a quarter of an L3 or
+/// less, stay in cache for the next backward, which adds into them. (1 MiB until
+/// 2026-12-04: then the 1 x 1024 training step's 6 MB of gradient rows went to memory and
+/// its backward read them back, 0.37 ms where it now takes 0.20.)
+let streamingZeroFloats = 1 << 21
 
 /// How the forward writes `count` elements of `dtype` to `out` (`GPTE_STORE_*`): streaming
 /// when the output is large (in bytes) and its rows are aligned for it.

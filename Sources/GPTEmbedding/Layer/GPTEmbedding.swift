@@ -51,6 +51,9 @@ public final class GPTEmbedding: @unchecked Sendable {
     /// (``streamingOutputFloats``). Tests lower it to reach the streaming store paths with
     /// small calls (the suite runs under the sanitizers); set before the layer is shared.
     var streamingThreshold = streamingOutputFloats
+    /// Gradient floats from which `zeroGrad` clears a table's rows with streaming stores
+    /// (``streamingZeroFloats``); tests change it to reach both paths with small tables.
+    var streamingZeroThreshold = streamingZeroFloats
 
     /// What the latest training forward keeps for backward.
     struct TrainingState {
@@ -406,17 +409,25 @@ public final class GPTEmbedding: @unchecked Sendable {
     private func clear(_ tensor: ParameterTensor, _ rows: RowTracker) {
         defer { rows.reset() }
         guard let g = tensor.grad else { return }
+        let threshold = streamingZeroThreshold
         if tensor.gradientShared || rows.count * 4 > tensor.rows {
-            // Streamed when large, for the reason ``RowTracker/zeroRows(of:cols:pool:)`` gives.
-            guard g.count >= streamingZeroFloats else { g.zero(); return }
+            // The whole table, by rows: streamed when large, and split as a step over every
+            // row splits it, for the reasons ``RowTracker/zeroRows(of:cols:pool:threshold:)``
+            // gives (a position table a batch touched whole is one of these).
+            let cols = tensor.cols, streams = g.count >= threshold
             let base = SendablePointer(g.base)
-            pool.parallelFor(count: g.count, grain: WorkerPool.memoryGrain(bytesPerItem: 4)) { _, range in
-                StreamingStore.zero(base.pointer + range.lowerBound, range.count)
-                gpte_stream_fence()
+            pool.parallelFor(count: tensor.rows, grain: WorkerPool.memoryGrain(bytesPerItem: (streams ? 4 : 28) * cols)) { _, range in
+                let start = base.pointer + range.lowerBound * cols
+                if streams {
+                    StreamingStore.zero(start, range.count * cols)
+                    gpte_stream_fence()
+                } else {
+                    start.update(repeating: 0, count: range.count * cols)
+                }
             }
             return
         }
-        rows.zeroRows(of: g.base, cols: tensor.cols, pool: pool)
+        rows.zeroRows(of: g.base, cols: tensor.cols, pool: pool, threshold: threshold)
     }
 
     /// The token rows whose gradient backward has written since the last ``zeroGrad()``,

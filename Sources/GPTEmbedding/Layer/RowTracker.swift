@@ -62,17 +62,23 @@ final class RowTracker: @unchecked Sendable {
 
     /// Zeroes the recorded rows of `table [rows, cols]`, in parallel for large sets.
     ///
-    /// A set of ``streamingZeroFloats`` or more is written around the caches. A normal
-    /// store first takes each line it writes (read-for-ownership): that doubles the traffic,
-    /// and when the host has put the other vCPU on another die, whose cache holds the lines
-    /// the last backward and step wrote, every line waits on a cross-die round trip (the
-    /// 1 x 1024 zero_grad, 6 MB: 0.21 ms near, 1.3-1.4 ms far; streamed: 0.14 ms in both).
-    /// A smaller set is written normally and stays in cache for the next backward.
-    func zeroRows(of table: UnsafeMutablePointer<Float>, cols: Int, pool: WorkerPool) {
+    /// A set of `threshold` floats or more (``streamingZeroFloats``) is written around the
+    /// caches: it would not stay there for the next backward, and a normal store first
+    /// reads each line it writes (read-for-ownership), doubling the traffic. A smaller set
+    /// is written normally and stays in cache for the next backward, which adds into it.
+    ///
+    /// The rows are split over the workers as the lazy AdamW step splits this list (parts
+    /// of 28 bytes per element), so each worker clears the rows it updated in the last step,
+    /// whose lines its own cache holds. A split of its own would clear another core's lines:
+    /// where the host has put the two vCPUs on different dies, each of those waits on a
+    /// cross-die round trip (the 1 x 1024 zero_grad, 6 MB, on one thread: 0.21 ms near,
+    /// 1.3-1.4 ms far).
+    func zeroRows(of table: UnsafeMutablePointer<Float>, cols: Int, pool: WorkerPool, threshold: Int = streamingZeroFloats) {
         guard let list else { return }
         let rowList = SendableConstPointer(UnsafePointer(list)), t = SendablePointer(table)
-        let streams = count * cols >= streamingZeroFloats
-        pool.parallelFor(count: count, grain: WorkerPool.memoryGrain(bytesPerItem: 4 * cols)) { _, range in
+        let streams = count * cols >= threshold
+        let grain = WorkerPool.memoryGrain(bytesPerItem: (streams ? 4 : 28) * cols)
+        pool.parallelFor(count: count, grain: grain) { _, range in
             if streams {
                 for i in range { StreamingStore.zero(t.pointer + Int(rowList.pointer[i]) * cols, cols) }
                 gpte_stream_fence()
