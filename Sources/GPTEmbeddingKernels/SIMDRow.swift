@@ -62,7 +62,9 @@ struct MaskStream {
 /// Token rows that are read (the forwards, the layer-norm backward's x and dout) are asked
 /// into L2 only (`gpte_prefetch_l2`): the L1's two dozen miss buffers filled even so, and the
 /// forward and layer-norm backward stalled on the prefetch instructions (`perf annotate`);
-/// into L2 they ran 4-15 % faster. Rows to be written are still asked for into L1. With the
+/// into L2 they ran 4-15 % faster. Rows to be written (the scatter's gradient rows, the
+/// lazy AdamW step's p, m, v) went the same way on 2026-12-04: into L2 the backwards ran
+/// 0.78-0.90x as long and the lazy step 0.80x (their comments). With the
 /// L2's larger share of misses in flight, 8 rows ahead beat 4 by 2-5 % at 8 x 1024 (forwards,
 /// backwards) and changed nothing at 64 x 128; with L1 prefetches 8 had changed nothing.
 let prefetchDistance = 8
