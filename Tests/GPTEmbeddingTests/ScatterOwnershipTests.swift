@@ -167,12 +167,12 @@ extension ScatterOwnershipTests {
     /// zero_grad on both of its paths: sets written with streaming stores (`streamed`, the
     /// threshold lowered to 1,024 floats) and sets written normally, split over the workers
     /// as the lazy step splits them. The token rows a backward touched (the row-list path,
-    /// about 970 of 8,000 rows) and a position table touched whole (the whole-table path)
+    /// about 900 of 4,000 rows) and a position table touched whole (the whole-table path)
     /// read as zeros afterwards, every element, and a second step on the zeroed gradients
     /// equals a fresh layer's first step bit for bit.
     @Test(arguments: [1, 2], [false, true])
     func zeroGradClearsEveryElement(threads: Int, streamed: Bool) throws {
-        let d = 512, seq = 1024, vocab = 8000
+        let d = 512, seq = 1024, vocab = 4000
         var c = smallConfig(vocab: vocab, dim: d, maxSeqLen: seq, threads: threads)
         c.seed = 5
         var rng = TestRandom(9)
