@@ -417,13 +417,8 @@ public final class GPTEmbedding: @unchecked Sendable {
             let cols = tensor.cols, streams = g.count >= threshold
             let base = SendablePointer(g.base)
             pool.parallelFor(count: tensor.rows, grain: WorkerPool.memoryGrain(bytesPerItem: (streams ? 4 : 28) * cols)) { _, range in
-                let start = base.pointer + range.lowerBound * cols
-                if streams {
-                    StreamingStore.zero(start, range.count * cols)
-                    gpte_stream_fence()
-                } else {
-                    start.update(repeating: 0, count: range.count * cols)
-                }
+                StreamingStore.zero(base.pointer + range.lowerBound * cols, range.count * cols, streaming: streams)
+                if streams { gpte_stream_fence() }
             }
             return
         }

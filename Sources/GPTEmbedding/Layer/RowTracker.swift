@@ -79,12 +79,8 @@ final class RowTracker: @unchecked Sendable {
         let streams = count * cols >= threshold
         let grain = WorkerPool.memoryGrain(bytesPerItem: (streams ? 4 : 28) * cols)
         pool.parallelFor(count: count, grain: grain) { _, range in
-            if streams {
-                for i in range { StreamingStore.zero(t.pointer + Int(rowList.pointer[i]) * cols, cols) }
-                gpte_stream_fence()
-            } else {
-                for i in range { (t.pointer + Int(rowList.pointer[i]) * cols).update(repeating: 0, count: cols) }
-            }
+            for i in range { StreamingStore.zero(t.pointer + Int(rowList.pointer[i]) * cols, cols, streaming: streams) }
+            if streams { gpte_stream_fence() }
         }
     }
 

@@ -23,6 +23,13 @@ enum StreamingStore {
         while i < n { p[i] = 0; i += 1 }
     }
 
+    /// `p[0 ..< n] = 0`: around the caches when `streaming`, else with normal stores (the
+    /// lines then stay in cache for their next reader).
+    @inline(__always)
+    static func zero(_ p: UnsafeMutablePointer<Float>, _ n: Int, streaming: Bool) {
+        if streaming { zero(p, n) } else { p.update(repeating: 0, count: n) }
+    }
+
     /// `to[0 ..< count] = from[0 ..< count]` (the ranges do not overlap).
     @inline(__always)
     static func copy(from: UnsafePointer<Float>, to p: UnsafeMutablePointer<Float>, count n: Int) {
